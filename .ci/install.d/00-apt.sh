@@ -1,0 +1,17 @@
+# Base packages and the cross toolchains the foundation's tests use.
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ -z "${CROSSYARD_APT_UPDATED:-}" ]; then
+      apt-get update -q || true   # third-party lists on some images are unreachable; Debian's are what matter
+      export CROSSYARD_APT_UPDATED=1
+    fi
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+apt_install ca-certificates git file make cmake golang-go gcc libc6-dev \
+  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+  qemu-user-static binfmt-support mmdebstrap bubblewrap

@@ -1,0 +1,51 @@
+"""`crossyard` command line. `main(argv) -> int`; the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .commands import modules
+from .errors import CrossyardError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossyard",
+        description="Cross-architecture builds for riscv64 and arm64 edge clusters.",
+    )
+    parser.add_argument("--version", action="version", version=f"crossyard {__version__}")
+    parser.add_argument(
+        "-C", "--workspace", type=Path, default=None, help="workspace directory (default: nearest with crossyard.toml or recipes/)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in modules():
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args.func(args)
+        return code
+    except CrossyardError as error:
+        print(f"crossyard: error: {error}", file=sys.stderr)
+        return error.return_code
+    except KeyboardInterrupt:
+        print("crossyard: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

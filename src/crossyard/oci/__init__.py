@@ -1,0 +1,1 @@
+"""OCI data structures crossyard writes: descriptors, layouts, layers, images, indexes."""

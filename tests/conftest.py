@@ -1,0 +1,61 @@
+"""Shared test plumbing.
+
+`require_tool` is how a test says it needs a real program. Locally a missing tool skips the test
+with the install hint; with CI=true it fails, because CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally, fail in CI, when `condition` does not hold."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and a required tool is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, hint: str = "") -> str:
+    path = shutil.which(name)
+    require(path is not None, f"`{name}` not found on PATH{'; ' + hint if hint else ''}")
+    assert path is not None
+    return path
+
+
+def binfmt_registered(qemu_arch: str) -> bool:
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{qemu_arch}"
+    try:
+        return entry.read_text().startswith("enabled")
+    except OSError:
+        return False
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `crossyard` entry point in a subprocess (exit codes and stderr as users see them)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "crossyard.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
