@@ -1,0 +1,3 @@
+module crossyard.dev/services/hello-go
+
+go 1.19

@@ -1,0 +1,86 @@
+"""Builders: one per recipe kind. Each turns a job into commands and an environment; none
+does I/O. The executor decides where the job directory is (a host temp dir, or `/build` inside
+a toolchain root) and hands the builder the paths as it will see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..platforms import Platform
+from ..toolchains import ToolchainTarget
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobPaths:
+    """Paths as the build commands see them."""
+
+    root: str  # the job directory
+    src: str  # the source tree (a copy, writable)
+    out: str  # where outputs may be written
+    deps: str  # deps/<recipe>/<file> for every dependency's outputs
+    cache: str  # a persistent cache shared by jobs of the same toolchain (GOCACHE, …)
+    home: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildInput:
+    """Everything a builder may look at: no recipe file, no store, no processes."""
+
+    name: str
+    version: str
+    platform: Platform
+    options: Mapping[str, Any]
+    toolchain: ToolchainTarget
+    paths: JobPaths
+    source_date_epoch: int
+    deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # recipe → its file names
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    argv: tuple[str, ...]
+    cwd: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildScript:
+    steps: tuple[Step, ...]
+    outputs: Mapping[str, str]  # artifact file name → path (as the commands see it)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class Builder(Protocol):
+    def script(self, job: BuildInput) -> BuildScript: ...
+
+
+def expand(template: str, job: BuildInput) -> str:
+    """`{version}`, `{source_date_epoch}`, `{build_date}`, `{goarch}`… in recipe strings."""
+    import datetime
+
+    date = datetime.datetime.fromtimestamp(job.source_date_epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    values = {
+        "name": job.name,
+        "version": job.version,
+        "source_date_epoch": str(job.source_date_epoch),
+        "build_date": date,
+        "goarch": job.platform.goarch,
+        "architecture": job.platform.architecture,
+        "gnu_triplet": job.platform.gnu_triplet,
+        "rust_triple": job.platform.rust_triple,
+        "platform": job.platform.oci,
+    }
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+def builder_for(kind: str) -> Builder:
+    from . import c, go, rust
+
+    table: dict[str, Builder] = {"go": go.GoBuilder(), "c": c.CBuilder(), "rust": rust.RustBuilder()}
+    return table[kind]

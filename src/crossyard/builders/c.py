@@ -1,0 +1,80 @@
+"""C: compile sources directly, or drive make or cmake, with the platform's cross compiler.
+
+The build directory is mapped away (`-ffile-prefix-map`) so outputs do not depend on where the
+job ran; dependencies' outputs are on the include and library paths (`deps/<recipe>`), and their
+static libraries are linked.
+"""
+
+from __future__ import annotations
+
+from . import BuildInput, BuildScript, Step, expand
+
+
+def compiler(job: BuildInput) -> list[str]:
+    command = job.toolchain.command
+    if command.rsplit("/", 1)[-1] == "zig":
+        return [command, "cc", "-target", job.platform.gnu_triplet]
+    return [command]
+
+
+class CBuilder:
+    def script(self, job: BuildInput) -> BuildScript:
+        options = job.options
+        cc = compiler(job)
+        prefix_map = f"-ffile-prefix-map={job.paths.root}=/build"
+        cflags = [prefix_map, *(expand(f, job) for f in options.get("cflags", ["-O2"]))]
+        dep_dirs = [f"{job.paths.deps}/{name}" for name in sorted(job.deps)]
+        dep_libs = [
+            f"{job.paths.deps}/{name}/{file}"
+            for name in sorted(job.deps)
+            for file in job.deps[name]
+            if file.endswith(".a")
+        ]
+        build = options.get("build", "sources")
+        if build == "make":
+            tool_prefix = f"{job.platform.gnu_triplet}-" if job.toolchain.strategy == "cross" else ""
+            argv = [
+                "make", "-j1", f"CC={' '.join(cc)}", f"AR={tool_prefix}ar",
+                f"CFLAGS={' '.join(cflags + ['-I' + d for d in dep_dirs])}",
+                *(expand(a, job) for a in options.get("make_args", [])),
+            ]
+            outputs = {name.rsplit("/", 1)[-1]: f"{job.paths.src}/{name}" for name in options.get("outputs", [job.name])}
+            return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src),), outputs=outputs)
+        if build == "cmake":
+            build_dir = f"{job.paths.root}/cmake-build"
+            configure = [
+                "cmake", "-S", job.paths.src, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
+                f"-DCMAKE_SYSTEM_NAME={job.platform.os.capitalize()}",
+                f"-DCMAKE_SYSTEM_PROCESSOR={job.platform.uname_m}",
+                f"-DCMAKE_C_COMPILER={cc[0]}",
+                f"-DCMAKE_C_FLAGS={' '.join(cflags)}",
+                *(expand(a, job) for a in options.get("cmake_args", [])),
+            ]
+            steps = (
+                Step(argv=tuple(configure), cwd=job.paths.src),
+                Step(argv=("cmake", "--build", build_dir, "-j1"), cwd=job.paths.src),
+            )
+            outputs = {name.rsplit("/", 1)[-1]: f"{build_dir}/{name}" for name in options.get("outputs", [job.name])}
+            return BuildScript(steps=steps, outputs=outputs)
+        output = str(options.get("output", job.name))
+        sources = list(options.get("sources", []))
+        if not sources:
+            raise ValueError("a C recipe without `build` needs `sources`")
+        if output.endswith(".a"):
+            objects = [f"{job.paths.root}/obj-{i}.o" for i in range(len(sources))]
+            steps = [
+                Step(argv=(*cc, *cflags, *("-I" + d for d in dep_dirs), "-c", src, "-o", obj), cwd=job.paths.src)
+                for src, obj in zip(sources, objects, strict=True)
+            ]
+            ar = f"{job.platform.gnu_triplet}-ar" if job.toolchain.strategy == "cross" else "ar"
+            steps.append(Step(argv=(ar, "rcsD", f"{job.paths.out}/{output}", *objects), cwd=job.paths.src))
+            headers = {h.rsplit("/", 1)[-1]: f"{job.paths.src}/{h}" for h in options.get("headers", [])}
+            return BuildScript(steps=tuple(steps), outputs={output: f"{job.paths.out}/{output}", **headers})
+        argv = [
+            *cc, *cflags, *("-I" + d for d in dep_dirs), "-o", f"{job.paths.out}/{output}", *sources, *dep_libs,
+            *(expand(f, job) for f in options.get("ldflags", [])),
+            *("-l" + lib for lib in options.get("libs", [])),
+        ]
+        if options.get("static", False):
+            argv.insert(len(cc), "-static")
+        return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src),), outputs={output: f"{job.paths.out}/{output}"})

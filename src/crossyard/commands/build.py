@@ -1,0 +1,353 @@
+"""`crossyard init | plan | build | toolchains | store ls`: the foundation's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import BuildError, ConfigurationError, DriftError
+from ..executors.local import LocalExecutor
+from ..lock import LockEntry, compare, read_lock, write_lock
+from ..oci import media
+from ..platforms import PLATFORMS, Platform
+from ..project import Project, load_settings
+from ..scheduler import BuildReport, Scheduler
+from ..workspace import Workspace
+
+Sub = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def register(subparsers: Sub) -> None:
+    init = subparsers.add_parser("init", help="scaffold a workspace with an example recipe")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."))
+    init.set_defaults(func=cmd_init)
+
+    for name, func, text in (("plan", cmd_plan, "show the jobs, their keys and what is cached"),
+                             ("build", cmd_build, "build recipes (cached by input key)")):
+        parser = subparsers.add_parser(name, help=text)
+        parser.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipes to build (default: all)")
+        parser.add_argument("-p", "--platform", action="append", default=[],
+                            help="platform(s) to build, e.g. linux/riscv64 (repeat or comma-separate)")
+        parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                            help="write a machine-readable summary to FILE (default: stdout)")
+        if name == "build":
+            parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs (default: cores)")
+            parser.add_argument("--locked", action="store_true",
+                                help="fail (exit 1) when an output differs from crossyard.lock; do not update it")
+        parser.set_defaults(func=func)
+
+    tools = subparsers.add_parser("toolchains", help="what can be built here, how, and how to fix what cannot")
+    tools.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    tools.set_defaults(func=cmd_toolchains)
+    tool_sub = tools.add_subparsers(dest="toolchains_command", metavar="ACTION")
+    prepare = tool_sub.add_parser("prepare", help="create a toolchain's root (mmdebstrap)")
+    prepare.add_argument("name")
+    prepare.set_defaults(func=cmd_prepare)
+
+    store = subparsers.add_parser("store", help="the local OCI store")
+    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    ls = store_sub.add_parser("ls", help="list artifacts and images")
+    ls.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    ls.set_defaults(func=cmd_store_ls)
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace.find(explicit=args.workspace)
+
+
+def _emit_json(target: str | None, value: Any) -> None:
+    if target is None:
+        return
+    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text)
+
+
+def _console() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+EXAMPLE_MAIN = """package main
+
+import (
+\t"fmt"
+\t"os"
+\t"runtime"
+)
+
+var version = "dev"
+
+func main() {
+\tname := "world"
+\tif len(os.Args) > 1 {
+\t\tname = os.Args[1]
+\t}
+\tfmt.Printf("hello, %s, from %s/%s (version %s)\\n", name, runtime.GOOS, runtime.GOARCH, version)
+}
+"""
+
+EXAMPLE_RECIPE = """# A Go program built for riscv64 and arm64; see `crossyard plan`.
+name = "hello"
+kind = "go"
+version = "0.1.0"
+platforms = ["linux/riscv64", "linux/arm64"]
+strategies = ["cross", "native", "emulated"]
+
+[source]
+path = "../src/hello"
+
+[go]
+package = "."
+ldflags = ["-X main.version={version}"]
+
+[test]
+run = ["hello", "crossyard"]
+expect = "hello, crossyard"
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = args.directory.resolve()
+    files = {
+        root / "crossyard.toml": '[build]\nplatforms = ["linux/riscv64", "linux/arm64"]\n',
+        root / "recipes" / "hello.toml": EXAMPLE_RECIPE,
+        root / "src" / "hello" / "main.go": EXAMPLE_MAIN,
+        root / "src" / "hello" / "go.mod": "module example.com/hello\n\ngo 1.19\n",
+        root / ".gitignore": ".crossyard/\n",
+    }
+    existing = [p for p in files if p.exists() and p.name != ".gitignore"]
+    if existing:
+        raise ConfigurationError(f"{existing[0]} already exists; `crossyard init` only scaffolds an empty workspace")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name == ".gitignore" and path.exists():
+            if ".crossyard/" not in path.read_text().split():
+                path.write_text(path.read_text().rstrip("\n") + "\n.crossyard/\n")
+            continue
+        path.write_text(text)
+    _console().print(f"workspace ready in {root}: try `crossyard -C {root} plan` then `build`")
+    return 0
+
+
+# -- plan ----------------------------------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    project = Project(workspace, load_settings(workspace, platforms=args.platform))
+    graph = project.graph(args.recipes)
+    cached_keys = project.store.cached_keys()
+    known: dict[str, dict[str, str]] = {}  # job id → outputs, for jobs known to be cached
+    rows = []
+    for job_id in graph.order:
+        job = graph.jobs[job_id]
+        key = None
+        status = "build"
+        if all(d in known for d in job.deps):
+            key = job.input_key({d: known[d] for d in job.deps})
+            artifact = project.store.find(key) if key in cached_keys else None
+            if artifact is not None:
+                status = "cached"
+                known[job_id] = artifact.digests
+        else:
+            status = "build (after deps)"
+        rows.append({
+            "id": job_id, "recipe": job.recipe.name, "platform": job.platform.oci, "strategy": job.strategy,
+            "toolchain": job.toolchain.identity_text, "deps": list(job.deps), "input_key": key, "status": status,
+        })
+    if args.json is not None:
+        _emit_json(args.json, {"jobs": rows})
+        if args.json == "-":
+            return 0
+    table = Table(title=f"{len(rows)} jobs", title_justify="left")
+    for column in ("job", "strategy", "toolchain", "after", "input key", "status"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["id"], row["strategy"], row["toolchain"], ", ".join(row["deps"]),
+                      (row["input_key"] or "(after deps)")[7:19], row["status"])
+    Console(highlight=False, width=200).print(table)
+    return 0
+
+
+# -- build ---------------------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..report.progress import ConsoleReporter
+    from ..report.summary import build_summary
+
+    workspace = _workspace(args)
+    settings = load_settings(workspace, platforms=args.platform, jobs=args.jobs)
+    project = Project(workspace, settings)
+    lock = read_lock(workspace.lock_path) if args.locked or workspace.lock_path.exists() else None
+    graph = project.graph(args.recipes)
+    scheduler = Scheduler(
+        store=project.store,
+        resolver=project.resolver,
+        executor=LocalExecutor(),
+        logs_dir=workspace.logs_dir,
+        toolchain_cache=workspace.cache_dir / "toolchains",
+        jobs=settings.jobs,
+        reporter=ConsoleReporter(quiet=args.json == "-"),
+    )
+    report = scheduler.run(graph)
+    entries = _lock_entries(report)
+    drift = compare(lock, entries) if args.locked and lock is not None else []
+    summary = build_summary(report, drift=[{"id": d.id, "reason": d.reason} for d in drift])
+    _emit_json(args.json, summary)
+    console = _console()
+    counts = summary["counts"]
+    console.print(
+        f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped in {report.seconds:.1f}s"
+    )
+    if not args.locked:
+        write_lock(workspace.lock_path, (lock or read_lock(workspace.lock_path)).merged(entries))
+    failures = [r for r in report.results if r.status == "failed"]
+    if failures:
+        raise BuildError("\n".join(r.error or r.job_id for r in failures))
+    if drift:
+        raise DriftError(
+            f"{len(drift)} artifact(s) differ from {workspace.lock_path.name}:\n"
+            + "\n".join(f"  {d.id}: {d.reason}" for d in drift)
+            + "\nIf the change is intended, run `crossyard build` without --locked and commit the lock."
+        )
+    return 0
+
+
+def _lock_entries(report: BuildReport) -> list[LockEntry]:
+    return [
+        LockEntry(recipe=r.recipe, platform=r.platform, input_key=r.input_key or "", toolchain=r.toolchain,
+                  strategy=r.strategy, outputs=dict(r.outputs))
+        for r in report.results
+        if r.status in ("built", "cached")
+    ]
+
+
+# -- toolchains ----------------------------------------------------------------------------------
+
+
+def cmd_toolchains(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    project = Project(workspace, load_settings(workspace))
+    prober = project.prober
+    rows = []
+    for kind in sorted({d.kind for d in prober.definitions}):
+        for platform in PLATFORMS.values():
+            candidates = prober.candidates(kind, platform)
+            if not any(platform in d.targets for d in prober.definitions if d.kind == kind):
+                continue
+            best = next((c for c in candidates if c.available), None)
+            rows.append({
+                "kind": kind,
+                "platform": platform.oci,
+                "available": best is not None,
+                "strategy": best.strategy if best else None,
+                "toolchain": best.name if best else None,
+                "version": best.version if best else None,
+                "alternatives": [
+                    {"toolchain": c.name, "strategy": c.strategy, "available": c.available,
+                     "version": c.version or None, "reason": c.reason or None, "fix": c.fix or None}
+                    for c in candidates
+                    if platform in next(d for d in prober.definitions if d.name == c.name).targets
+                ],
+            })
+    project.probe_cache.save()
+    if args.json is not None:
+        _emit_json(args.json, {"host": Platform.host().oci, "toolchains": rows})
+        if args.json == "-":
+            return 0
+    table = Table(title=f"toolchains on this machine ({Platform.host().oci})", title_justify="left",
+                  show_lines=True)
+    for column in ("kind", "platform", "", "how", "toolchain", "version / fix"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if row["available"]:
+            table.add_row(row["kind"], row["platform"], "[green]yes[/]", row["strategy"], row["toolchain"],
+                          row["version"])
+        else:
+            fixes = "\n".join(f"{a['toolchain']}: {a['reason']}\n  fix: {a['fix']}" for a in row["alternatives"])
+            table.add_row(row["kind"], row["platform"], "[red]no[/]", "", "", fixes)
+    Console(highlight=False, width=160).print(table)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    project = Project(workspace, load_settings(workspace))
+    definition = next((d for d in project.prober.definitions if d.name == args.name), None)
+    if definition is None:
+        raise ConfigurationError(
+            f"no toolchain named `{args.name}`; those with a root: "
+            + ", ".join(d.name for d in project.prober.definitions if d.root)
+        )
+    root = definition.root_path()
+    if root is None or not definition.prepare:
+        raise ConfigurationError(f"{definition.file}: toolchain `{args.name}` has no root to prepare")
+    if (root / "usr").is_dir():
+        _console().print(f"{root} is already prepared")
+        return 0
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-"))
+    staging.rmdir()  # mmdebstrap wants to create (or find empty) the target itself
+    host = Platform.host()
+    argv = [definition.render(a, host).replace(str(root), str(staging)) for a in definition.prepare]
+    _console().print(f"preparing {root}: {' '.join(argv)}")
+    try:
+        result = subprocess.run(argv)
+        if result.returncode != 0:
+            raise BuildError(f"preparing toolchain root {root} failed (exit {result.returncode})")
+        staging.rename(root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return 0
+
+
+# -- store ls ------------------------------------------------------------------------------------
+
+
+def cmd_store_ls(args: argparse.Namespace) -> int:
+    workspace = _workspace(args)
+    project = Project(workspace, load_settings(workspace))
+    rows = []
+    for descriptor in project.store.layout.manifests() if project.store.layout.index_path.exists() else []:
+        notes = descriptor.annotations or {}
+        entry: dict[str, Any] = {
+            "ref": notes.get(media.ANNOTATION_REF_NAME),
+            "type": "artifact" if descriptor.artifact_type == media.ARTIFACT_TYPE else "image",
+            "media_type": descriptor.media_type,
+            "digest": descriptor.digest,
+            "size": descriptor.size,
+            "platform": notes.get(media.ANNOTATION_PLATFORM),
+            "recipe": notes.get(media.ANNOTATION_RECIPE),
+            "input_key": notes.get(media.ANNOTATION_INPUT_KEY),
+        }
+        if entry["type"] == "artifact":
+            artifact = project.store.artifact(descriptor)
+            entry["files"] = {f.name: {"digest": f.digest, "size": f.size} for f in artifact.files}
+        rows.append(entry)
+    if args.json is not None:
+        _emit_json(args.json, {"store": str(project.store.root), "entries": rows})
+        if args.json == "-":
+            return 0
+    table = Table(title=f"{project.store.root}", title_justify="left")
+    for column in ("ref", "type", "platform", "digest", "files"):
+        table.add_column(column)
+    for row in rows:
+        files = ", ".join(f"{n} ({v['size']} B)" for n, v in row.get("files", {}).items())
+        table.add_row(row["ref"] or "(older build)", row["type"], row["platform"] or "", row["digest"][7:19], files)
+    Console(highlight=False, width=160).print(table)
+    return 0

@@ -1,0 +1,190 @@
+"""The planner: recipes × platforms → a DAG of jobs with input keys. Pure: no processes, no
+files; the caller hands in resolved source digests and probed toolchains.
+
+A job's input key is known once its dependencies' outputs are: `Job.input_key(dep_outputs)`.
+Keying on dependency *outputs* (not their keys) means a dependency rebuilt to the same bytes
+does not rebuild its dependents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError, suggest
+from .hashing import sha256_json
+from .platforms import Platform
+from .recipes import Recipe
+from .toolchains import ToolchainTarget
+
+# Bump when what a job's environment looks like changes (env vars, flags the builders add).
+BUILD_ENV_VERSION = 1
+BUILD_KINDS = ("go", "c", "rust")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    id: str  # "hello-go@linux/riscv64"
+    recipe: Recipe
+    platform: Platform
+    toolchain: ToolchainTarget
+    deps: tuple[str, ...]  # job ids
+    source_digest: str
+    source_date_epoch: int
+    material: Mapping[str, Any]  # everything in the key except dependency outputs
+
+    @property
+    def strategy(self) -> str:
+        return self.toolchain.strategy
+
+    def input_key(self, dep_outputs: Mapping[str, Mapping[str, str]]) -> str:
+        """sha256 over the canonical JSON of the material and each dependency's output digests."""
+        deps = {job_id: dict(sorted(dep_outputs[job_id].items())) for job_id in self.deps}
+        return sha256_json({**self.material, "dependencies": deps})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildGraph:
+    jobs: Mapping[str, Job]  # in topological order
+    order: tuple[str, ...]
+
+    def dependents(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {job_id: [] for job_id in self.order}
+        for job in self.jobs.values():
+            for dep in job.deps:
+                out[dep].append(job.id)
+        return out
+
+
+def job_id(recipe: str, platform: Platform) -> str:
+    return f"{recipe}@{platform.oci}"
+
+
+def _check_dependencies(recipes: Mapping[str, Recipe]) -> list[str]:
+    """Missing dependencies and cycles are errors; returns the recipe names in build order."""
+    for recipe in recipes.values():
+        for dep in recipe.depends:
+            if dep not in recipes:
+                raise ConfigurationError(
+                    f"{recipe.file}: `depends` names `{dep}`, which is not a recipe{suggest(dep, recipes)}; "
+                    f"known recipes: {', '.join(sorted(recipes))}"
+                )
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = [*trail[trail.index(name):], name]
+            raise ConfigurationError(
+                f"{recipes[name].file}: dependency cycle: {' -> '.join(cycle)}; remove one of these `depends`"
+            )
+        state[name] = "active"
+        for dep in recipes[name].depends:
+            visit(dep, [*trail, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in sorted(recipes):
+        visit(name, [])
+    return order
+
+
+def plan(
+    recipes: Sequence[Recipe],
+    *,
+    platforms: Sequence[Platform] | None,
+    toolchains: Callable[[str, Platform], Sequence[ToolchainTarget]],
+    source_digests: Mapping[str, str],
+    source_epochs: Mapping[str, int | None],
+    workspace_root: Path,
+    default_epoch: int = 0,
+    can_run: Callable[[Platform], bool] = lambda _p: True,
+) -> BuildGraph:
+    """Jobs for every recipe × (its platforms ∩ `platforms`), in dependency order.
+
+    `toolchains(kind, platform)` returns the probed candidates for a kind and platform, best
+    first; `can_run(platform)` says whether a smoke test could run that platform's binaries.
+    """
+    by_name = {r.name: r for r in recipes}
+    order = _check_dependencies(by_name)
+    wanted = {p.oci for p in platforms} if platforms else None
+    jobs: dict[str, Job] = {}
+    for name in order:
+        recipe = by_name[name]
+        if recipe.kind not in BUILD_KINDS:
+            continue  # image kinds are assembled from the artifacts, not planned as jobs
+        for platform in recipe.platforms:
+            if wanted is not None and platform.oci not in wanted:
+                continue
+            toolchain = _choose(recipe, platform, toolchains(recipe.kind, platform))
+            if recipe.test is not None and not can_run(platform):
+                raise ConfigurationError(
+                    f"{recipe.file}: the smoke test of `{recipe.name}` for {platform} needs qemu-user: "
+                    f"`{platform.qemu_binary}` is not installed; run `apt-get install -y qemu-user-static`"
+                )
+            deps = []
+            for dep in recipe.depends:
+                dep_recipe = by_name[dep]
+                if dep_recipe.kind not in BUILD_KINDS:
+                    continue
+                if platform not in dep_recipe.platforms:
+                    raise ConfigurationError(
+                        f"{recipe.file}: `{recipe.name}` is built for {platform} and depends on `{dep}`, "
+                        f"which is not ({dep_recipe.file} lists {', '.join(p.oci for p in dep_recipe.platforms)}); "
+                        f"add {platform} to its `platforms`"
+                    )
+                dep_id = job_id(dep, platform)
+                if dep_id not in jobs:
+                    raise ConfigurationError(
+                        f"{recipe.file}: `{recipe.name}` for {platform} needs `{dep}` for {platform}, "
+                        "which was filtered out; do not restrict `--platform` below what dependencies need"
+                    )
+                deps.append(dep_id)
+            epoch = recipe.source_date_epoch
+            if epoch is None:
+                epoch = source_epochs.get(name)
+            if epoch is None:
+                epoch = default_epoch
+            material = {
+                "crossyard_build_env": BUILD_ENV_VERSION,
+                "recipe": recipe.normalized(platform, workspace_root),
+                "source": source_digests[name],
+                "toolchain": toolchain.identity,
+                "platform": platform.oci,
+                "source_date_epoch": epoch,
+            }
+            jid = job_id(name, platform)
+            jobs[jid] = Job(
+                id=jid,
+                recipe=recipe,
+                platform=platform,
+                toolchain=toolchain,
+                deps=tuple(deps),
+                source_digest=source_digests[name],
+                source_date_epoch=epoch,
+                material=material,
+            )
+    return BuildGraph(jobs=jobs, order=tuple(jobs))
+
+
+def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTarget]) -> ToolchainTarget:
+    for strategy in recipe.strategies:
+        for candidate in candidates:
+            if candidate.available and candidate.strategy == strategy:
+                return candidate
+    lines = [
+        f"{recipe.file}: no toolchain can build `{recipe.name}` ({recipe.kind}) for {platform} "
+        f"with strategies {', '.join(recipe.strategies)}:"
+    ]
+    for candidate in candidates:
+        if candidate.available:
+            lines.append(f"  {candidate.name}: works, but only as `{candidate.strategy}`")
+        else:
+            lines.append(f"  {candidate.name} ({candidate.strategy}): {candidate.reason}; fix: {candidate.fix}")
+    if not candidates:
+        lines.append(f"  no toolchain definition builds kind `{recipe.kind}`; add one under toolchains/")
+    raise ConfigurationError("\n".join(lines))

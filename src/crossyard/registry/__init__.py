@@ -1,0 +1,1 @@
+"""The private registry: distribution client, auth, and managing a registry server."""

@@ -1,0 +1,1 @@
+"""How a run is shown: rich progress on a terminal, plain lines otherwise, JSON on request."""

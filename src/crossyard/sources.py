@@ -1,0 +1,240 @@
+"""Resolve a recipe's source to a local tree and a digest, and fetch what is remote.
+
+- a local path: digest of the tree (sorted relative paths, exec bit, content), nothing copied;
+- a git repository at a pinned commit: fetched into `.crossyard/cache/git`, exported with
+  `git archive`; its identity is the commit, its SOURCE_DATE_EPOCH the commit time;
+- an URL pinned by sha256: downloaded with httpx, streamed to a temp file, verified, then moved
+  to `.crossyard/cache/downloads/<sha256>`. A mismatch keeps nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigurationError, CrossyardError, IntegrityError
+from .hashing import CHUNK
+from .recipes import Recipe, Source
+
+ALWAYS_EXCLUDED = (".git", ".crossyard", "target", "__pycache__", ".hg", ".svn")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedSource:
+    """A source on local disk, ready to copy into a job directory."""
+
+    tree: Path
+    digest: str
+    epoch: int | None  # from the git commit, when there is one
+    exclude: tuple[str, ...] = ()
+
+
+def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
+    return name in ALWAYS_EXCLUDED or any(
+        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns
+    )
+
+
+def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """(relative posix path, path) of every file and symlink under `root`, sorted."""
+    out: list[tuple[str, Path]] = []
+    stack = [(root, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if _excluded(rel, entry.name, exclude):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), rel + "/"))
+                else:
+                    out.append((rel, Path(entry.path)))
+    out.sort()
+    return out
+
+
+def tree_digest(root: Path, exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over (path, kind, exec bit, content digest) of every file, in sorted order."""
+    outer = hashlib.sha256()
+    for rel, path in iter_tree(root, exclude):
+        if path.is_symlink():
+            outer.update(f"L {rel}\0{os.readlink(path)}\0".encode())
+            continue
+        inner = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                inner.update(chunk)
+        executable = "x" if os.access(path, os.X_OK) else "-"
+        outer.update(f"F {rel}\0{executable}\0{inner.hexdigest()}\0".encode())
+    return "sha256:" + outer.hexdigest()
+
+
+def copy_tree(source: ResolvedSource, destination: Path) -> None:
+    """Copy the source into a job directory, with normalized modes and without excluded files."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for rel, path in iter_tree(source.tree, source.exclude):
+        target = destination / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            os.symlink(os.readlink(path), target)
+        else:
+            shutil.copyfile(path, target)
+            os.chmod(target, 0o755 if os.access(path, os.X_OK) else 0o644)
+
+
+class SourceResolver:
+    """Turns `Source`s into `ResolvedSource`s, memoizing, fetching into the cache dir."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._memo: dict[tuple[str, ...], ResolvedSource] = {}
+
+    def identity(self, recipe: Recipe) -> str:
+        """The source digest without fetching anything remote (pins are their own identity)."""
+        source = recipe.source
+        if source is None:
+            return "none"
+        if source.git:
+            return f"git:{source.commit}:{source.subdir or ''}"
+        if source.url:
+            return f"sha256:{source.sha256}:{source.subdir or ''}"
+        return self.resolve(recipe).digest
+
+    def resolve(self, recipe: Recipe) -> ResolvedSource:
+        source = recipe.source
+        if source is None:
+            raise ConfigurationError(f"{recipe.file}: recipe `{recipe.name}` has no [source]")
+        key = (source.kind, str(source.path or source.git or source.url), source.commit or source.sha256 or "",
+               source.subdir or "", *source.exclude)
+        if key not in self._memo:
+            self._memo[key] = self._resolve(recipe, source)
+        return self._memo[key]
+
+    def _resolve(self, recipe: Recipe, source: Source) -> ResolvedSource:
+        epoch: int | None = None
+        if source.path is not None:
+            tree = source.path
+            if not tree.is_dir():
+                raise ConfigurationError(f"{recipe.file}: [source] path {tree} does not exist")
+        elif source.git:
+            tree, epoch = self._fetch_git(recipe, source)
+        else:
+            tree = self._fetch_url(recipe, source)
+        if source.subdir:
+            tree = tree / source.subdir
+            if not tree.is_dir():
+                raise ConfigurationError(f"{recipe.file}: [source] subdir `{source.subdir}` is not in the source")
+        return ResolvedSource(tree=tree, digest=tree_digest(tree, source.exclude), epoch=epoch, exclude=source.exclude)
+
+    # -- git --------------------------------------------------------------------------------
+    def _fetch_git(self, recipe: Recipe, source: Source) -> tuple[Path, int]:
+        assert source.git and source.commit
+        export = self.cache_dir / "sources" / f"git-{source.commit}"
+        repo = self.cache_dir / "git" / hashlib.sha256(source.git.encode()).hexdigest()[:24]
+        if not repo.exists():
+            self._git(recipe, "init", "--bare", "-q", str(repo))
+        if subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{source.commit}^{{commit}}"],
+                          capture_output=True).returncode != 0:
+            self._git(recipe, "-C", str(repo), "fetch", "-q", "--depth=1", source.git, source.commit,
+                      fallback=("-C", str(repo), "fetch", "-q", source.git, "+refs/heads/*:refs/heads/*"))
+        epoch = int(self._git(recipe, "-C", str(repo), "show", "-s", "--format=%ct", source.commit).strip())
+        if not export.exists():
+            staging = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".export-"))
+            try:
+                archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", source.commit],
+                                         capture_output=True, check=True)
+                with tarfile.open(fileobj=io.BytesIO(archive.stdout), mode="r:") as tar:
+                    tar.extractall(staging, filter="data")
+                export.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging, export)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return export, epoch
+
+    def _git(self, recipe: Recipe, *args: str, fallback: tuple[str, ...] | None = None) -> str:
+        result = subprocess.run(["git", *args], capture_output=True, text=True)
+        if result.returncode != 0 and fallback is not None:
+            result = subprocess.run(["git", *fallback], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ConfigurationError(
+                f"{recipe.file}: [source] git {recipe.source.git if recipe.source else ''}: "
+                f"`git {' '.join(args)}` failed: {result.stderr.strip()}"
+            )
+        return result.stdout
+
+    # -- url --------------------------------------------------------------------------------
+    def _fetch_url(self, recipe: Recipe, source: Source) -> Path:
+        assert source.url and source.sha256
+        export = self.cache_dir / "sources" / f"url-{source.sha256}"
+        if export.exists():
+            return export
+        archive = self.download(recipe, source.url, source.sha256)
+        staging = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=".export-"))
+        try:
+            _extract(archive, staging, name=source.url)
+            entries = list(staging.iterdir())
+            tree = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
+            export.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tree, export)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return export
+
+    def download(self, recipe: Recipe, url: str, sha256: str) -> Path:
+        """Fetch `url` into the download cache, keeping it only if its sha256 matches."""
+        import httpx  # imported here: only remote sources need it
+
+        target = self.cache_dir / "downloads" / sha256
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".download-")
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
+                if response.status_code != 200:
+                    raise ConfigurationError(
+                        f"{recipe.file}: [source] url {url} answered HTTP {response.status_code}"
+                    )
+                for chunk in response.iter_bytes(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise ConfigurationError(
+                    f"{recipe.file}: [source] url {url} has sha256 {digest.hexdigest()}, but the recipe "
+                    f"pins {sha256}; nothing was cached. Check the URL, or update `sha256` if the new "
+                    "content is trusted"
+                )
+            os.replace(tmp, target)
+        except httpx.HTTPError as error:
+            raise ConfigurationError(f"{recipe.file}: [source] url {url}: download failed: {error}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return target
+
+
+def _extract(archive: Path, destination: Path, *, name: str) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise IntegrityError(f"{name}: archive member {member!r} escapes the source tree")
+            zf.extractall(destination)
+        return
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(destination, filter="data")
+    except tarfile.TarError as error:
+        raise CrossyardError(f"{name}: cannot unpack the download: {error}") from None

@@ -1,0 +1,345 @@
+"""Toolchains: their definitions (`toolchains/*.toml`) and what probing finds on this machine.
+
+A definition says which recipe kind a toolchain builds, the command (templated per platform:
+`{gnu_triplet}-gcc`), which platforms it can target, how to print its exact version, and what a
+user would run to get it (`apt-get install …`, `rustup target add …`, or `crossyard toolchains
+prepare NAME` for a toolchain that lives in a Debian root run under bubblewrap).
+
+Probing runs the version commands once and caches the answers by the binaries' (path, size,
+mtime), so planning a no-op build costs a few `stat`s, not a dozen process starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from .errors import ConfigurationError, check_keys
+from .fsutil import atomic_write_text
+from .platforms import PLATFORMS, Platform, parse_platforms
+from .recipes import read_toml
+
+DEF_KEYS: Final = (
+    "kind", "command", "native_command", "version", "targets", "root", "root_platform",
+    "prepare", "requires", "target_probe", "linker", "sysroot", "install", "env", "priority",
+    "description",
+)
+DEFAULT_ROOTS: Final = "/var/cache/crossyard/roots"
+
+
+def roots_dir() -> Path:
+    return Path(os.environ.get("CROSSYARD_ROOTS", DEFAULT_ROOTS))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolchainDef:
+    name: str
+    kind: str
+    file: Path
+    command: str
+    native_command: str | None = None
+    version: tuple[tuple[str, ...], ...] = ()
+    targets: tuple[Platform, ...] = tuple(PLATFORMS.values())
+    root: str | None = None
+    root_platform: Platform | None = None
+    prepare: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    target_probe: tuple[str, ...] = ()
+    linker: str | None = None
+    sysroot: str = "/usr/{gnu_triplet}"
+    install: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 50
+    description: str = ""
+
+    def root_path(self) -> Path | None:
+        if self.root is None:
+            return None
+        return Path(self.root.replace("{roots}", str(roots_dir())))
+
+    def render(self, template: str, platform: Platform, *, command: str = "") -> str:
+        root = self.root_path()
+        return template.format(
+            gnu_triplet=platform.gnu_triplet,
+            rust_triple=platform.rust_triple,
+            goarch=platform.goarch,
+            debian_arch=platform.debian_arch,
+            qemu_arch=platform.qemu_arch,
+            uname_m=platform.uname_m,
+            architecture=platform.architecture,
+            root=str(root) if root else "",
+            roots=str(roots_dir()),
+            name=self.name,
+            command=command,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolchainTarget:
+    """One toolchain probed for one target platform on this machine."""
+
+    name: str
+    kind: str
+    platform: Platform
+    strategy: str  # cross | native | emulated
+    available: bool
+    command: str = ""
+    version: str = ""
+    root: Path | None = None
+    sysroot: str = ""
+    linker: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    reason: str = ""
+    fix: str = ""
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What the input key and the lock record: exact version, target, strategy."""
+        return {"name": self.name, "version": self.version, "target": self.platform.oci, "strategy": self.strategy}
+
+    @property
+    def identity_text(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+def _parse_def(name: str, table: Mapping[str, Any], file: Path) -> ToolchainDef:
+    check_keys(table, DEF_KEYS, where=f"[{name}]", file=file)
+    if "kind" not in table or "command" not in table:
+        raise ConfigurationError(f"{file}: toolchain [{name}] needs `kind` and `command`")
+    version = table.get("version", [[table["command"], "--version"]])
+    if version and isinstance(version[0], str):
+        version = [version]
+    try:
+        targets = parse_platforms(table["targets"]) if "targets" in table else tuple(PLATFORMS.values())
+        root_platform = Platform.parse(table["root_platform"]) if "root_platform" in table else None
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{file}: toolchain [{name}]: {error}") from None
+    return ToolchainDef(
+        name=name,
+        kind=str(table["kind"]),
+        file=file,
+        command=str(table["command"]),
+        native_command=table.get("native_command"),
+        version=tuple(tuple(argv) for argv in version),
+        targets=targets,
+        root=table.get("root"),
+        root_platform=root_platform,
+        prepare=tuple(table.get("prepare", ())),
+        requires=tuple(table.get("requires", ())),
+        target_probe=tuple(table.get("target_probe", ())),
+        linker=table.get("linker"),
+        sysroot=str(table.get("sysroot", "/usr/{gnu_triplet}")),
+        install=str(table.get("install", "")),
+        env=dict(table.get("env", {})),
+        priority=int(table.get("priority", 50)),
+        description=str(table.get("description", "")),
+    )
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("crossyard") / "data" / "toolchains"))
+
+
+def load_definitions(workspace_dir: Path | None) -> list[ToolchainDef]:
+    """Built-in definitions, overridden by name by the workspace's `toolchains/*.toml`."""
+    defs: dict[str, ToolchainDef] = {}
+    dirs = [builtin_dir()]
+    if workspace_dir is not None and workspace_dir.is_dir() and workspace_dir.resolve() != builtin_dir().resolve():
+        dirs.append(workspace_dir)
+    for directory in dirs:
+        for path in sorted(directory.glob("*.toml")):
+            for name, table in read_toml(path).items():
+                if not isinstance(table, dict):
+                    raise ConfigurationError(f"{path}: `{name}` must be a table [{name}] describing a toolchain")
+                defs[name] = _parse_def(name, table, path)
+    return sorted(defs.values(), key=lambda d: (d.priority, d.name))
+
+
+# -- probing -------------------------------------------------------------------------------------
+
+
+class ProbeCache:
+    """Version outputs keyed by what would change them (binary path, size, mtime)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, str] = {}
+        self.dirty = False
+        if path is not None and path.exists():
+            try:
+                self.entries = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def get(self, key: str) -> str | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self.entries[key] = value
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            atomic_write_text(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
+            self.dirty = False
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def in_root(root: Path | None, argv: Sequence[str], *, binds: Sequence[tuple[Path, str]] = (),
+            workdir: str | None = None) -> list[str]:
+    """`argv` as run inside `root` with bubblewrap (read-only root, fresh /proc, /dev, /tmp)."""
+    if root is None:
+        return list(argv)
+    wrapped = ["bwrap", "--ro-bind", str(root), "/", "--proc", "/proc", "--dev", "/dev",
+               "--tmpfs", "/tmp", "--die-with-parent"]
+    for source, target in binds:
+        wrapped += ["--bind", str(source), target]
+    if workdir:
+        wrapped += ["--chdir", workdir]
+    return [*wrapped, *argv]
+
+
+class Prober:
+    """Finds out, for each toolchain × platform, whether and how it can build here."""
+
+    def __init__(self, definitions: Sequence[ToolchainDef], *, cache: ProbeCache, host: Platform | None = None) -> None:
+        self.definitions = list(definitions)
+        self.cache = cache
+        self.host = host or Platform.host()
+        self._targets: dict[tuple[str, str], ToolchainTarget] = {}
+
+    def strategy(self, definition: ToolchainDef, platform: Platform) -> str:
+        runs_on = definition.root_platform or self.host
+        if runs_on != self.host:
+            return "emulated"
+        return "native" if platform == self.host else "cross"
+
+    def _version(self, definition: ToolchainDef, platform: Platform, root: Path | None, command: str) -> str | None:
+        """First line of each version command, joined; None if a command is missing or fails."""
+        lines = []
+        for argv in definition.version:
+            rendered = [definition.render(a, platform, command=command) for a in argv]
+            if root is not None:
+                binary = root / "usr" / "bin" / rendered[0]
+                if not binary.exists():
+                    return None
+                key = f"root:{_stat_key(root / 'var' / 'lib' / 'dpkg' / 'status')}:{' '.join(rendered)}"
+                argv_run = in_root(root, rendered)
+            else:
+                found = shutil.which(rendered[0])
+                if found is None:
+                    return None
+                key = f"{_stat_key(Path(found).resolve())}:{' '.join(rendered)}"
+                argv_run = [found, *rendered[1:]]
+            cached = self.cache.get(key)
+            if cached is None:
+                try:
+                    result = subprocess.run(argv_run, capture_output=True, text=True, timeout=60)
+                except OSError:
+                    return None
+                if result.returncode != 0:
+                    return None
+                text = (result.stdout or result.stderr).strip()
+                cached = text.splitlines()[0] if text else "unknown"
+                self.cache.put(key, cached)
+            lines.append(cached)
+        return "; ".join(lines)
+
+    def probe(self, definition: ToolchainDef, platform: Platform) -> ToolchainTarget:
+        key = (definition.name, platform.oci)
+        if key not in self._targets:
+            self._targets[key] = self._probe(definition, platform)
+        return self._targets[key]
+
+    def _probe(self, d: ToolchainDef, platform: Platform) -> ToolchainTarget:
+        strategy = self.strategy(d, platform)
+        fix = d.render(d.install, platform) if d.install else ""
+        base = {"name": d.name, "kind": d.kind, "platform": platform, "strategy": strategy, "fix": fix}
+        if platform not in d.targets:
+            return ToolchainTarget(available=False, reason=f"{d.name} does not target {platform}", **base)
+        root = d.root_path()
+        if root is not None and not (root / "usr").is_dir():
+            return ToolchainTarget(available=False, reason=f"root {root} is not prepared", **base)
+        if strategy == "emulated" and d.root_platform is not None and not qemu_ready(d.root_platform):
+            return ToolchainTarget(
+                available=False,
+                reason=f"binfmt_misc has no qemu-{d.root_platform.qemu_arch} entry",
+                **{**base, "fix": "apt-get install qemu-user-static binfmt-support && "
+                                  f"update-binfmts --enable qemu-{d.root_platform.qemu_arch}"},
+            )
+        command = d.render(d.native_command if (strategy == "native" and d.native_command) else d.command, platform)
+        version = self._version(d, platform, root, command)
+        if root is None and version is not None:
+            command = shutil.which(command) or command  # absolute, so a clean PATH still finds it
+        if version is None:
+            return ToolchainTarget(available=False, reason=f"`{command}` not found or not working", **base)
+        for requirement in () if (strategy == "native" and d.native_command) else d.requires:
+            path = Path(d.render(requirement, platform))
+            if not path.exists():
+                return ToolchainTarget(available=False, reason=f"{path} is missing", **base)
+        if d.target_probe:
+            argv = [d.render(a, platform) for a in d.target_probe]
+            probe_key = f"probe:{version}:{' '.join(argv)}"
+            answer = self.cache.get(probe_key)
+            if answer is None:
+                result = subprocess.run(in_root(root, argv), capture_output=True, text=True)
+                answer = result.stdout.strip() if result.returncode == 0 else ""
+                self.cache.put(probe_key, answer)
+            if not answer or not Path(answer).is_dir() or not any(Path(answer).iterdir()):
+                return ToolchainTarget(available=False, reason=f"no std for {platform.rust_triple}", **base)
+        linker = d.render(d.linker, platform) if d.linker and strategy == "cross" else None
+        if linker is not None:
+            found = (root / "usr" / "bin" / linker).exists() if root else shutil.which(linker) is not None
+            if not found:
+                return ToolchainTarget(available=False, reason=f"linker {linker} is missing", **base)
+        return ToolchainTarget(
+            available=True,
+            command=command,
+            version=version,
+            root=root,
+            sysroot=d.render(d.sysroot, platform),
+            linker=linker,
+            env={k: d.render(v, platform) for k, v in d.env.items()},
+            **base,
+        )
+
+    def candidates(self, kind: str, platform: Platform) -> list[ToolchainTarget]:
+        """Every definition for `kind`, probed for `platform`, best first."""
+        return [self.probe(d, platform) for d in self.definitions if d.kind == kind]
+
+    def select(self, kind: str, platform: Platform, strategies: Sequence[str]) -> ToolchainTarget | None:
+        found = [t for t in self.candidates(kind, platform) if t.available]
+        for strategy in strategies:
+            for target in found:
+                if target.strategy == strategy:
+                    return target
+        return None
+
+
+def qemu_ready(platform: Platform) -> bool:
+    """Can this machine run `platform`'s binaries (binfmt registered or the emulator callable)?"""
+    if platform == Platform.host():
+        return True
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{platform.qemu_arch}"
+    try:
+        if entry.read_text().startswith("enabled"):
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def qemu_command(platform: Platform) -> str | None:
+    """The qemu-user binary for `platform`, or None when it is not installed."""
+    return shutil.which(platform.qemu_binary) or shutil.which(f"qemu-{platform.qemu_arch}")
