@@ -76,6 +76,11 @@ class Project:
     def select(self, names: Sequence[str]) -> list[Recipe]:
         return self.catalog.select(names) if names else sorted(self.catalog.recipes.values(), key=lambda r: r.name)
 
+    def fetch_sources(self, graph: BuildGraph) -> None:
+        """Fetch and verify every remote source before any job runs: a bad pin fails early."""
+        for job in graph.jobs.values():
+            self.resolver.resolve(job.recipe)
+
     def graph(self, names: Sequence[str] = ()) -> BuildGraph:
         recipes = self.select(names)
         if self.settings.platforms is not None:

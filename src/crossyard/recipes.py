@@ -126,7 +126,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigurationError(f"{path}: malformed TOML: {error}; fix the syntax at that line") from None
+        where = str(error)
+        if "end of document" in where:  # tomllib gives no line there: it is the last one
+            where += f" (line {len(path.read_text(errors='replace').splitlines())})"
+        raise ConfigurationError(f"{path}: malformed TOML: {where}; fix the syntax at that line") from None
     except OSError as error:
         raise ConfigurationError(f"{path}: cannot read: {error.strerror}") from None
 

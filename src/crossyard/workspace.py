@@ -56,6 +56,14 @@ class Workspace:
     def pki_dir(self) -> Path:
         return self.state / "pki"
 
+    @property
+    def toolchain_cache_dir(self) -> Path:
+        """Toolchains' own caches (GOCACHE, …): per user, shared by workspaces, content-safe."""
+        base = os.environ.get("CROSSYARD_CACHE_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "crossyard"
+        )
+        return Path(base) / "toolchains"
+
     @classmethod
     def find(cls, start: Path | None = None, *, explicit: Path | None = None) -> Workspace:
         """`--workspace` if given, else the nearest directory up from `start` with a config."""

@@ -194,12 +194,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     project = Project(workspace, settings)
     lock = read_lock(workspace.lock_path) if args.locked or workspace.lock_path.exists() else None
     graph = project.graph(args.recipes)
+    project.fetch_sources(graph)
     scheduler = Scheduler(
         store=project.store,
         resolver=project.resolver,
         executor=LocalExecutor(),
         logs_dir=workspace.logs_dir,
-        toolchain_cache=workspace.cache_dir / "toolchains",
+        toolchain_cache=workspace.toolchain_cache_dir,
         jobs=settings.jobs,
         reporter=ConsoleReporter(quiet=args.json == "-"),
     )

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool, run_cli
+from crossyard.errors import ConfigurationError
+from crossyard.recipes import load_recipe
+from crossyard.sources import SourceResolver, tree_digest
+
+
+def test_tree_digest_tracks_content_names_and_modes(tmp_path: Path) -> None:
+    (tmp_path / "a.c").write_text("int a;\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.c").write_text("int b;\n")
+    first = tree_digest(tmp_path)
+    assert tree_digest(tmp_path) == first
+    (tmp_path / ".git").mkdir()  # never part of a source
+    (tmp_path / ".git" / "HEAD").write_text("x")
+    assert tree_digest(tmp_path) == first
+    (tmp_path / "sub" / "b.c").chmod(0o755)
+    assert tree_digest(tmp_path) != first
+    (tmp_path / "sub" / "b.c").chmod(0o644)
+    (tmp_path / "sub" / "b.c").write_text("int c;\n")
+    assert tree_digest(tmp_path) != first
+
+
+def tarball() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        data = b'int main(void){return 0;}\n'
+        info = tarfile.TarInfo("pkg-1.0/main.c")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, bytes]]:
+    body = tarball()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/pkg-1.0.tar.gz", body
+    finally:
+        server.shutdown()
+
+
+def url_recipe(tmp_path: Path, url: str, sha: str) -> Path:
+    path = tmp_path / "recipes" / "pkg.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'name = "pkg"\nkind = "c"\n[source]\nurl = "{url}"\nsha256 = "{sha}"\n[c]\nsources = ["main.c"]\n')
+    return path
+
+
+def test_url_source_verified_and_cached(tmp_path: Path, http_server: tuple[str, bytes]) -> None:
+    url, body = http_server
+    sha = hashlib.sha256(body).hexdigest()
+    resolver = SourceResolver(tmp_path / "cache")
+    resolved = resolver.resolve(load_recipe(url_recipe(tmp_path, url, sha)))
+    assert (resolved.tree / "main.c").read_text().startswith("int main")
+    assert (tmp_path / "cache" / "downloads" / sha).read_bytes() == body
+
+
+def test_url_sha_mismatch_caches_nothing(tmp_path: Path, http_server: tuple[str, bytes]) -> None:
+    url, _ = http_server
+    wrong = "0" * 64
+    resolver = SourceResolver(tmp_path / "cache")
+    with pytest.raises(ConfigurationError, match="nothing was cached"):
+        resolver.resolve(load_recipe(url_recipe(tmp_path, url, wrong)))
+    downloads = tmp_path / "cache" / "downloads"
+    assert not downloads.exists() or list(downloads.iterdir()) == []
+    # and through the CLI: exit 2, one message naming the recipe file
+    (tmp_path / "crossyard.toml").write_text("")
+    result = run_cli("-C", str(tmp_path), "build", "--platform", "linux/riscv64")
+    assert result.returncode == 2, result.stderr
+    assert "pkg.toml" in result.stderr and "sha256" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_git_source_at_pinned_commit(tmp_path: Path) -> None:
+    require_tool("git", "apt-get install git")
+    repo = tmp_path / "upstream"
+    repo.mkdir()
+    env = {"GIT_AUTHOR_DATE": "@1700000000 +0000", "GIT_COMMITTER_DATE": "@1700000000 +0000"}
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "main.c").write_text("int main(void){return 0;}\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True, env={**env, "PATH": "/usr/bin:/bin"})
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (repo / "main.c").write_text("changed after the pin\n")
+    subprocess.run([*git, "commit", "-qam", "two"], check=True)
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "g"\nkind = "c"\n[source]\ngit = "file://{repo}"\ncommit = "{commit}"\n')
+    resolved = SourceResolver(tmp_path / "cache").resolve(load_recipe(path))
+    assert (resolved.tree / "main.c").read_text() == "int main(void){return 0;}\n"
+    assert resolved.epoch == 1700000000
