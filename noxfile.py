@@ -1,4 +1,4 @@
-"""Sessions users run: tests, lint, typecheck, build (per platform)."""
+"""Sessions users run: pipeline (the main job), tests, lint, typecheck, build (per platform)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session
+def pipeline(session: nox.Session) -> None:
+    """The main job on this machine: build the example catalog for riscv64 and arm64 (cached),
+    check every artifact (ELF machine, smoke test under qemu-user), record crossyard.lock."""
+    session.install("-e", ".")
+    session.run("crossyard", "toolchains")
+    session.run("crossyard", "build", *session.posargs)
+    session.run("crossyard", "store", "ls")
 
 
 @nox.session

@@ -48,7 +48,7 @@ def http_server() -> Iterator[tuple[str, bytes]]:
     body = tarball()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -1,4 +1,4 @@
-"""`crossyard.lock`: what each recipe × platform was built from and what it produced.
+"""`crossyard.lock`: what each recipe x platform was built from and what it produced.
 
 Users commit it. `build` updates the entries of the jobs it ran or found cached; `build --locked`
 instead holds every output against it and names each artifact that drifted.

@@ -1,4 +1,4 @@
-"""The planner: recipes × platforms → a DAG of jobs with input keys. Pure: no processes, no
+"""The planner: recipes x platforms → a DAG of jobs with input keys. Pure: no processes, no
 files; the caller hands in resolved source digests and probed toolchains.
 
 A job's input key is known once its dependencies' outputs are: `Job.input_key(dep_outputs)`.
@@ -104,7 +104,7 @@ def plan(
     default_epoch: int = 0,
     can_run: Callable[[Platform], bool] = lambda _p: True,
 ) -> BuildGraph:
-    """Jobs for every recipe × (its platforms ∩ `platforms`), in dependency order.
+    """Jobs for every recipe x (its platforms ∩ `platforms`), in dependency order.
 
     `toolchains(kind, platform)` returns the probed candidates for a kind and platform, best
     first; `can_run(platform)` says whether a smoke test could run that platform's binaries.

@@ -9,16 +9,11 @@ re-ordering keys or spelling `aarch64` instead of `linux/arm64` does not change 
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from .errors import ConfigurationError, check_keys, suggest
 from .platforms import ARM64, RISCV64, Platform, parse_platforms

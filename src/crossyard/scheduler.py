@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from .builders import BuildInput, BuildScript, JobPaths, builder_for
 from .checks import check_elf, smoke_test
 from .errors import BuildError, CrossyardError
 from .executors.local import ExecRequest, LocalExecutor
+from .oci.layout import Descriptor
 from .plan import BuildGraph, Job
 from .sources import SourceResolver
 from .store import Store, StoredArtifact
@@ -150,10 +151,8 @@ class Scheduler:
         self.reporter.job_finished(result)
         return result
 
-    def _cached(self, key: str, cached_keys: Mapping[str, object]) -> StoredArtifact | None:
-        if key not in cached_keys:
-            return None
-        return self.store.find(key)
+    def _cached(self, key: str, cached_keys: Mapping[str, Descriptor]) -> StoredArtifact | None:
+        return self.store.find(key, index=cached_keys) if key in cached_keys else None
 
     def log_path(self, job: Job, key: str) -> Path:
         return self.logs_dir / job.recipe.name / f"{job.platform.slug}-{key.removeprefix('sha256:')[:12]}.log"
@@ -161,10 +160,10 @@ class Scheduler:
     def _build(self, job: Job, key: str, dep_files: Mapping[str, Mapping[str, Path]]) -> tuple[JobResult, StoredArtifact | None]:
         started = time.monotonic()
         log = self.log_path(job, key)
-        base = {
-            "job_id": job.id, "recipe": job.recipe.name, "platform": job.platform.oci, "input_key": key,
-            "toolchain": job.toolchain.identity_text, "strategy": job.strategy, "log": log,
-        }
+        base = JobResult(
+            job_id=job.id, recipe=job.recipe.name, platform=job.platform.oci, status="failed", input_key=key,
+            toolchain=job.toolchain.identity_text, strategy=job.strategy, log=log,
+        )
         try:
             source = self.resolver.resolve(job.recipe)
             builder = builder_for(job.recipe.kind)
@@ -194,11 +193,11 @@ class Scheduler:
                                      "dev.crossyard.strategy": job.strategy},
                     )
         except CrossyardError as error:
-            return JobResult(status="failed", error=str(error), seconds=time.monotonic() - started, **base), None
+            return replace(base, error=str(error), seconds=time.monotonic() - started), None
         except ValueError as error:  # a builder refusing its options
             failure = BuildError(f"{job.id}: {error}")
-            return JobResult(status="failed", error=str(failure), seconds=time.monotonic() - started, **base), None
+            return replace(base, error=str(failure), seconds=time.monotonic() - started), None
         return (
-            JobResult(status="built", outputs=artifact.digests, seconds=time.monotonic() - started, **base),
+            replace(base, status="built", outputs=artifact.digests, seconds=time.monotonic() - started),
             artifact,
         )

@@ -5,7 +5,7 @@ Every built binary set is an OCI artifact (like `oras push`): a manifest with
 file, named by `org.opencontainers.image.title`. Its index entry carries the platform and the
 job's input key, which is the cache: a job whose key is already in the index is not rebuilt.
 
-The newest artifact of a recipe × platform also carries `org.opencontainers.image.ref.name =
+The newest artifact of a recipe x platform also carries `org.opencontainers.image.ref.name =
 <recipe>:<os>-<arch>`, so `skopeo`/`oras` can address it; older entries stay (keyed by input key)
 so switching back to an earlier source is free too.
 """
@@ -36,7 +36,7 @@ class ArtifactFile:
 
 @dataclass(frozen=True, kw_only=True)
 class StoredArtifact:
-    """One recipe × platform output, as recorded in the store's index."""
+    """One recipe x platform output, as recorded in the store's index."""
 
     recipe: str
     platform: str
@@ -150,8 +150,12 @@ class Store:
                 out[key] = descriptor
         return out
 
-    def find(self, input_key: str) -> StoredArtifact | None:
-        descriptor = self.cached_keys().get(input_key)
+    def find(self, input_key: str, *, index: Mapping[str, Descriptor] | None = None) -> StoredArtifact | None:
+        """The artifact built with `input_key`, if it and all its blobs are present.
+
+        Pass `index` (from `cached_keys()`) when looking up many keys: one index read for all.
+        """
+        descriptor = (self.cached_keys() if index is None else index).get(input_key)
         if descriptor is None or not self.layout.has_blob(descriptor.digest):
             return None
         artifact = self.artifact(descriptor)

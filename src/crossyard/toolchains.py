@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -211,7 +211,7 @@ def in_root(root: Path | None, argv: Sequence[str], *, binds: Sequence[tuple[Pat
 
 
 class Prober:
-    """Finds out, for each toolchain × platform, whether and how it can build here."""
+    """Finds out, for each toolchain and platform, whether and how it can build here."""
 
     def __init__(self, definitions: Sequence[ToolchainDef], *, cache: ProbeCache, host: Platform | None = None) -> None:
         self.definitions = list(definitions)
@@ -265,29 +265,30 @@ class Prober:
     def _probe(self, d: ToolchainDef, platform: Platform) -> ToolchainTarget:
         strategy = self.strategy(d, platform)
         fix = d.render(d.install, platform) if d.install else ""
-        base = {"name": d.name, "kind": d.kind, "platform": platform, "strategy": strategy, "fix": fix}
+        base = ToolchainTarget(name=d.name, kind=d.kind, platform=platform, strategy=strategy, available=False,
+                               fix=fix)
         if platform not in d.targets:
-            return ToolchainTarget(available=False, reason=f"{d.name} does not target {platform}", **base)
+            return replace(base, reason=f"{d.name} does not target {platform}")
         root = d.root_path()
         if root is not None and not (root / "usr").is_dir():
-            return ToolchainTarget(available=False, reason=f"root {root} is not prepared", **base)
+            return replace(base, reason=f"root {root} is not prepared")
         if strategy == "emulated" and d.root_platform is not None and not qemu_ready(d.root_platform):
-            return ToolchainTarget(
-                available=False,
+            return replace(
+                base,
                 reason=f"binfmt_misc has no qemu-{d.root_platform.qemu_arch} entry",
-                **{**base, "fix": "apt-get install qemu-user-static binfmt-support && "
-                                  f"update-binfmts --enable qemu-{d.root_platform.qemu_arch}"},
+                fix="apt-get install qemu-user-static binfmt-support && "
+                f"update-binfmts --enable qemu-{d.root_platform.qemu_arch}",
             )
         command = d.render(d.native_command if (strategy == "native" and d.native_command) else d.command, platform)
         version = self._version(d, platform, root, command)
         if root is None and version is not None:
             command = shutil.which(command) or command  # absolute, so a clean PATH still finds it
         if version is None:
-            return ToolchainTarget(available=False, reason=f"`{command}` not found or not working", **base)
+            return replace(base, reason=f"`{command}` not found or not working")
         for requirement in () if (strategy == "native" and d.native_command) else d.requires:
             path = Path(d.render(requirement, platform))
             if not path.exists():
-                return ToolchainTarget(available=False, reason=f"{path} is missing", **base)
+                return replace(base, reason=f"{path} is missing")
         if d.target_probe:
             argv = [d.render(a, platform) for a in d.target_probe]
             probe_key = f"probe:{version}:{' '.join(argv)}"
@@ -297,13 +298,14 @@ class Prober:
                 answer = result.stdout.strip() if result.returncode == 0 else ""
                 self.cache.put(probe_key, answer)
             if not answer or not Path(answer).is_dir() or not any(Path(answer).iterdir()):
-                return ToolchainTarget(available=False, reason=f"no std for {platform.rust_triple}", **base)
+                return replace(base, reason=f"no std for {platform.rust_triple}")
         linker = d.render(d.linker, platform) if d.linker and strategy == "cross" else None
         if linker is not None:
             found = (root / "usr" / "bin" / linker).exists() if root else shutil.which(linker) is not None
             if not found:
-                return ToolchainTarget(available=False, reason=f"linker {linker} is missing", **base)
-        return ToolchainTarget(
+                return replace(base, reason=f"linker {linker} is missing")
+        return replace(
+            base,
             available=True,
             command=command,
             version=version,
@@ -311,7 +313,6 @@ class Prober:
             sysroot=d.render(d.sysroot, platform),
             linker=linker,
             env={k: d.render(v, platform) for k, v in d.env.items()},
-            **base,
         )
 
     def candidates(self, kind: str, platform: Platform) -> list[ToolchainTarget]:

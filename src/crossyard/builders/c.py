@@ -50,12 +50,12 @@ class CBuilder:
                 f"-DCMAKE_C_FLAGS={' '.join(cflags)}",
                 *(expand(a, job) for a in options.get("cmake_args", [])),
             ]
-            steps = (
+            cmake_steps = (
                 Step(argv=tuple(configure), cwd=job.paths.src),
                 Step(argv=("cmake", "--build", build_dir, "-j1"), cwd=job.paths.src),
             )
             outputs = {name.rsplit("/", 1)[-1]: f"{build_dir}/{name}" for name in options.get("outputs", [job.name])}
-            return BuildScript(steps=steps, outputs=outputs)
+            return BuildScript(steps=cmake_steps, outputs=outputs)
         output = str(options.get("output", job.name))
         sources = list(options.get("sources", []))
         if not sources:

@@ -23,10 +23,8 @@ from ..project import Project, load_settings
 from ..scheduler import BuildReport, Scheduler
 from ..workspace import Workspace
 
-Sub = argparse._SubParsersAction  # type: ignore[type-arg]
 
-
-def register(subparsers: Sub) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = subparsers.add_parser("init", help="scaffold a workspace with an example recipe")
     init.add_argument("directory", nargs="?", type=Path, default=Path("."))
     init.set_defaults(func=cmd_init)
@@ -151,14 +149,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     graph = project.graph(args.recipes)
     cached_keys = project.store.cached_keys()
     known: dict[str, dict[str, str]] = {}  # job id → outputs, for jobs known to be cached
-    rows = []
+    rows: list[dict[str, Any]] = []
     for job_id in graph.order:
         job = graph.jobs[job_id]
         key = None
         status = "build"
         if all(d in known for d in job.deps):
             key = job.input_key({d: known[d] for d in job.deps})
-            artifact = project.store.find(key) if key in cached_keys else None
+            artifact = project.store.find(key, index=cached_keys) if key in cached_keys else None
             if artifact is not None:
                 status = "cached"
                 known[job_id] = artifact.digests
@@ -245,7 +243,7 @@ def cmd_toolchains(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     project = Project(workspace, load_settings(workspace))
     prober = project.prober
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind in sorted({d.kind for d in prober.definitions}):
         for platform in PLATFORMS.values():
             candidates = prober.candidates(kind, platform)
@@ -323,7 +321,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_store_ls(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     project = Project(workspace, load_settings(workspace))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for descriptor in project.store.layout.manifests() if project.store.layout.index_path.exists() else []:
         notes = descriptor.annotations or {}
         entry: dict[str, Any] = {

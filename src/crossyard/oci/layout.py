@@ -8,6 +8,7 @@ writers (parallel jobs, two crossyard processes) never lose each other's entries
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -58,16 +59,7 @@ class Descriptor:
         )
 
     def with_(self, **changes: Any) -> Descriptor:
-        values = {
-            "media_type": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-            "annotations": self.annotations,
-            "platform": self.platform,
-            "artifact_type": self.artifact_type,
-        }
-        values.update(changes)
-        return Descriptor(**values)
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -86,7 +78,7 @@ class BlobWriter:
 
     @property
     def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
+        return "sha256:" + str(self._hash.hexdigest())
 
 
 class OciLayout:
@@ -165,7 +157,7 @@ class OciLayout:
 
     def import_file(self, path: Path, media_type: str, **extra: Any) -> Descriptor:
         with path.open("rb") as source, self.blob_writer() as writer:
-            shutil.copyfileobj(source, writer, CHUNK)  # type: ignore[misc]
+            shutil.copyfileobj(source, writer, CHUNK)
         return Descriptor(media_type=media_type, digest=writer.digest, size=writer.size, **extra)
 
     # -- index ------------------------------------------------------------------------------
