@@ -19,7 +19,8 @@ from typing import Protocol
 from .builders import BuildInput, BuildScript, JobPaths, builder_for
 from .checks import check_elf, smoke_test
 from .errors import BuildError, CrossyardError
-from .executors.local import ExecRequest, LocalExecutor
+from .executors import Executor
+from .executors.local import ExecRequest
 from .oci.layout import Descriptor
 from .plan import BuildGraph, Job
 from .sources import SourceResolver
@@ -74,7 +75,7 @@ class Scheduler:
         *,
         store: Store,
         resolver: SourceResolver,
-        executor: LocalExecutor,
+        executor: Executor,
         logs_dir: Path,
         toolchain_cache: Path,
         jobs: int,

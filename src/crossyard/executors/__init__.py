@@ -1,1 +1,19 @@
-"""Executors run commands somewhere (this machine, SSH hosts, Docker engines) and move files; they know nothing about recipes."""
+"""Executors run a job's commands somewhere (this machine, SSH hosts, Docker engines) and bring
+the outputs back; they know nothing about recipes. One module per transport behind `Executor`."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .local import ExecRequest
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, request: ExecRequest) -> AbstractContextManager[dict[str, Path]]:
+        """Build; the context yields output name -> local file, valid until it exits."""
+        ...

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crossyard.oci import media
+from crossyard.platforms import ARM64, RISCV64
+from crossyard.store import Store, artifact_ref
+
+
+def files(tmp_path: Path, text: str) -> dict[str, Path]:
+    binary = tmp_path / "bin"
+    binary.write_text(text)
+    binary.chmod(0o755)
+    return {"hello": binary}
+
+
+def test_put_find_and_ref_moves_to_newest(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    first = store.put_artifact(recipe="hello", platform=RISCV64, input_key="sha256:" + "1" * 64,
+                               files=files(tmp_path, "one"))
+    assert store.find("sha256:" + "1" * 64) == first
+    assert first.files[0].mode == 0o755 and first.files[0].name == "hello"
+    second = store.put_artifact(recipe="hello", platform=RISCV64, input_key="sha256:" + "2" * 64,
+                                files=files(tmp_path, "two"))
+    store.put_artifact(recipe="hello", platform=ARM64, input_key="sha256:" + "3" * 64, files=files(tmp_path, "x"))
+    assert store.latest("hello", RISCV64) == second
+    # the older build stays findable by its key (switching back is free), without the ref
+    older = store.find("sha256:" + "1" * 64)
+    assert older is not None and older.manifest.digest == first.manifest.digest
+    refs = [d.annotations.get(media.ANNOTATION_REF_NAME) for d in store.layout.manifests() if d.annotations]
+    assert refs.count(artifact_ref("hello", RISCV64)) == 1
+
+
+def test_artifact_manifest_shape(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key="sha256:" + "1" * 64,
+                                  files=files(tmp_path, "bytes"))
+    manifest = json.loads(store.layout.blob_path(artifact.manifest.digest).read_bytes())
+    assert manifest["artifactType"] == media.ARTIFACT_TYPE
+    assert manifest["config"]["mediaType"] == media.EMPTY and manifest["config"]["size"] == 2
+    assert manifest["layers"][0]["annotations"][media.ANNOTATION_TITLE] == "hello"
+    index = json.loads((tmp_path / "store" / "index.json").read_text())
+    entry = index["manifests"][0]
+    assert entry["platform"] == {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    assert entry["annotations"][media.ANNOTATION_REF_NAME] == "hello:linux-arm64"
+
+
+def test_missing_blob_is_not_a_cache_hit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key="sha256:" + "1" * 64,
+                                  files=files(tmp_path, "bytes"))
+    store.file_path(artifact.files[0]).unlink()
+    assert store.find("sha256:" + "1" * 64) is None
