@@ -206,3 +206,28 @@ def test_env_is_clean(tmp_path: Path) -> None:
     assert env["HOME"].startswith(os.path.realpath(os.environ.get("TMPDIR", "/tmp")))
     umask = (ws / ".crossyard" / "store" / "blobs" / "sha256" / job["outputs"]["umask.txt"][7:]).read_text()
     assert umask.strip() == "0022"
+
+
+def test_emulated_strategy_runs_a_riscv64_go_under_qemu(tmp_path: Path) -> None:
+    """Strategy `emulated`: Debian trixie's riscv64 Go, run under qemu-user binfmt, builds a
+    riscv64 binary (slow the first time: Go's runtime compiles under emulation)."""
+    require((roots_dir() / "go-trixie-riscv64" / "usr").is_dir(),
+            "the riscv64 Go root is missing: run `crossyard toolchains prepare go-emulated-riscv64`")
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    (ws / "src" / "go.mod").write_text("module tiny\n\ngo 1.19\n")
+    (ws / "src" / "main.go").write_text(
+        'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("tiny, emulated\\n") }\n'
+    )
+    (ws / "recipes").mkdir()
+    (ws / "recipes" / "tiny.toml").write_text(
+        'name = "tiny"\nkind = "go"\nplatforms = ["linux/riscv64"]\nstrategies = ["emulated"]\n'
+        '[source]\npath = "../src"\n[test]\nrun = ["tiny"]\nexpect = "tiny, emulated"\n'
+    )
+    summary = build(ws)
+    job = summary["jobs"][0]
+    assert (job["status"], job["strategy"]) == ("built", "emulated")
+    assert job["toolchain"].startswith("go-emulated-riscv64 go version go1.")
+    assert "linux/riscv64" in job["toolchain"]  # the compiler itself is a riscv64 binary
+    binary = store_file(ws, job["outputs"]["tiny"], tmp_path, "tiny")
+    assert struct.unpack("<H", binary.read_bytes()[18:20])[0] == 243

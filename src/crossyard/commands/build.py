@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import BuildError, ConfigurationError, DriftError
@@ -274,12 +275,16 @@ def cmd_toolchains(args: argparse.Namespace) -> int:
     for column in ("kind", "platform", "", "how", "toolchain", "version / fix"):
         table.add_column(column, overflow="fold")
     for row in rows:
+        missing = "\n".join(
+            f"{a['toolchain']} ({a['strategy']}): {a['reason']}\n  fix: {a['fix']}"
+            for a in row["alternatives"] if not a["available"]
+        )
         if row["available"]:
+            extra = f"\n[dim]{escape(missing)}[/]" if missing else ""
             table.add_row(row["kind"], row["platform"], "[green]yes[/]", row["strategy"], row["toolchain"],
-                          row["version"])
+                          escape(row["version"]) + extra)
         else:
-            fixes = "\n".join(f"{a['toolchain']}: {a['reason']}\n  fix: {a['fix']}" for a in row["alternatives"])
-            table.add_row(row["kind"], row["platform"], "[red]no[/]", "", "", fixes)
+            table.add_row(row["kind"], row["platform"], "[red]no[/]", "", "", escape(missing))
     Console(highlight=False, width=160).print(table)
     return 0
 
