@@ -12,6 +12,6 @@ class CommandModule(Protocol):
 
 
 def modules() -> list[CommandModule]:
-    from . import build
+    from . import build, certs, publish
 
-    return [build]
+    return [build, certs, publish]
