@@ -60,7 +60,8 @@ class Source:
                 where = self.path.relative_to(workspace_root).as_posix()
             except ValueError:
                 where = self.path.as_posix()
-            # The path is not part of the key (its tree digest is): moving a workspace keeps keys.
+            # Relative to the workspace (the content is keyed by the tree digest), so moving a
+            # workspace keeps its keys.
             return {"kind": "path", "subdir": self.subdir, "exclude": list(self.exclude), "where": where}
         if self.git:
             return {"kind": "git", "git": self.git, "commit": self.commit, "subdir": self.subdir}
