@@ -7,23 +7,23 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_tool
-from tests.helpers.registry import running_registry
-from tests.test_registry_client import _image
 
+from conftest import require_tool
 from crossyard import signing
 from crossyard.commands.publish import sign_image, verify_image
 from crossyard.errors import IntegrityError
 from crossyard.oci.layout import OciLayout
 from crossyard.registry.client import RegistryClient
+from helpers.images import tiny_image
+from helpers.registry import running_registry
 
 
 @pytest.mark.integration
 def test_cosign_verifies_crossyard_signatures(tmp_path: Path) -> None:
     cosign = require_tool("cosign", "run .ci/install.d/35-cosign.sh")
     src = OciLayout(tmp_path / "src").ensure()
-    _image(src, b"signed\n", "app:1")
-    _image(src, b"unsigned\n", "other:1")
+    tiny_image(src, b"signed\n", "app:1")
+    tiny_image(src, b"unsigned\n", "other:1")
     ours = signing.generate_keys(tmp_path / "k1", password="pw")
     theirs = signing.generate_keys(tmp_path / "k2", password="pw")
     key = signing.load_private_key(ours.private_path, password="pw")

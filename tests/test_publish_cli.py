@@ -4,11 +4,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.helpers.registry import running_registry
-from tests.test_registry_client import _image
 
 from crossyard.cli import main
 from crossyard.oci.layout import OciLayout
+from helpers.images import tiny_image
+from helpers.registry import running_registry
 
 
 @pytest.mark.integration
@@ -23,7 +23,7 @@ def test_keys_publish_verify_cli(
     key = ws / ".crossyard" / "keys" / "cosign.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     store = OciLayout(ws / ".crossyard" / "store").ensure()
-    _image(store, b"cli\n", "hello-go:0.1.0")
+    tiny_image(store, b"cli\n", "hello-go:0.1.0")
     with running_registry(tmp_path) as reg:
         monkeypatch.setenv("CROSSYARD_REGISTRY", reg.url)
         monkeypatch.setenv("CROSSYARD_REGISTRY_CA", str(reg.ca_path))

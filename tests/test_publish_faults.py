@@ -18,11 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.helpers.registry import running_registry
 
 from crossyard.errors import IntegrityError
 from crossyard.oci.layout import OciLayout
 from crossyard.registry.client import RegistryClient
+from helpers.registry import running_registry
 
 
 def _big_image(layout: OciLayout, size: int) -> str:

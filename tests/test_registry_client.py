@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.helpers.registry import running_registry
 
 from crossyard.errors import ConfigurationError
-from crossyard.hashing import sha256_bytes
 from crossyard.oci.layout import OciLayout
 from crossyard.registry.client import RegistryClient, add_query
+from helpers.images import tiny_image
+from helpers.registry import running_registry
 
 
 def test_add_query_keeps_opaque_location() -> None:
@@ -23,32 +20,10 @@ def test_add_query_keeps_opaque_location() -> None:
     assert add_query("https://o.example/x", base) == "https://o.example/x"
 
 
-def _image(layout: OciLayout, payload: bytes, name: str) -> None:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("hello")
-        info.size, info.mtime = len(payload), 0
-        tar.addfile(info, io.BytesIO(payload))
-    layer_bytes = gzip.compress(raw.getvalue(), mtime=0)
-    layer = layout.write_blob(layer_bytes, "application/vnd.oci.image.layer.v1.tar+gzip")
-    config = layout.write_json(
-        {"architecture": "riscv64", "os": "linux",
-         "rootfs": {"type": "layers", "diff_ids": [sha256_bytes(raw.getvalue())]}},
-        "application/vnd.oci.image.config.v1+json",
-    )
-    manifest = layout.write_json(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-         "config": config.to_json(), "layers": [layer.to_json()]},
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    entry = manifest.with_(annotations={"org.opencontainers.image.ref.name": name})
-    layout.update_index(lambda ms: [*ms, entry])
-
-
 @pytest.mark.integration
 def test_push_pull_roundtrip_and_head_only_repush(tmp_path: Path) -> None:
     src = OciLayout(tmp_path / "src").ensure()
-    _image(src, b"hello riscv64\n" * 1000, "hello:0.1.0")
+    tiny_image(src, b"hello riscv64\n" * 1000, "hello:0.1.0")
     with running_registry(tmp_path) as reg:
         with RegistryClient(reg.url, ca_path=reg.ca_path, username="tester",
                             password="wrong") as bad, pytest.raises(

@@ -7,9 +7,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.helpers.registry import running_registry
 
 from conftest import require_tool
+from helpers.registry import running_registry
 
 
 def _get(url: str, ca: Path, auth: tuple[str, str] | None) -> int:

@@ -1,0 +1,32 @@
+"""A tiny single-layer riscv64 image written straight into an OCI layout, for registry tests."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+
+from crossyard.hashing import sha256_bytes
+from crossyard.oci.layout import OciLayout
+
+
+def tiny_image(layout: OciLayout, payload: bytes, name: str) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("hello")
+        info.size, info.mtime = len(payload), 0
+        tar.addfile(info, io.BytesIO(payload))
+    layer_bytes = gzip.compress(raw.getvalue(), mtime=0)
+    layer = layout.write_blob(layer_bytes, "application/vnd.oci.image.layer.v1.tar+gzip")
+    config = layout.write_json(
+        {"architecture": "riscv64", "os": "linux",
+         "rootfs": {"type": "layers", "diff_ids": [sha256_bytes(raw.getvalue())]}},
+        "application/vnd.oci.image.config.v1+json",
+    )
+    manifest = layout.write_json(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": config.to_json(), "layers": [layer.to_json()]},
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    entry = manifest.with_(annotations={"org.opencontainers.image.ref.name": name})
+    layout.update_index(lambda ms: [*ms, entry])
