@@ -12,6 +12,6 @@ class CommandModule(Protocol):
 
 
 def modules() -> list[CommandModule]:
-    from . import build, certs, publish
+    from . import build, certs, image, publish, registry
 
-    return [build, certs, publish]
+    return [build, certs, image, publish, registry]

@@ -1,0 +1,9 @@
+"""`crossyard image`: (being written)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    subparsers.add_parser("image", help="(not yet available)")
