@@ -20,7 +20,7 @@ from .store import Store
 from .toolchains import ProbeCache, Prober, load_definitions, qemu_command
 from .workspace import Workspace
 
-CONFIG_KEYS = ("build",)
+CONFIG_KEYS = ("build", "registry")  # [registry] is read by registry/manager.py
 BUILD_KEYS = ("platforms", "jobs", "source_date_epoch")
 
 
