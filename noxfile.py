@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -31,12 +33,18 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def pipeline(session: nox.Session) -> None:
-    """The main job on this machine: build the example catalog for riscv64 and arm64 (cached),
-    check every artifact (ELF machine, smoke test under qemu-user), record crossyard.lock."""
+    """The main job, end to end on this machine: the PKI (from certs/*.toml, if missing), the
+    managed registry over TLS, the example catalog built for riscv64 + arm64 (cached; binaries
+    checked under qemu-user, images assembled), signed, published, verified by pulling back;
+    it ends by printing where the images are and how to pull them."""
     session.install("-e", ".")
     session.run("crossyard", "toolchains")
-    session.run("crossyard", "build", *session.posargs)
-    session.run("crossyard", "store", "ls")
+    session.run("crossyard", "registry", "up")  # creates the CA and the registry's leaf if missing
+    if not Path(".crossyard/keys/cosign.key").exists():
+        session.run("crossyard", "keys", "generate")  # CROSSYARD_KEY_PASSWORD encrypts it if set
+    session.run("crossyard", "publish", *session.posargs)  # build → sign → push → verify
+    session.run("crossyard", "certs", "status")
+    session.log("the registry keeps running; stop it with `crossyard registry down`")
 
 
 @nox.session

@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from crossyard import certs
+from conftest import REPO, require_tool
+from crossyard import certprofiles, certs, pki
 from crossyard.errors import ConfigurationError
+from crossyard.workspace import Workspace
 
 
 def test_ca_and_leaf_verify_with_openssl(tmp_path: Path) -> None:
@@ -85,3 +87,26 @@ def test_cli_init_issue_and_constraint_error(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "outside the CA's permitted names" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_shipped_profiles_issue_and_verify(tmp_path: Path) -> None:
+    """certs/*.toml of the example workspace: the registry answers on localhost and 127.0.0.1,
+    every profile fits the CA's name constraints, and OpenSSL accepts each chain."""
+    openssl = require_tool("openssl", "apt-get install openssl")
+    root = tmp_path / "ws"
+    shutil.copytree(REPO / "certs", root / "certs")
+    ws = Workspace(root=root)
+    reg = certprofiles.load_leaf(root / "certs", "registry")
+    assert "localhost" in reg.dns_names and "127.0.0.1" in reg.ip_addresses
+    ca_profile = certprofiles.load_ca(root / "certs")
+    assert ca_profile.key_type == "ecdsa-p256"
+    assert "127.0.0.0/8" in ca_profile.permitted_ips
+    for name in certprofiles.leaf_names(root / "certs"):
+        leaf = pki.ensure_leaf(ws, name)
+        res = subprocess.run(
+            [openssl, "verify", "-CAfile", str(pki.Pki.of(ws).bundle), str(leaf.cert)],
+            capture_output=True, text=True,
+        )
+        assert res.returncode == 0, (name, res.stdout + res.stderr)
+    ca = x509.load_pem_x509_certificate(pki.Pki.of(ws).ca.cert.read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0

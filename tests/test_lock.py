@@ -28,3 +28,25 @@ def test_compare_names_the_reason() -> None:
     changed = compare(lock, [entry(input_key="sha256:" + "2" * 64, outputs={"hello": "sha256:" + "b" * 64})])
     assert "inputs changed" in changed[0].reason and changed[0].id == "hello@linux/riscv64"
     assert "not in crossyard.lock" in compare(lock, [entry(recipe="other")])[0].reason
+
+
+def test_images_round_trip_and_drift(tmp_path: Path) -> None:
+    from crossyard.lock import ImageLockEntry, LockedLayer, LockedPlatform, compare_images
+
+    layer = LockedLayer(diff_id="sha256:" + "1" * 64, blob="sha256:" + "2" * 64, compressor="python-zlib 1.3 level 6")
+    image = ImageLockEntry(
+        name="team/x", version="1.0", recipe="x", key="sha256:" + "3" * 64, index="sha256:" + "4" * 64,
+        base="crossyard/static", ca_bundle="sha256:" + "5" * 64,
+        platforms=(LockedPlatform(platform="linux/riscv64", manifest="sha256:" + "6" * 64, layers=(layer,)),),
+    )
+    docker = ImageLockEntry(name="d", version="2", recipe="d", key="", index="sha256:" + "7" * 64, reproducible=False)
+    lock = Lock().merged([entry()], [image, docker])
+    write_lock(tmp_path / "crossyard.lock", lock)
+    assert read_lock(tmp_path / "crossyard.lock") == lock
+    assert "reproducible = false" in (tmp_path / "crossyard.lock").read_text()
+    content = LockedLayer(diff_id="sha256:" + "8" * 64, blob="sha256:" + "9" * 64, compressor=layer.compressor)
+    drifted = ImageLockEntry(**{**image.__dict__, "index": "sha256:" + "a" * 64, "platforms": (
+        LockedPlatform(platform="linux/riscv64", manifest="sha256:" + "b" * 64, layers=(content,)),)})
+    drifts, warnings = compare_images(lock, [drifted, ImageLockEntry(**{**docker.__dict__, "index": "sha256:" + "c" * 64})])
+    assert [d.id for d in drifts] == ["team/x:1.0"] and "contents differ" in drifts[0].reason
+    assert [w.id for w in warnings] == ["d:2"]

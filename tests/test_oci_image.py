@@ -3,40 +3,17 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import jsonschema
 import pytest
-import referencing
-import referencing.jsonschema
 
 from conftest import require_tool
 from crossyard.oci.image import ImageConfig, tag, write_image, write_index
 from crossyard.oci.layer import LayerEntry, write_layer
 from crossyard.oci.layout import OciLayout
 from crossyard.platforms import Platform
+from helpers.oci_schema import validate
 
-SCHEMAS = Path("/work/shared/oci-schema")
-
-
-def _validate(instance: Any, name: str) -> None:
-    resources = []
-    for path in SCHEMAS.glob("*.json"):
-        schema = json.loads(path.read_text())
-        resource = referencing.Resource.from_contents(
-            schema, default_specification=referencing.jsonschema.DRAFT4
-        )
-        for base in (
-            "",
-            "https://opencontainers.org/schema/",
-            "https://opencontainers.org/schema/image/",
-            "https://opencontainers.org/schema/image/descriptor/",
-            "https://opencontainers.org/schema/descriptor/",
-        ):
-            resources.append((base + path.name, resource))
-    registry: referencing.Registry[Any] = referencing.Registry().with_resources(resources)
-    schema = json.loads((SCHEMAS / name).read_text())
-    jsonschema.Draft4Validator(schema, registry=registry).validate(instance)
+_validate = validate
 
 
 def _build(root: Path) -> str:

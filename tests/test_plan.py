@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from crossyard.engine import EngineInfo
 from crossyard.errors import ConfigurationError
 from crossyard.plan import plan
-from crossyard.platforms import ARM64, RISCV64, Platform
+from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.recipes import Recipe, Source
 from crossyard.toolchains import ToolchainTarget
 
@@ -82,3 +83,79 @@ def test_no_toolchain_names_the_fix() -> None:
 def test_strategy_preference_is_respected() -> None:
     with pytest.raises(ConfigurationError, match="only as `cross`"):
         make([recipe("lib", strategies=("native",))])
+
+
+# -- dockerfile recipes: planned against a probed engine (a value: no engine needed here) ---------
+
+
+def engine_info(version: str = "20.10.24", platform: Platform = AMD64, *, local: bool = True) -> EngineInfo:
+    return EngineInfo(host="unix:///run/docker.sock", version=version, api_version="1.41", platform=platform,
+                      local=local)
+
+
+def dockerfile_recipe(name: str = "web", *, options: dict[str, object] | None = None, **kwargs: object) -> Recipe:
+    return Recipe(name=name, kind="dockerfile", file=ROOT / "recipes" / f"{name}.toml", source=Source(path=ROOT / name),
+                  platforms=(RISCV64, ARM64), options=options or {}, **kwargs)  # type: ignore[arg-type]
+
+
+def make_docker(recipes: list[Recipe], engine: EngineInfo | None = None, **kwargs: object):
+    digests = {r.name: f"sha256:{r.name}" for r in recipes}
+    return plan(recipes, platforms=None, toolchains=toolchains, source_digests=digests, source_epochs={},  # type: ignore[arg-type]
+                workspace_root=ROOT, engine=lambda: engine or engine_info(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_dockerfile_jobs_run_on_the_engine_after_their_dependencies() -> None:
+    graph = make_docker([dockerfile_recipe(depends=("app",)), recipe("app")])
+    web = graph.jobs["web@linux/riscv64"]
+    assert web.deps == ("app@linux/riscv64",)
+    assert web.strategy == "emulated"  # an amd64 engine builds riscv64 under qemu
+    assert web.toolchain.identity_text == "docker 20.10.24 on linux/amd64"
+    native = make_docker([dockerfile_recipe()], engine_info(platform=ARM64))
+    assert native.jobs["web@linux/arm64"].strategy == "native"
+
+
+def test_dockerfile_key_covers_engine_build_args_and_dependency_outputs() -> None:
+    base = make_docker([dockerfile_recipe(depends=("app",)), recipe("app")]).jobs["web@linux/riscv64"]
+    deps = {"app@linux/riscv64": {"app": "sha256:1"}}
+    key = base.input_key(deps)
+    assert key != base.input_key({"app@linux/riscv64": {"app": "sha256:2"}})
+    other_engine = make_docker([dockerfile_recipe(depends=("app",)), recipe("app")], engine_info("24.0.7"))
+    assert other_engine.jobs["web@linux/riscv64"].input_key(deps) != key
+    args = make_docker([dockerfile_recipe(depends=("app",), options={"build_args": {"X": "1"}}), recipe("app")])
+    assert args.jobs["web@linux/riscv64"].input_key(deps) != key
+    # Where the engine is does not matter, only what it is.
+    moved = EngineInfo(host="ssh://builder@edge-1", version="20.10.24", api_version="1.41", platform=AMD64, local=False)
+    assert make_docker([dockerfile_recipe(depends=("app",)), recipe("app")], moved).jobs[
+        "web@linux/riscv64"].input_key(deps) == key
+
+
+def test_engine_is_probed_only_for_dockerfile_recipes() -> None:
+    def refuse() -> EngineInfo:
+        raise AssertionError("probed")
+
+    digests = {"lib": "sha256:lib"}
+    plan([recipe("lib")], platforms=None, toolchains=toolchains, source_digests=digests, source_epochs={},
+         workspace_root=ROOT, engine=refuse)
+
+
+@pytest.mark.parametrize(
+    ("options", "kwargs", "message"),
+    [
+        ({"build_args": {"TARGETARCH": "x"}}, {}, r"build_args sets `TARGETARCH`, which crossyard sets"),
+        ({"context": "../elsewhere"}, {}, r"`context` = '../elsewhere' must be a relative path inside"),
+        ({"file": "/etc/Dockerfile"}, {}, r"`file` = '/etc/Dockerfile' must be a relative path"),
+        ({}, {"strategies": ("native",)}, r"under qemu \(strategy `emulated`\), which its `strategies` \(native\)"),
+    ],
+)
+def test_dockerfile_mistakes_are_configuration_errors(options: dict[str, object], kwargs: dict[str, object],
+                                                      message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as info:
+        make_docker([dockerfile_recipe(options=options, **kwargs)])
+    assert str(ROOT / "recipes" / "web.toml") in str(info.value)
+
+
+def test_dockerfile_on_a_local_engine_needs_qemu_for_foreign_platforms() -> None:
+    with pytest.raises(ConfigurationError, match=r"`qemu-riscv64-static` is not installed"):
+        make_docker([dockerfile_recipe()], can_run=lambda p: p == AMD64)
+    # A remote engine's binfmt is its own business: not checked from here.
+    make_docker([dockerfile_recipe()], engine_info(local=False), can_run=lambda p: p == AMD64)

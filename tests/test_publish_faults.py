@@ -59,7 +59,8 @@ def test_registry_stopped_mid_push_then_completes(tmp_path: Path) -> None:
                     threading.Timer(0.5, reg.start).start()
 
         with RegistryClient(reg.url, ca_path=reg.ca_path, username=reg.username,
-                            password=reg.password, event_hooks={"request": [hook]}) as client:
+                            password=reg.password, chunk_size=8 << 20,
+                            event_hooks={"request": [hook]}) as client:
             digest = client.push_layout(src, "big:1", "big", "1")
             assert patches["n"] > 3
             dst = OciLayout(tmp_path / "dst").ensure()

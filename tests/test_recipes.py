@@ -78,3 +78,77 @@ def test_duplicate_names(tmp_path: Path) -> None:
         write(tmp_path / "recipes" / f"{stem}.toml", 'name = "same"\nkind = "c"\n[source]\npath = "../src"\n')
     with pytest.raises(ConfigurationError, match="already used"):
         load_catalog(tmp_path / "recipes")
+
+
+IMAGE_GO = 'name = "svc"\nkind = "go"\nversion = "2.0"\n[source]\npath = "src"\n'
+
+
+def test_image_table_parses_and_wraps_own_artifact(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load_recipe(write(tmp_path / "svc.toml", IMAGE_GO + '[image]\nbase = "crossyard/static"\n'
+                               'user = "65532:65532"\nenv = { A = "1" }\nports = ["8080", "53/udp"]\n'))
+    spec = recipe.image
+    assert spec is not None and spec.name == "svc" and spec.base.kind == "static"
+    assert [(f.artifact, f.dest) for f in spec.files] == [("svc", "/usr/local/bin/")]
+    assert spec.env == (("A", "1"),) and spec.ports == ("8080", "53/udp") and spec.compression == "gzip"
+    assert recipe.requires == ()  # its own artifact is not a dependency
+
+
+def test_image_recipe_requires_its_inputs(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    write(tmp_path / "recipes" / "svc.toml", IMAGE_GO.replace('"src"', '"../src"'))
+    write(tmp_path / "recipes" / "base.toml", 'kind = "image"\n[image]\nbase = "crossyard/static"\n')
+    write(tmp_path / "recipes" / "img.toml", 'kind = "image"\n[image]\nname = "team/img"\nbase = "recipe:base"\n'
+          '[[image.files]]\nartifact = "svc"\nfile = "svc"\ndest = "/bin/svc"\nmode = "0700"\n')
+    catalog = load_catalog(tmp_path / "recipes")
+    img = catalog.recipes["img"]
+    assert img.requires == ("svc", "base") and not img.platforms_given
+    assert img.image is not None and img.image.files[0].mode == 0o700
+    assert [r.name for r in catalog.select(["img"])] == ["base", "img", "svc"]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ('entrypont = ["/x"]\n', "did you mean `entrypoint`"),
+        ('base = "debian:12"\n', "not a known base"),
+        ('base = "recipe:img"\n', "names the recipe itself"),
+        ('compression = "xz"\n', "compression `xz`"),
+        ('ports = ["http"]\n', "port `http`"),
+        ('name = "Bad Name"\n', "not a valid repository name"),
+        ('workdir = "relative"\n', "absolute path"),
+        ('[[image.files]]\nsrc = "../../etc/passwd"\ndest = "/x"\n', "leaves the workspace"),
+        ('[[image.files]]\nsrc = "/etc/passwd"\ndest = "/x"\n', "leaves the workspace"),
+        ('[[image.files]]\nsrc = "a"\nartifact = "b"\ndest = "/x"\n', "exactly one of"),
+        ('[[image.files]]\nartifact = "b"\ndest = "relative"\n', "must be an absolute path"),
+        ('[[image.files]]\nartifact = "b"\nmode = "rwx"\n', "must be octal"),
+        ('[[image.files]]\nartifact = "b"\nsorce = "x"\n', "did you mean `src`"),
+    ],
+)
+def test_bad_image_tables(tmp_path: Path, image: str, message: str) -> None:
+    path = write(tmp_path / "img.toml", f'kind = "image"\n[image]\n{image}')
+    with pytest.raises(ConfigurationError) as info:
+        load_recipe(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_image_references_are_checked_at_load(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    write(tmp_path / "recipes" / "svc.toml", IMAGE_GO.replace('"src"', '"../src"'))
+    write(tmp_path / "recipes" / "img.toml", 'kind = "image"\n[image]\n[[image.files]]\nartifact = "svx"\n')
+    with pytest.raises(ConfigurationError, match="did you mean `svc`"):
+        load_catalog(tmp_path / "recipes")
+    write(tmp_path / "recipes" / "img.toml", 'kind = "image"\n[image]\nbase = "recipe:svc"\n')
+    with pytest.raises(ConfigurationError, match="not a recipe with an image"):
+        load_catalog(tmp_path / "recipes")
+
+
+def test_dockerfile_image_takes_only_a_name(tmp_path: Path) -> None:
+    (tmp_path / "ctx").mkdir()
+    head = 'kind = "dockerfile"\n[source]\npath = "ctx"\n'
+    recipe = load_recipe(write(tmp_path / "d.toml", head + '[image]\nname = "team/d"\n'))
+    assert recipe.image is not None and recipe.image.name == "team/d" and recipe.image.files == ()
+    with pytest.raises(ConfigurationError, match="takes only `name`"):
+        load_recipe(write(tmp_path / "e.toml", head + '[image]\nentrypoint = ["/x"]\n'))
+    bare = load_recipe(write(tmp_path / "f.toml", head))
+    assert bare.image is not None and bare.image.name == "f"

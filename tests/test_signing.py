@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from crossyard import signing
-from crossyard.errors import ConfigurationError, IntegrityError
-from crossyard.provenance import provenance_statement
+from crossyard.errors import ConfigurationError
+from crossyard.provenance import JobRecord, provenance_statement
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -43,17 +43,17 @@ def test_sign_verify_and_rejections(tmp_path: Path) -> None:
     signing.verify_simple_signing(
         pub, payload, sig, docker_reference="r/app", manifest_digest=DIGEST
     )
-    with pytest.raises(IntegrityError):
+    with pytest.raises(signing.VerificationError):
         signing.verify_simple_signing(
             signing.load_public_key(other.public_path),
             payload, sig, docker_reference="r/app", manifest_digest=DIGEST,
         )
     tampered = payload.replace(b"r/app", b"r/evil")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(signing.VerificationError):
         signing.verify_simple_signing(
             pub, tampered, sig, docker_reference="r/evil", manifest_digest=DIGEST
         )
-    with pytest.raises(IntegrityError, match="another repository"):
+    with pytest.raises(signing.VerificationError, match="another repository"):
         signing.verify_simple_signing(
             pub, payload, sig, docker_reference="r/other", manifest_digest=DIGEST
         )
@@ -65,8 +65,9 @@ def test_dsse_pae_and_provenance(tmp_path: Path) -> None:
     pair = signing.generate_keys(tmp_path, password="")
     key = signing.load_private_key(pair.private_path, password="")
     statement = provenance_statement(
-        subject_name="r/app", subject_digest=DIGEST, builder_id="crossyard",
-        external_parameters={"recipe": "hello-go"},
+        subjects=[("r/app", DIGEST)], recipe="hello-go", version="1",
+        jobs=[JobRecord(recipe="hello-go", platform="linux/arm64", input_key=DIGEST,
+                        toolchain="go 1.22", strategy="cross")],
     )
     env = signing.dsse_envelope(key, signing.INTOTO_PAYLOAD_TYPE, statement)
     ptype, payload = signing.verify_dsse(signing.load_public_key(pair.public_path), env)
@@ -74,7 +75,32 @@ def test_dsse_pae_and_provenance(tmp_path: Path) -> None:
     assert json.loads(payload)["predicateType"] == "https://slsa.dev/provenance/v1"
     bad = json.loads(env)
     bad["payloadType"] = "text/plain"
-    with pytest.raises(IntegrityError):
+    with pytest.raises(signing.VerificationError):
         signing.verify_dsse(
             signing.load_public_key(pair.public_path), json.dumps(bad).encode()
         )
+
+
+def test_detached_file_signature_is_a_plain_signature_of_the_bytes(tmp_path: Path) -> None:
+    import hashlib
+
+    pair = signing.generate_keys(tmp_path, password="pw")
+    key = signing.load_private_key(pair.private_path, password="pw")
+    data = b"\x7fELF pretend binary" * 1000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    signature = signing.sign_digest(key, digest)
+    # Signed by digest, verifiable over the file's bytes by anything that speaks ECDSA-SHA256.
+    assert signing.verify_bytes(key.public_key(), data, signature)
+    assert signing.verify_digest(key.public_key(), digest, signature)
+    assert not signing.verify_bytes(key.public_key(), data + b"!", signature)
+    assert signing.sign_digest(key, digest) == signature  # RFC 6979: deterministic
+    with pytest.raises(ValueError):
+        signing.sign_digest(key, "md5:abc")
+
+
+def test_wrong_or_missing_passphrase_says_so(tmp_path: Path) -> None:
+    pair = signing.generate_keys(tmp_path, password="right")
+    with pytest.raises(ConfigurationError, match="wrong passphrase"):
+        signing.load_private_key(pair.private_path, password="wrong")
+    with pytest.raises(ConfigurationError, match="is encrypted: set CROSSYARD_KEY_PASSWORD"):
+        signing.load_private_key(pair.private_path, password="")

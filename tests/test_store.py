@@ -52,3 +52,23 @@ def test_missing_blob_is_not_a_cache_hit(tmp_path: Path) -> None:
                                   files=files(tmp_path, "bytes"))
     store.file_path(artifact.files[0]).unlink()
     assert store.find("sha256:" + "1" * 64) is None
+
+
+def test_put_image_tags_and_finds_by_key(tmp_path: Path) -> None:
+    from crossyard.oci.image import ImageConfig, write_image, write_index
+    from crossyard.oci.layer import LayerEntry, write_layer
+
+    store = Store(tmp_path / "store")
+    store.layout.ensure()
+    layer = write_layer(store.layout, [LayerEntry(path="/x", source=b"x")], source_date_epoch=0)
+    manifest = write_image(store.layout, platform=RISCV64, layers=[layer], config=ImageConfig(), source_date_epoch=0)
+    index = write_index(store.layout, [manifest])
+    image = store.put_image(name="team/x", version="1.0", recipe="x", key="sha256:" + "9" * 64, index=index)
+    assert image.ref == "team/x:1.0" and image.reproducible
+    assert store.find_image("sha256:" + "9" * 64) == image
+    assert [i.ref for i in store.images()] == ["team/x:1.0"]
+    unrepro = store.put_image(name="team/x", version="1.0", recipe="x", key="k", index=index, reproducible=False)
+    assert [i.reproducible for i in store.images()] == [False] and unrepro.key == "k"
+    assert store.find_image("sha256:" + "9" * 64) is None  # the tag moved to the newer entry
+    store.layout.blob_path(layer.descriptor.digest).unlink()
+    assert store.find_image("k") is None  # an incomplete tree is not a cache hit

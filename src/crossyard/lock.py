@@ -2,6 +2,10 @@
 
 Users commit it. `build` updates the entries of the jobs it ran or found cached; `build --locked`
 instead holds every output against it and names each artifact that drifted.
+
+Images are recorded too (`[[image]]`): the index digest, each platform's manifest digest, and
+per layer its diff_id (sha256 of the tar), its blob digest and the compressor that made the blob,
+so a drift can be told apart: same diff_id with another blob means compression, not content.
 """
 
 from __future__ import annotations
@@ -36,14 +40,49 @@ class LockEntry:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LockedLayer:
+    diff_id: str
+    blob: str
+    compressor: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockedPlatform:
+    platform: str
+    manifest: str
+    layers: tuple[LockedLayer, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageLockEntry:
+    name: str
+    version: str
+    recipe: str
+    key: str
+    index: str
+    base: str = ""
+    ca_bundle: str = ""  # the crossyard/static base's CA bundle digest (it comes from the host)
+    reproducible: bool = True  # false for Dockerfile images
+    platforms: tuple[LockedPlatform, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Lock:
     entries: Mapping[str, LockEntry] = field(default_factory=dict)  # by id
+    images: Mapping[str, ImageLockEntry] = field(default_factory=dict)  # by name:version
 
-    def merged(self, updates: Iterable[LockEntry]) -> Lock:
+    def merged(self, updates: Iterable[LockEntry], images: Iterable[ImageLockEntry] = ()) -> Lock:
         entries = dict(self.entries)
         for entry in updates:
             entries[entry.id] = entry
-        return Lock(entries=entries)
+        locked_images = dict(self.images)
+        for image in images:
+            locked_images[image.id] = image
+        return Lock(entries=entries, images=locked_images)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +109,27 @@ def read_lock(path: Path) -> Lock:
         except KeyError as error:
             raise ConfigurationError(f"{path}: [[artifact]] #{i + 1} lacks `{error.args[0]}`") from None
         entries[entry.id] = entry
-    return Lock(entries=entries)
+    images: dict[str, ImageLockEntry] = {}
+    for i, raw in enumerate(data.get("image", [])):
+        try:
+            image = ImageLockEntry(
+                name=raw["name"], version=raw["version"], recipe=raw.get("recipe", ""), key=raw.get("key", ""),
+                index=raw["index"], base=raw.get("base", ""), ca_bundle=raw.get("ca_bundle", ""),
+                reproducible=bool(raw.get("reproducible", True)),
+                platforms=tuple(
+                    LockedPlatform(
+                        platform=p["platform"], manifest=p["manifest"],
+                        layers=tuple(LockedLayer(diff_id=layer["diff_id"], blob=layer["blob"],
+                                                 compressor=layer.get("compressor", ""))
+                                     for layer in p.get("layers", [])),
+                    )
+                    for p in raw.get("platform", [])
+                ),
+            )
+        except KeyError as error:
+            raise ConfigurationError(f"{path}: [[image]] #{i + 1} lacks `{error.args[0]}`") from None
+        images[image.id] = image
+    return Lock(entries=entries, images=images)
 
 
 def _toml_string(value: str) -> str:
@@ -92,6 +151,26 @@ def render_lock(lock: Lock) -> str:
         lines.append("outputs = { " + ", ".join(
             f"{_toml_string(name)} = {_toml_string(digest)}" for name, digest in sorted(entry.outputs.items())
         ) + " }\n")
+    for image in sorted(lock.images.values(), key=lambda i: (i.name, i.version)):
+        lines.append("\n[[image]]\n")
+        for key, value in (("name", image.name), ("version", image.version), ("recipe", image.recipe),
+                           ("key", image.key), ("index", image.index), ("base", image.base)):
+            lines.append(f"{key} = {_toml_string(value)}\n")
+        if image.ca_bundle:
+            lines.append(f"ca_bundle = {_toml_string(image.ca_bundle)}\n")
+        if not image.reproducible:
+            lines.append("reproducible = false\n")
+        for plat in image.platforms:
+            lines.append("\n[[image.platform]]\n")
+            lines.append(f"platform = {_toml_string(plat.platform)}\n")
+            lines.append(f"manifest = {_toml_string(plat.manifest)}\n")
+            lines.append("layers = [\n")
+            for layer in plat.layers:
+                lines.append(
+                    f"  {{ diff_id = {_toml_string(layer.diff_id)}, blob = {_toml_string(layer.blob)}, "
+                    f"compressor = {_toml_string(layer.compressor)} }},\n"
+                )
+            lines.append("]\n")
     return "".join(lines)
 
 
@@ -123,3 +202,58 @@ def compare(lock: Lock, built: Iterable[LockEntry]) -> list[Drift]:
         )
         drifts.append(Drift(id=entry.id, reason=f"{why}; {detail}"))
     return drifts
+
+
+def compare_images(lock: Lock, built: Iterable[ImageLockEntry]) -> tuple[list[Drift], list[Drift]]:
+    """(drifts, warnings): each built image whose digests differ from the lock, explained from
+    the outside in (index → platform manifest → layer: compression or contents). Drift of an
+    image marked not reproducible (a Dockerfile build) is only a warning."""
+    drifts: list[Drift] = []
+    warnings: list[Drift] = []
+    for image in built:
+        locked = lock.images.get(image.id)
+        if locked is None:
+            drifts.append(Drift(id=image.id, reason="image not in crossyard.lock"))
+            continue
+        if locked.index == image.index:
+            continue
+        reasons = _explain_image(locked, image)
+        target = warnings if not (locked.reproducible and image.reproducible) else drifts
+        target.append(Drift(id=image.id, reason=f"index {locked.index} -> {image.index}; " + "; ".join(reasons)))
+    return drifts, warnings
+
+
+def _explain_image(locked: ImageLockEntry, built: ImageLockEntry) -> list[str]:
+    reasons: list[str] = []
+    if locked.key != built.key:
+        reasons.append("inputs changed (image key differs)")
+    if locked.ca_bundle != built.ca_bundle:
+        reasons.append(f"the static base's CA bundle changed ({locked.ca_bundle or 'none'} -> {built.ca_bundle or 'none'})")
+    old = {p.platform: p for p in locked.platforms}
+    new = {p.platform: p for p in built.platforms}
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None:
+            reasons.append(f"{name}: {'added' if a is None else 'removed'}")
+            continue
+        if a.manifest == b.manifest:
+            continue
+        layer_notes = []
+        for i, (la, lb) in enumerate(zip(a.layers, b.layers, strict=False)):
+            if la == lb:
+                continue
+            if la.diff_id == lb.diff_id:
+                layer_notes.append(
+                    f"layer {i + 1}: same contents (diff_id), different blob: compression "
+                    f"({la.compressor} -> {lb.compressor})"
+                )
+            else:
+                layer_notes.append(f"layer {i + 1}: contents differ (diff_id {la.diff_id} -> {lb.diff_id})")
+        if len(a.layers) != len(b.layers):
+            layer_notes.append(f"{len(a.layers)} -> {len(b.layers)} layers")
+        if not layer_notes:
+            layer_notes.append("same layers: the config or annotations differ")
+        reasons.append(f"{name}: manifest {a.manifest} -> {b.manifest}: " + ", ".join(layer_notes))
+    if not reasons:
+        reasons.append("same platform manifests: the index annotations differ")
+    return reasons

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .builders.dockerfile import CONTEXT_FORMAT, check_options
+from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
 from .hashing import sha256_json
 from .platforms import Platform
@@ -21,7 +23,9 @@ from .toolchains import ToolchainTarget
 
 # Bump when what a job's environment looks like changes (env vars, flags the builders add).
 BUILD_ENV_VERSION = 1
-BUILD_KINDS = ("go", "c", "rust")
+# Kinds whose jobs run on a Docker engine instead of a toolchain (scheduler: EngineExecutor).
+ENGINE_KINDS = ("dockerfile",)
+BUILD_KINDS = ("go", "c", "rust", *ENGINE_KINDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,13 +107,24 @@ def plan(
     workspace_root: Path,
     default_epoch: int = 0,
     can_run: Callable[[Platform], bool] = lambda _p: True,
+    engine: Callable[[], EngineInfo] | None = None,
 ) -> BuildGraph:
     """Jobs for every recipe x (its platforms ∩ `platforms`), in dependency order.
 
     `toolchains(kind, platform)` returns the probed candidates for a kind and platform, best
-    first; `can_run(platform)` says whether a smoke test could run that platform's binaries.
+    first; `can_run(platform)` says whether a smoke test could run that platform's binaries;
+    `engine()` probes the Docker engine `dockerfile` jobs run on (called once, only if needed).
     """
     by_name = {r.name: r for r in recipes}
+    probed: list[EngineInfo] = []
+
+    def engine_info() -> EngineInfo:
+        if not probed:
+            if engine is None:
+                raise ConfigurationError("`dockerfile` recipes need a Docker engine, and none was given")
+            probed.append(engine())
+        return probed[0]
+
     order = _check_dependencies(by_name)
     wanted = {p.oci for p in platforms} if platforms else None
     jobs: dict[str, Job] = {}
@@ -120,7 +135,13 @@ def plan(
         for platform in recipe.platforms:
             if wanted is not None and platform.oci not in wanted:
                 continue
-            toolchain = _choose(recipe, platform, toolchains(recipe.kind, platform))
+            if recipe.kind in ENGINE_KINDS:
+                info = engine_info()
+                toolchain = _engine_target(recipe, platform, info, can_run)
+                identity = {**info.identity, "target": platform.oci, "context_format": str(CONTEXT_FORMAT)}
+            else:
+                toolchain = _choose(recipe, platform, toolchains(recipe.kind, platform))
+                identity = toolchain.identity
             if recipe.test is not None and not can_run(platform):
                 raise ConfigurationError(
                     f"{recipe.file}: the smoke test of `{recipe.name}` for {platform} needs qemu-user: "
@@ -153,7 +174,7 @@ def plan(
                 "crossyard_build_env": BUILD_ENV_VERSION,
                 "recipe": recipe.normalized(platform, workspace_root),
                 "source": source_digests[name],
-                "toolchain": toolchain.identity,
+                "toolchain": identity,
                 "platform": platform.oci,
                 "source_date_epoch": epoch,
             }
@@ -188,3 +209,31 @@ def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTa
     if not candidates:
         lines.append(f"  no toolchain definition builds kind `{recipe.kind}`; add one under toolchains/")
     raise ConfigurationError("\n".join(lines))
+
+
+def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
+                   can_run: Callable[[Platform], bool]) -> ToolchainTarget:
+    """The engine as the job's "toolchain": native on an engine of that arch, else emulated."""
+    if recipe.test is not None:
+        raise ConfigurationError(
+            f"{recipe.file}: a `{recipe.kind}` recipe builds an image, which [test] cannot run; "
+            "remove [test] (test the binary in the recipe it depends on)"
+        )
+    check_options(recipe.options_for(platform), where=recipe.file)
+    strategy = "native" if info.platform == platform else "emulated"
+    if strategy not in recipe.strategies:
+        raise ConfigurationError(
+            f"{recipe.file}: `{recipe.name}` for {platform} would be built on the Docker engine at "
+            f"{info.host} ({info.platform}) under qemu (strategy `emulated`), which its `strategies` "
+            f"({', '.join(recipe.strategies)}) exclude; add `emulated` or point DOCKER_HOST at a {platform} engine"
+        )
+    if strategy == "emulated" and info.local and not can_run(platform):
+        raise ConfigurationError(
+            f"{recipe.file}: `{recipe.name}` for {platform} runs on the local Docker engine ({info.platform}) "
+            f"under qemu-user, and `{platform.qemu_binary}` is not installed; run "
+            "`apt-get install -y qemu-user-static binfmt-support` (binfmt handlers with the F flag)"
+        )
+    return ToolchainTarget(
+        name="docker", kind=recipe.kind, platform=platform, strategy=strategy, available=True,
+        command=info.host, version=f"{info.version} on {info.platform.oci}",
+    )

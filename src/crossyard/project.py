@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from .engine import probe as engine_probe
 from .errors import ConfigurationError, check_keys
 from .plan import BUILD_KINDS, BuildGraph, plan
 from .platforms import Platform, parse_platforms
@@ -111,6 +112,7 @@ class Project:
                 workspace_root=self.workspace.root,
                 default_epoch=self.settings.source_date_epoch,
                 can_run=lambda p: p == Platform.host() or qemu_command(p) is not None,
+                engine=engine_probe,  # only `dockerfile` recipes ask (DOCKER_HOST)
             )
         finally:
             self.probe_cache.save()

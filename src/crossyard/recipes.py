@@ -4,6 +4,11 @@ Loading is strict: an unknown key, kind, platform or strategy is a `Configuratio
 the file and suggesting the nearest known word; malformed TOML names the file and line. The
 result is a frozen `Recipe` whose `normalized()` form is what the input key is taken over, so
 re-ordering keys or spelling `aarch64` instead of `linux/arm64` does not change any key.
+
+An `[image]` table (on a go/c/rust recipe, which it wraps, or on a `kind = "image"` recipe that
+only assembles) is parsed into a frozen `ImageSpec`; what needs other recipes or the disk (the
+artifacts it names, workspace files, bases) is checked by the catalog and at assembly
+(`crossyard.images`). An image does not enter its recipe's input key: re-wrapping never rebuilds.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,6 +24,7 @@ from .errors import ConfigurationError, check_keys, suggest
 from .platforms import ARM64, RISCV64, Platform, parse_platforms
 
 KINDS: Final = ("go", "c", "rust", "image", "dockerfile")
+BUILD_RECIPE_KINDS: Final = ("go", "c", "rust")  # the kinds whose jobs produce file artifacts
 STRATEGIES: Final = ("cross", "native", "emulated")
 DEFAULT_PLATFORMS: Final = (RISCV64, ARM64)
 DEFAULT_STRATEGIES: Final = ("cross", "native", "emulated")
@@ -36,6 +42,21 @@ OPTION_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "dockerfile": ("context", "file", "build_args", "target"),
 }
 NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+IMAGE_KEYS: Final = (
+    "name", "base", "files", "entrypoint", "cmd", "user", "env", "ports", "labels", "workdir",
+    "compression",
+)
+IMAGE_FILE_KEYS: Final = ("artifact", "file", "src", "dest", "mode")
+COMPRESSIONS: Final = ("gzip", "zstd")
+BASE_WORDS: Final = ("scratch", "crossyard/static", "recipe:", "oci-layout:", "oci-archive:")
+# A repository path as the distribution spec allows it (lowercase components, / between them).
+REPOSITORY_RE: Final = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+PORT_RE: Final = re.compile(r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$")
+REGISTRY_BASE_RE: Final = re.compile(
+    r"^(?P<host>[A-Za-z0-9.-]+(?::[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)@(?P<digest>sha256:[0-9a-f]{64})$"
+)
+DEFAULT_IMAGE_DEST: Final = "/usr/local/bin/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +97,209 @@ class Test:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BaseRef:
+    """Where an image's base comes from, parsed from `[image] base`."""
+
+    kind: str  # scratch | static | recipe | oci-layout | oci-archive | registry
+    value: str = ""  # recipe name, path (as written), or `host/repo`
+    ref: str | None = None  # the ref inside a layout/archive, or the registry digest
+
+    @property
+    def text(self) -> str:
+        if self.kind == "scratch":
+            return "scratch"
+        if self.kind == "static":
+            return "crossyard/static"
+        if self.kind == "registry":
+            return f"{self.value}@{self.ref}"
+        return f"{self.kind}:{self.value}" + (f":{self.ref}" if self.ref else "")
+
+    @classmethod
+    def parse(cls, text: str, *, file: Path | None = None) -> BaseRef:
+        origin = f"{file}: " if file is not None else ""
+        if text == "scratch":
+            return cls(kind="scratch")
+        if text == "crossyard/static":
+            return cls(kind="static")
+        for prefix in ("recipe", "oci-layout", "oci-archive"):
+            if text.startswith(prefix + ":"):
+                rest = text[len(prefix) + 1:]
+                # Like skopeo's `oci:PATH:REF`: the path ends at the first colon.
+                value, _, ref = rest.partition(":")
+                if not value:
+                    break
+                if prefix == "recipe" and (ref or not NAME_RE.match(value)):
+                    break
+                return cls(kind=prefix, value=value, ref=ref or None)
+        match = REGISTRY_BASE_RE.match(text)
+        if match:
+            return cls(kind="registry", value=f"{match['host']}/{match['repo']}", ref=match["digest"])
+        raise ConfigurationError(
+            f"{origin}[image] base `{text}` is not a known base{suggest(text, BASE_WORDS)}; use "
+            "`scratch`, `crossyard/static`, `recipe:<image recipe>`, `oci-layout:<dir>[:<ref>]`, "
+            "`oci-archive:<tar>[:<ref>]` or `<host>/<repo>@sha256:<digest>` (registry bases are "
+            "pinned by digest)"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageFile:
+    """One `[[image.files]]` entry: an artifact (of some recipe) or a workspace file."""
+
+    dest: str
+    artifact: str | None = None
+    file: str | None = None  # one file of a multi-file artifact
+    src: str | None = None  # workspace-relative
+    mode: int | None = None  # None: the artifact's own mode / 0644 for static files
+
+    def normalized(self) -> dict[str, Any]:
+        return {"dest": self.dest, "artifact": self.artifact, "file": self.file, "src": self.src,
+                "mode": None if self.mode is None else f"{self.mode:04o}"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSpec:
+    """A recipe's `[image]` table, validated as far as one file allows (the rest at assembly)."""
+
+    name: str
+    base: BaseRef = field(default_factory=lambda: BaseRef(kind="scratch"))
+    files: tuple[ImageFile, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    user: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    workdir: str = ""
+    compression: str = "gzip"
+
+    @property
+    def artifact_recipes(self) -> tuple[str, ...]:
+        return tuple(sorted({f.artifact for f in self.files if f.artifact}))
+
+    def normalized(self) -> dict[str, Any]:
+        """What the image's cache key sees of the spec."""
+        return {
+            "name": self.name, "base": self.base.text, "files": [f.normalized() for f in self.files],
+            "entrypoint": list(self.entrypoint), "cmd": list(self.cmd), "user": self.user,
+            "env": dict(self.env), "ports": list(self.ports), "labels": dict(self.labels),
+            "workdir": self.workdir, "compression": self.compression,
+        }
+
+    @classmethod
+    def from_toml(cls, table: Mapping[str, Any], *, file: Path, recipe: str, kind: str) -> ImageSpec:
+        check_keys(table, IMAGE_KEYS, where="[image]", file=file)
+        name = table.get("name", recipe)
+        if not isinstance(name, str) or not REPOSITORY_RE.match(name):
+            raise ConfigurationError(
+                f"{file}: [image] name {name!r} is not a valid repository name "
+                "(lowercase letters and digits, separated by . _ - or /)"
+            )
+        if kind == "dockerfile":
+            extra = sorted(set(table) - {"name"})
+            if extra:
+                raise ConfigurationError(
+                    f"{file}: [image] `{extra[0]}`: a `dockerfile` recipe's image comes from its "
+                    "Dockerfile; its [image] table takes only `name`"
+                )
+        base_text = table.get("base", "scratch")
+        if not isinstance(base_text, str):
+            raise ConfigurationError(f"{file}: [image] base must be a string, got {base_text!r}")
+        base = BaseRef.parse(base_text, file=file)
+        if base.kind == "recipe" and base.value == recipe:
+            raise ConfigurationError(f"{file}: [image] base `{base_text}` names the recipe itself")
+        raw_files = table.get("files", [])
+        if not isinstance(raw_files, list):
+            raise ConfigurationError(f"{file}: [image] files must be an array of tables ([[image.files]])")
+        files = tuple(_image_file(entry, i, file=file) for i, entry in enumerate(raw_files))
+        compression = table.get("compression", "gzip")
+        if compression not in COMPRESSIONS:
+            raise ConfigurationError(
+                f"{file}: [image] compression `{compression}`{suggest(str(compression), COMPRESSIONS)}; "
+                f"use one of: {', '.join(COMPRESSIONS)}"
+            )
+        ports = _str_list(table.get("ports", []), key="image.ports", file=file)
+        for port in ports:
+            if not PORT_RE.match(port):
+                raise ConfigurationError(f"{file}: [image] port `{port}` is not PORT[/tcp|/udp|/sctp]")
+        user = table.get("user", "")
+        if not isinstance(user, str) or not re.fullmatch(r"[A-Za-z0-9_.-]*(?::[A-Za-z0-9_.-]+)?", user):
+            raise ConfigurationError(f"{file}: [image] user {user!r} must be NAME, UID or UID:GID")
+        workdir = table.get("workdir", "")
+        if not isinstance(workdir, str) or (workdir and not workdir.startswith("/")):
+            raise ConfigurationError(f"{file}: [image] workdir {workdir!r} must be an absolute path")
+        if kind == "image" and not files and base.kind == "scratch":
+            raise ConfigurationError(
+                f"{file}: an `image` recipe on `scratch` needs [[image.files]] (artifact = \"<recipe>\")"
+            )
+        return cls(
+            name=name,
+            base=base,
+            files=files,
+            entrypoint=_str_list(table.get("entrypoint", []), key="image.entrypoint", file=file),
+            cmd=_str_list(table.get("cmd", []), key="image.cmd", file=file),
+            user=user,
+            env=_str_table(table.get("env", {}), key="image.env", file=file),
+            ports=ports,
+            labels=_str_table(table.get("labels", {}), key="image.labels", file=file),
+            workdir=workdir,
+            compression=str(compression),
+        )
+
+
+def _str_table(value: Any, *, key: str, file: Path) -> tuple[tuple[str, str], ...]:
+    table = _table(value, key=key, file=file)
+    for k, v in table.items():
+        if not isinstance(v, str | int | float | bool) or isinstance(v, dict | list):
+            raise ConfigurationError(f"{file}: `{key}.{k}` must be a string, got {v!r}")
+    return tuple(sorted((str(k), str(v)) for k, v in table.items()))
+
+
+def _image_file(value: Any, index: int, *, file: Path) -> ImageFile:
+    where = f"[[image.files]] #{index + 1}"
+    table = _table(value, key=f"image.files[{index}]", file=file)
+    check_keys(table, IMAGE_FILE_KEYS, where=where, file=file)
+    given = [k for k in ("artifact", "src") if k in table]
+    if len(given) != 1:
+        raise ConfigurationError(
+            f"{file}: {where} needs exactly one of `artifact` (a recipe name) or `src` "
+            f"(a workspace file); got {given or 'neither'}"
+        )
+    for key in ("artifact", "file", "src", "dest"):
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            raise ConfigurationError(f"{file}: {where} `{key}` must be a non-empty string")
+    if "file" in table and "artifact" not in table:
+        raise ConfigurationError(f"{file}: {where} `file` picks a file of an `artifact`; add `artifact`")
+    src = table.get("src")
+    if src is not None:
+        parts = Path(src).parts
+        if Path(src).is_absolute() or ".." in parts:
+            raise ConfigurationError(
+                f"{file}: {where} src `{src}` leaves the workspace; give a path relative to the "
+                "workspace root, without `..`"
+            )
+        if "dest" not in table:
+            raise ConfigurationError(f"{file}: {where} needs `dest` (the absolute path in the image)")
+    dest = table.get("dest", DEFAULT_IMAGE_DEST)
+    if not dest.startswith("/") or ".." in dest.split("/"):
+        raise ConfigurationError(
+            f"{file}: {where} dest `{dest}` must be an absolute path in the image, without `..`"
+        )
+    mode = table.get("mode")
+    if mode is not None:
+        try:
+            mode = int(mode, 8) if isinstance(mode, str) else int(mode)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o7777:
+            raise ConfigurationError(f"{file}: {where} mode {table['mode']!r} must be octal, like \"0755\"")
+    artifact = table.get("artifact")
+    if artifact is not None and not NAME_RE.match(artifact):
+        raise ConfigurationError(f"{file}: {where} artifact `{artifact}` is not a recipe name")
+    return ImageFile(dest=dest, artifact=artifact, file=table.get("file"), src=src, mode=mode)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str
     kind: str
@@ -90,7 +314,18 @@ class Recipe:
     options: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # platform → options
     test: Test | None = None
-    image: Mapping[str, Any] | None = None
+    image: ImageSpec | None = None
+    platforms_given: bool = True  # false: the defaults (an image recipe then takes its inputs')
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Recipes this one needs built first: `depends`, plus its image's artifacts and base."""
+        extra: list[str] = []
+        if self.image is not None:
+            extra.extend(a for a in self.image.artifact_recipes if a != self.name)
+            if self.image.base.kind == "recipe":
+                extra.append(self.image.base.value)
+        return tuple(dict.fromkeys([*self.depends, *extra]))
 
     def options_for(self, platform: Platform) -> dict[str, Any]:
         """Build options with the platform's overrides applied (lists replace, not append)."""
@@ -214,9 +449,18 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
             expect=table.get("expect"),
             env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
         )
-    image = _table(data["image"], key="image", file=file) if "image" in data else None
+    image = None
+    if "image" in data:
+        image = ImageSpec.from_toml(_table(data["image"], key="image", file=file), file=file,
+                                    recipe=name, kind=kind)
     if kind == "image" and image is None:
         raise ConfigurationError(f"{file}: an `image` recipe needs an [image] table")
+    if kind == "dockerfile" and image is None:
+        # Its jobs build images; the assembly stage indexes them as `<recipe>:<version>`.
+        image = ImageSpec.from_toml({}, file=file, recipe=name, kind=kind)
+    if image is not None and kind in BUILD_RECIPE_KINDS and not image.files:
+        # The image wraps the recipe's own artifact, every file under /usr/local/bin/.
+        image = replace(image, files=(ImageFile(dest=DEFAULT_IMAGE_DEST, artifact=name),))
 
     return Recipe(
         name=name,
@@ -233,6 +477,7 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
         overrides=overrides,
         test=test,
         image=image,
+        platforms_given="platforms" in data,
     )
 
 
@@ -297,7 +542,7 @@ class Catalog:
                     f"known: {', '.join(sorted(self.recipes)) or '(none)'}"
                 )
             out[name] = recipe
-            stack.extend(recipe.depends)
+            stack.extend(recipe.requires)
         return sorted(out.values(), key=lambda r: r.name)
 
 
@@ -310,4 +555,33 @@ def load_catalog(recipes_dir: Path) -> Catalog:
                 f"{path}: recipe name `{recipe.name}` is already used by {recipes[recipe.name].file}"
             )
         recipes[recipe.name] = recipe
+    _check_image_references(recipes)
     return Catalog(recipes=recipes)
+
+
+def _check_image_references(recipes: Mapping[str, Recipe]) -> None:
+    """An image naming an unknown recipe (artifact or base) fails at load, naming the file."""
+    for recipe in recipes.values():
+        if recipe.image is None:
+            continue
+        for name in recipe.image.artifact_recipes:
+            other = recipes.get(name)
+            if other is None:
+                raise ConfigurationError(
+                    f"{recipe.file}: [[image.files]] artifact `{name}` is not a recipe{suggest(name, recipes)}; "
+                    f"known recipes: {', '.join(sorted(recipes))}"
+                )
+            if other.kind not in BUILD_RECIPE_KINDS:
+                raise ConfigurationError(
+                    f"{recipe.file}: [[image.files]] artifact `{name}` is a `{other.kind}` recipe; "
+                    f"artifacts come from {', '.join(BUILD_RECIPE_KINDS)} recipes"
+                )
+        base = recipe.image.base
+        if base.kind == "recipe":
+            other = recipes.get(base.value)
+            if other is None or other.image is None:
+                raise ConfigurationError(
+                    f"{recipe.file}: [image] base `recipe:{base.value}` is not a recipe with an image"
+                    f"{suggest(base.value, [r.name for r in recipes.values() if r.image])}; images: "
+                    f"{', '.join(sorted(r.name for r in recipes.values() if r.image)) or '(none)'}"
+                )

@@ -4,27 +4,38 @@ A job becomes ready when its dependencies are done; only then is its input key k
 their output digests). A cached key costs one index lookup; a miss is built by the executor,
 checked (ELF machine, smoke test) and imported into the store. A failed job's dependents are
 skipped; independent jobs still run, and the build exits 1 at the end with every failure.
+
+Jobs of an engine kind (`dockerfile`) run on a Docker engine instead (`EngineExecutor`): the
+built image is saved, imported into the store as the job's per-platform image manifest (digests
+checked) and recorded under the job's ref and input key like an artifact, its one output `image`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from .builders import BuildInput, BuildScript, JobPaths, builder_for
+from .builders.dockerfile import DockerfileBuilder
 from .checks import check_elf, smoke_test
+from .engine import DockerEngine
 from .errors import BuildError, CrossyardError
 from .executors import Executor
+from .executors.docker import EngineExecutor, EngineRequest
 from .executors.local import ExecRequest
+from .oci import media
+from .oci.docker_archive import import_docker_archive
 from .oci.layout import Descriptor
-from .plan import BuildGraph, Job
+from .plan import ENGINE_KINDS, BuildGraph, Job
 from .sources import SourceResolver
-from .store import Store, StoredArtifact
+from .store import REPRODUCIBLE_ANNOTATION, ArtifactFile, Store, StoredArtifact
+
+IMAGE_ID_ANNOTATION = "dev.crossyard.docker.image-id"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +51,7 @@ class JobResult:
     seconds: float = 0.0
     log: Path | None = None
     error: str | None = None
+    reproducible: bool = True  # false for `dockerfile` jobs: only as reproducible as the Dockerfile
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +92,7 @@ class Scheduler:
         toolchain_cache: Path,
         jobs: int,
         reporter: Reporter | None = None,
+        engine: Callable[[], DockerEngine] = DockerEngine.from_env,
     ) -> None:
         self.store = store
         self.resolver = resolver
@@ -88,6 +101,7 @@ class Scheduler:
         self.toolchain_cache = toolchain_cache
         self.jobs = max(1, jobs)
         self.reporter = reporter or SilentReporter()
+        self.engine = engine  # one connection per engine job, made only when one runs
         self._store_lock = threading.Lock()
 
     def run(self, graph: BuildGraph) -> BuildReport:
@@ -96,6 +110,8 @@ class Scheduler:
         artifacts: dict[str, StoredArtifact] = {}
         pending = dict(graph.jobs)
         cached_keys = self.store.cached_keys()  # one index read for the whole run
+        if any(job.recipe.kind in ENGINE_KINDS for job in pending.values()):
+            cached_keys = {**cached_keys, **self._job_images()}
         self.reporter.start(len(pending))
         running: dict[Future[tuple[JobResult, StoredArtifact | None]], str] = {}
         try:
@@ -117,13 +133,15 @@ class Scheduler:
                                 ))
                                 continue
                             key = job.input_key({d: results[d].outputs for d in job.deps})
-                            artifact = self._cached(key, cached_keys)
+                            artifact = (self._cached_image(key, cached_keys) if job.recipe.kind in ENGINE_KINDS
+                                        else self._cached(key, cached_keys))
                             if artifact is not None:
                                 artifacts[job_id] = artifact
                                 results[job_id] = self._finish(JobResult(
                                     job_id=job_id, recipe=job.recipe.name, platform=job.platform.oci,
                                     status="cached", input_key=key, outputs=artifact.digests,
                                     toolchain=job.toolchain.identity_text, strategy=job.strategy,
+                                    reproducible=job.recipe.kind not in ENGINE_KINDS,
                                 ))
                                 continue
                             self.reporter.job_started(job)
@@ -133,7 +151,13 @@ class Scheduler:
                                 }
                                 for d in job.deps
                             }
-                            running[pool.submit(self._build, job, key, dep_files)] = job_id
+                            if job.recipe.kind in ENGINE_KINDS:
+                                dep_modes = {graph.jobs[d].recipe.name: {f.name: f.mode for f in artifacts[d].files}
+                                             for d in job.deps}
+                                future = pool.submit(self._build_on_engine, job, key, dep_files, dep_modes)
+                            else:
+                                future = pool.submit(self._build, job, key, dep_files)
+                            running[future] = job_id
                     if not running:
                         break
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -154,6 +178,32 @@ class Scheduler:
 
     def _cached(self, key: str, cached_keys: Mapping[str, Descriptor]) -> StoredArtifact | None:
         return self.store.find(key, index=cached_keys) if key in cached_keys else None
+
+    def _job_images(self) -> dict[str, Descriptor]:
+        """Input key → index entry of every job image (`dockerfile` jobs' per-platform manifests)."""
+        out: dict[str, Descriptor] = {}
+        for descriptor in self.store.layout.manifests() if self.store.layout.index_path.exists() else []:
+            key = (descriptor.annotations or {}).get(media.ANNOTATION_INPUT_KEY)
+            if key and descriptor.media_type == media.MANIFEST and descriptor.artifact_type is None:
+                out[key] = descriptor
+        return out
+
+    def _cached_image(self, key: str, cached_keys: Mapping[str, Descriptor]) -> StoredArtifact | None:
+        descriptor = cached_keys.get(key)
+        if descriptor is None or descriptor.media_type != media.MANIFEST or descriptor.artifact_type is not None:
+            return None
+        layout = self.store.layout
+        if not layout.has_blob(descriptor.digest):
+            return None
+        manifest = layout.read_json(descriptor.digest)
+        if not all(layout.has_blob(d["digest"]) for d in [manifest["config"], *manifest.get("layers", [])]):
+            return None
+        notes = descriptor.annotations or {}
+        return StoredArtifact(
+            recipe=notes.get(media.ANNOTATION_RECIPE, ""), platform=notes.get(media.ANNOTATION_PLATFORM, ""),
+            input_key=key, manifest=descriptor,
+            files=(ArtifactFile(name="image", digest=descriptor.digest, size=descriptor.size, mode=0o644),),
+        )
 
     def log_path(self, job: Job, key: str) -> Path:
         return self.logs_dir / job.recipe.name / f"{job.platform.slug}-{key.removeprefix('sha256:')[:12]}.log"
@@ -198,6 +248,58 @@ class Scheduler:
         except ValueError as error:  # a builder refusing its options
             failure = BuildError(f"{job.id}: {error}")
             return replace(base, error=str(failure), seconds=time.monotonic() - started), None
+        return (
+            replace(base, status="built", outputs=artifact.digests, seconds=time.monotonic() - started),
+            artifact,
+        )
+
+    def _build_on_engine(
+        self, job: Job, key: str, dep_files: Mapping[str, Mapping[str, Path]],
+        dep_modes: Mapping[str, Mapping[str, int]],
+    ) -> tuple[JobResult, StoredArtifact | None]:
+        started = time.monotonic()
+        log = self.log_path(job, key)
+        base = JobResult(
+            job_id=job.id, recipe=job.recipe.name, platform=job.platform.oci, status="failed", input_key=key,
+            toolchain=job.toolchain.identity_text, strategy=job.strategy, log=log, reproducible=False,
+        )
+        try:
+            source = self.resolver.resolve(job.recipe)
+            with self.engine() as engine:
+                info = engine.info()
+                planned_for = job.toolchain.version
+                if f"{info.version} on {info.platform.oci}" != planned_for:
+                    raise BuildError(
+                        f"{job.id}: the Docker engine at {info.host} is docker {info.version} on "
+                        f"{info.platform.oci}, but the plan was made for {planned_for}; run the build again"
+                    )
+                build = DockerfileBuilder().build(
+                    options=job.recipe.options_for(job.platform), platform=job.platform, engine=info.platform,
+                    deps={name: tuple(sorted(files)) for name, files in dep_files.items()},
+                    source_date_epoch=job.source_date_epoch, where=job.recipe.file,
+                )
+                request = EngineRequest(label=job.id, where=job.recipe.file, source=source, deps=dep_files,
+                                        modes=dep_modes, build=build, log=log)
+                with EngineExecutor(engine).run(request) as output:
+                    imported = import_docker_archive(
+                        self.store.layout, output.archive, image_id=output.image_id, platform=job.platform,
+                        annotations={
+                            media.ANNOTATION_RECIPE: job.recipe.name,
+                            media.ANNOTATION_PLATFORM: job.platform.oci,
+                            media.ANNOTATION_INPUT_KEY: key,
+                            "dev.crossyard.toolchain": job.toolchain.identity_text,
+                            "dev.crossyard.strategy": job.strategy,
+                            IMAGE_ID_ANNOTATION: output.image_id,
+                            # Only as reproducible as its Dockerfile: the engine stamps times.
+                            REPRODUCIBLE_ANNOTATION: "false",
+                        },
+                    )
+                    with self._store_lock:
+                        artifact = self.store.put_job_image(
+                            recipe=job.recipe.name, platform=job.platform, input_key=key, manifest=imported.manifest,
+                        )
+        except CrossyardError as error:
+            return replace(base, error=str(error), seconds=time.monotonic() - started), None
         return (
             replace(base, status="built", outputs=artifact.digests, seconds=time.monotonic() - started),
             artifact,

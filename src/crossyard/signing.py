@@ -16,9 +16,9 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from .errors import ConfigurationError, IntegrityError
+from .errors import ConfigurationError
 from .fsutil import atomic_write_bytes
 
 PASSWORD_ENV: Final = "CROSSYARD_KEY_PASSWORD"
@@ -26,7 +26,16 @@ SIGNATURE_ANNOTATION: Final = "dev.cosignproject.cosign/signature"
 SIMPLESIGNING_MEDIA_TYPE: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE: Final = "application/vnd.dsse.envelope.v1+json"
 INTOTO_PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
+FILES_ANNOTATION: Final = "dev.crossyard.files"
 _DIGEST_RE: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
+# RFC 6979 deterministic ECDSA: the same key over the same bytes gives the same signature, so
+# re-signing unchanged content changes nothing in the registry (and verifies the same anywhere).
+_ECDSA: Final = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+
+
+class VerificationError(ConfigurationError):
+    """A signature that does not verify with the key the user gave, or a payload that does not
+    say what it must: a wrong key or untrusted content, not a crash (exit status 2)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,9 +86,15 @@ def load_private_key(path: Path, *, password: str | None = None) -> ec.EllipticC
         ) from exc
     try:
         key = serialization.load_pem_private_key(data, password.encode() if password else None)
-    except (ValueError, TypeError) as exc:
+    except TypeError as exc:
         raise ConfigurationError(
-            f"cannot load signing key {path}: {exc}; set {PASSWORD_ENV} to its passphrase"
+            f"signing key {path} is encrypted: set {PASSWORD_ENV} to its passphrase"
+        ) from exc
+    except ValueError as exc:
+        hint = (f"is {PASSWORD_ENV} the passphrase it was generated with?" if password
+                else f"set {PASSWORD_ENV} to its passphrase")
+        raise ConfigurationError(
+            f"cannot decrypt signing key {path} (wrong passphrase or not a PEM key): {hint}"
         ) from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ConfigurationError(f"{path} is not an ECDSA private key")
@@ -111,15 +126,39 @@ def simple_signing_payload(docker_reference: str, manifest_digest: str) -> bytes
 
 def sign_bytes(key: ec.EllipticCurvePrivateKey, data: bytes) -> str:
     """ECDSA-SHA256 DER signature, base64 (the annotation value cosign writes)."""
-    return base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode("ascii")
+    return base64.b64encode(key.sign(data, _ECDSA)).decode("ascii")
 
 
 def verify_bytes(key: ec.EllipticCurvePublicKey, data: bytes, signature_b64: str) -> bool:
     try:
-        key.verify(base64.b64decode(signature_b64, validate=True), data, ec.ECDSA(hashes.SHA256()))
+        key.verify(base64.b64decode(signature_b64, validate=True), data, _ECDSA)
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def sign_digest(key: ec.EllipticCurvePrivateKey, digest: str) -> str:
+    """Detached signature of a file whose sha256 is `digest`, without reading it again: the same
+    bytes `cosign sign-blob` / `openssl dgst -sha256 -sign` produce over the file itself."""
+    raw = bytes.fromhex(_hex(digest))
+    signature = key.sign(raw, ec.ECDSA(utils.Prehashed(hashes.SHA256()),
+                                       deterministic_signing=True))
+    return base64.b64encode(signature).decode("ascii")
+
+
+def verify_digest(key: ec.EllipticCurvePublicKey, digest: str, signature_b64: str) -> bool:
+    try:
+        key.verify(base64.b64decode(signature_b64, validate=True), bytes.fromhex(_hex(digest)),
+                   ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _hex(digest: str) -> str:
+    if not _DIGEST_RE.match(digest):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return digest.split(":", 1)[1]
 
 
 def verify_simple_signing(
@@ -132,15 +171,20 @@ def verify_simple_signing(
 ) -> None:
     """Check the signature first, then only trust the now-verified payload's claims."""
     if not verify_bytes(key, payload, signature_b64):
-        raise IntegrityError(f"signature over {manifest_digest} does not verify with this key")
+        raise VerificationError(
+            f"the signature over {docker_reference}@{manifest_digest} does not verify with this "
+            "key: it was made by another key, or its payload was changed"
+        )
     claims = json.loads(payload)
     critical = claims.get("critical", {})
     if critical.get("type") != "cosign container image signature":
-        raise IntegrityError("signed payload is not a cosign container image signature")
+        raise VerificationError("signed payload is not a cosign container image signature")
     if critical.get("image", {}).get("docker-manifest-digest") != manifest_digest:
-        raise IntegrityError(f"signed payload names another digest than {manifest_digest}")
+        raise VerificationError(f"signed payload names another digest than {manifest_digest}")
     if critical.get("identity", {}).get("docker-reference") != docker_reference:
-        raise IntegrityError(f"signed payload names another repository than {docker_reference}")
+        raise VerificationError(
+            f"signed payload names another repository than {docker_reference}"
+        )
 
 
 def signature_tag(manifest_digest: str, suffix: str = "sig") -> str:
@@ -171,5 +215,5 @@ def verify_dsse(key: ec.EllipticCurvePublicKey, envelope: bytes) -> tuple[str, b
     payload = base64.b64decode(data["payload"])
     message = pae(payload_type, payload)
     if not any(verify_bytes(key, message, str(s.get("sig", ""))) for s in data["signatures"]):
-        raise IntegrityError("DSSE envelope has no signature that verifies with this key")
+        raise VerificationError("DSSE envelope has no signature that verifies with this key")
     return payload_type, payload

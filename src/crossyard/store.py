@@ -20,10 +20,14 @@ from pathlib import Path
 from .fsutil import atomic_writer
 from .hashing import CHUNK
 from .oci import media
+from .oci.copy import INDEX_TYPES, MANIFEST_TYPES, children
+from .oci.image import tag
 from .oci.layout import Descriptor, OciLayout
 from .platforms import Platform
 
 FILE_MODE_ANNOTATION = "dev.crossyard.file.mode"
+IMAGE_KEY_ANNOTATION = "dev.crossyard.image-key"
+REPRODUCIBLE_ANNOTATION = "dev.crossyard.reproducible"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +54,26 @@ class StoredArtifact:
     @property
     def digests(self) -> dict[str, str]:
         return {f.name: f.digest for f in self.files}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredImage:
+    """An image index in the store, tagged `name:version`."""
+
+    name: str
+    version: str
+    recipe: str
+    key: str  # the assembly's cache key ("" for images crossyard did not assemble)
+    index: Descriptor  # the index.json entry (annotations included)
+    reproducible: bool = True
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+def image_ref(name: str, version: str) -> str:
+    return f"{name}:{version}"
 
 
 def artifact_ref(recipe: str, platform: Platform | str) -> str:
@@ -133,7 +157,48 @@ class Store:
         self.layout.update_index(change)
         return self.artifact(entry)
 
+    def put_image(
+        self, *, name: str, version: str, recipe: str, key: str, index: Descriptor, reproducible: bool = True
+    ) -> StoredImage:
+        """Tag an image index (its blobs already written) as `name:version`; done last."""
+        notes = {media.ANNOTATION_RECIPE: recipe, IMAGE_KEY_ANNOTATION: key}
+        if not reproducible:
+            notes[REPRODUCIBLE_ANNOTATION] = "false"
+        tagged = tag(self.layout, index.with_(annotations=notes), image_ref(name, version))
+        return self._image(tagged)
+
     # -- reading ----------------------------------------------------------------------------
+    def images(self) -> list[StoredImage]:
+        """Every tagged image index (multi-platform images crossyard assembled or indexed)."""
+        if not self.layout.index_path.exists():
+            return []
+        return [self._image(d) for d in self.layout.manifests()
+                if d.media_type == media.INDEX and (d.annotations or {}).get(media.ANNOTATION_REF_NAME)]
+
+    def find_image(self, key: str) -> StoredImage | None:
+        """The image assembled with cache key `key`, if it and its whole tree are present."""
+        for image in self.images():
+            if image.key == key and self._complete(image.index):
+                return image
+        return None
+
+    def _complete(self, descriptor: Descriptor) -> bool:
+        if not self.layout.has_blob(descriptor.digest):
+            return False
+        if descriptor.media_type in MANIFEST_TYPES + INDEX_TYPES:
+            return all(self._complete(c) for c in children(self.layout.read_json(descriptor.digest)))
+        return True
+
+    def _image(self, descriptor: Descriptor) -> StoredImage:
+        notes = descriptor.annotations or {}
+        ref = notes.get(media.ANNOTATION_REF_NAME, "")
+        name, _, version = ref.rpartition(":")
+        return StoredImage(
+            name=name or ref, version=version if name else "", recipe=notes.get(media.ANNOTATION_RECIPE, ""),
+            key=notes.get(IMAGE_KEY_ANNOTATION, ""), index=descriptor,
+            reproducible=notes.get(REPRODUCIBLE_ANNOTATION, "true") != "false",
+        )
+
     def artifacts(self) -> list[StoredArtifact]:
         out = []
         for descriptor in self.layout.manifests():
@@ -208,3 +273,32 @@ class Store:
             manifest=descriptor,
             files=tuple(files),
         )
+
+    def put_job_image(
+        self, *, recipe: str, platform: Platform, input_key: str, manifest: Descriptor
+    ) -> StoredArtifact:
+        """Record a job's per-platform IMAGE manifest (blobs already written), like an artifact.
+
+        (H4, `dockerfile` jobs.) It takes the job's ref `recipe:<os>-<arch>` and input key; the
+        returned value stands for it as one output named `image` (the manifest digest).
+        """
+        ref = artifact_ref(recipe, platform)
+        notes = {media.ANNOTATION_REF_NAME: ref, media.ANNOTATION_RECIPE: recipe,
+                 media.ANNOTATION_PLATFORM: platform.oci, media.ANNOTATION_INPUT_KEY: input_key}
+        entry = manifest.with_(annotations=notes, platform=dict(platform.oci_platform))
+
+        def change(current: list[Descriptor]) -> list[Descriptor]:
+            kept: list[Descriptor] = []
+            for d in current:
+                old = dict(d.annotations or {})
+                if old.get(media.ANNOTATION_INPUT_KEY) == input_key:
+                    continue
+                if old.get(media.ANNOTATION_REF_NAME) == ref:
+                    old.pop(media.ANNOTATION_REF_NAME)  # the ref moves to the newest build
+                    d = d.with_(annotations=old)
+                kept.append(d)
+            return [*kept, entry]
+
+        self.layout.update_index(change)
+        image = ArtifactFile(name="image", digest=manifest.digest, size=manifest.size, mode=0o644)
+        return StoredArtifact(recipe=recipe, platform=platform.oci, input_key=input_key, manifest=entry, files=(image,))

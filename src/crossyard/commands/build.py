@@ -15,10 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import BuildError, ConfigurationError, DriftError
+from ..errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from ..executors.local import LocalExecutor
-from ..lock import LockEntry, compare, read_lock, write_lock
+from ..images.assemble import Assembler, BuiltImage, lock_entry
+from ..images.plan import ArtifactInfo, ImageJob, plan_images
+from ..lock import Drift, ImageLockEntry, LockEntry, compare, compare_images, read_lock, write_lock
 from ..oci import media
+from ..plan import BuildGraph
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..scheduler import BuildReport, Scheduler
@@ -167,8 +170,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "id": job_id, "recipe": job.recipe.name, "platform": job.platform.oci, "strategy": job.strategy,
             "toolchain": job.toolchain.identity_text, "deps": list(job.deps), "input_key": key, "status": status,
         })
+    images = [
+        {"recipe": j.recipe.name, "ref": j.ref, "base": j.spec.base.text, "platforms": [p.oci for p in j.platforms],
+         "after": list(j.after)}
+        for j in _plan_images(project, graph, args.recipes)
+    ]
     if args.json is not None:
-        _emit_json(args.json, {"jobs": rows})
+        _emit_json(args.json, {"jobs": rows, "images": images})
         if args.json == "-":
             return 0
     table = Table(title=f"{len(rows)} jobs", title_justify="left")
@@ -178,6 +186,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         table.add_row(row["id"], row["strategy"], row["toolchain"], ", ".join(row["deps"]),
                       (row["input_key"] or "(after deps)")[7:19], row["status"])
     Console(highlight=False, width=200).print(table)
+    for image in images:
+        Console(highlight=False, width=200).print(
+            f"image {image['ref']} ({image['recipe']}) on {image['base']} for {', '.join(image['platforms'])}"
+        )
     return 0
 
 
@@ -193,6 +205,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     project = Project(workspace, settings)
     lock = read_lock(workspace.lock_path) if args.locked or workspace.lock_path.exists() else None
     graph = project.graph(args.recipes)
+    image_jobs = _plan_images(project, graph, args.recipes)  # a bad image input fails before any build
+    assembler = Assembler(store=project.store, workspace=workspace.root)
     project.fetch_sources(graph)
     scheduler = Scheduler(
         store=project.store,
@@ -205,8 +219,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     report = scheduler.run(graph)
     entries = _lock_entries(report)
+    images: list[BuiltImage] = []
+    image_error: CrossyardError | None = None
+    try:
+        artifacts, unavailable = _artifacts(project, report)
+        images = assembler.run(image_jobs, artifacts=artifacts, unavailable=unavailable)
+    except CrossyardError as error:  # the artifacts' lock entries are still written below
+        image_error = error
+    image_entries = _image_lock_entries(project, images)
     drift = compare(lock, entries) if args.locked and lock is not None else []
+    warnings: list[Drift] = []
+    if args.locked and lock is not None:
+        image_drift, warnings = compare_images(lock, image_entries)
+        drift += image_drift
     summary = build_summary(report, drift=[{"id": d.id, "reason": d.reason} for d in drift])
+    summary["images"] = [image.to_json() for image in images]
+    summary["warnings"] = [{"id": w.id, "reason": w.reason} for w in warnings]
+    summary["ok"] = summary["ok"] and image_error is None and not any(i.status == "skipped" for i in images)
     _emit_json(args.json, summary)
     console = _console()
     counts = summary["counts"]
@@ -214,14 +243,25 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed, "
         f"{counts['skipped']} skipped in {report.seconds:.1f}s"
     )
+    for image in images:
+        colour = {"assembled": "green", "cached": "cyan"}.get(image.status, "yellow")
+        where = image.index.digest if image.index else image.error or ""
+        console.print(f"image [bold]{escape(image.ref)}[/] [{colour}]{image.status}[/] {escape(where)} "
+                      f"[dim]({', '.join(image.manifests) or 'no platforms'})[/]", soft_wrap=True)
+    for warning in warnings:
+        console.print(f"[yellow]warning[/]: {escape(warning.id)} differs from the lock (not reproducible): "
+                      f"{escape(warning.reason)}")
     if not args.locked:
-        write_lock(workspace.lock_path, (lock or read_lock(workspace.lock_path)).merged(entries))
+        write_lock(workspace.lock_path,
+                   (lock or read_lock(workspace.lock_path)).merged(entries, image_entries))
     failures = [r for r in report.results if r.status == "failed"]
     if failures:
         raise BuildError("\n".join(r.error or r.job_id for r in failures))
+    if image_error is not None:
+        raise image_error
     if drift:
         raise DriftError(
-            f"{len(drift)} artifact(s) differ from {workspace.lock_path.name}:\n"
+            f"{len(drift)} artifact(s)/image(s) differ from {workspace.lock_path.name}:\n"
             + "\n".join(f"  {d.id}: {d.reason}" for d in drift)
             + "\nIf the change is intended, run `crossyard build` without --locked and commit the lock."
         )
@@ -231,10 +271,46 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _lock_entries(report: BuildReport) -> list[LockEntry]:
     return [
         LockEntry(recipe=r.recipe, platform=r.platform, input_key=r.input_key or "", toolchain=r.toolchain,
-                  strategy=r.strategy, outputs=dict(r.outputs))
+                  strategy=r.strategy, outputs=dict(r.outputs), reproducible=r.reproducible)
         for r in report.results
         if r.status in ("built", "cached")
     ]
+
+
+def _plan_images(project: Project, graph: BuildGraph, names: list[str]) -> list[ImageJob]:
+    """The images to assemble after the build, checked as far as possible before it starts."""
+    epochs: dict[str, int] = {}
+    for job in graph.jobs.values():
+        epochs[job.recipe.name] = max(epochs.get(job.recipe.name, 0), job.source_date_epoch)
+    jobs = plan_images(project.select(names), platforms=project.settings.platforms, epochs=epochs,
+                       default_epoch=project.settings.source_date_epoch, named=names)
+    Assembler(store=project.store, workspace=project.workspace.root).preflight(jobs)
+    return jobs
+
+
+def _artifacts(
+    project: Project, report: BuildReport
+) -> tuple[dict[tuple[str, str], dict[str, ArtifactInfo]], set[tuple[str, str]]]:
+    """(recipe, platform) → the files each finished job stored, and the jobs that did not finish."""
+    index = project.store.cached_keys()
+    found: dict[tuple[str, str], dict[str, ArtifactInfo]] = {}
+    unavailable: set[tuple[str, str]] = set()
+    for result in report.results:
+        if result.status not in ("built", "cached") or not result.input_key:
+            unavailable.add((result.recipe, result.platform))
+            continue
+        artifact = project.store.find(result.input_key, index=index)
+        if artifact is None:
+            continue  # not a file artifact (a dockerfile job stores an image)
+        found[(result.recipe, result.platform)] = {
+            f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=project.store.file_path(f)) for f in artifact.files
+        }
+    return found, unavailable
+
+
+def _image_lock_entries(project: Project, images: list[BuiltImage]) -> list[ImageLockEntry]:
+    stored = {image.ref: image for image in project.store.images()}
+    return [lock_entry(project.store, stored[i.ref]) for i in images if i.index is not None and i.ref in stored]
 
 
 # -- toolchains ----------------------------------------------------------------------------------
@@ -342,6 +418,12 @@ def cmd_store_ls(args: argparse.Namespace) -> int:
         if entry["type"] == "artifact":
             artifact = project.store.artifact(descriptor)
             entry["files"] = {f.name: {"digest": f.digest, "size": f.size} for f in artifact.files}
+        elif descriptor.media_type == media.INDEX:
+            entry["type"] = "image"
+            entry["platforms"] = {
+                f"{(m.get('platform') or {}).get('os')}/{(m.get('platform') or {}).get('architecture')}": m["digest"]
+                for m in project.store.layout.read_json(descriptor.digest).get("manifests", [])
+            }
         rows.append(entry)
     if args.json is not None:
         _emit_json(args.json, {"store": str(project.store.root), "entries": rows})
@@ -352,6 +434,7 @@ def cmd_store_ls(args: argparse.Namespace) -> int:
         table.add_column(column)
     for row in rows:
         files = ", ".join(f"{n} ({v['size']} B)" for n, v in row.get("files", {}).items())
-        table.add_row(row["ref"] or "(older build)", row["type"], row["platform"] or "", row["digest"][7:19], files)
+        platform = row["platform"] or ", ".join(row.get("platforms", {}))
+        table.add_row(row["ref"] or "(older build)", row["type"], platform, row["digest"][7:19], files)
     Console(highlight=False, width=160).print(table)
     return 0

@@ -1,53 +1,273 @@
-"""`crossyard certs init|issue|show`: the workspace CA under .crossyard/pki/ and SAN leaves."""
+"""`crossyard certs init|issue|status|rotate|retire-ca|trust`: the workspace CA under
+.crossyard/pki/, the leaves issued from certs/*.toml, and trust material for registry clients."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-from .. import certs
+from .. import certprofiles, certs, pki, trust
+from ..errors import ConfigurationError
+from ..fsutil import atomic_write_bytes
 from ..workspace import Workspace
 
+_DAY = 86400.0
 
-def _ca(ws: Workspace) -> certs.CertPaths:
-    return certs.CertPaths(cert=ws.pki_dir / "ca" / "ca.crt", key=ws.pki_dir / "ca" / "ca.key")
+
+def _ws(args: argparse.Namespace) -> Workspace:
+    return Workspace.find(explicit=args.workspace)
 
 
 def _init(args: argparse.Namespace) -> int:
-    ws = Workspace.find(explicit=args.workspace)
-    ca = _ca(ws)
-    if ca.cert.exists() and not args.force:
-        print(f"CA already exists: {ca.cert} (use --force to replace)")
-        return 0
-    certs.create_ca(
-        ca.cert.parent,
-        permitted_dns=tuple(args.permit_dns or ()),
-        permitted_ips=tuple(args.permit_ip or ()),
+    ws = _ws(args)
+    paths, created = pki.init_ca(
+        ws,
+        force=args.force,
+        permitted_dns=tuple(args.permit_dns) if args.permit_dns else None,
+        permitted_ips=tuple(args.permit_ip) if args.permit_ip else None,
     )
-    print(f"CA written: {ca.cert}")
+    if not created:
+        print(f"CA already exists: {paths.cert} (use --force to replace it)")
+        return 0
+    print(f"CA written: {paths.cert}")
+    print(f"trust bundle: {pki.Pki.of(ws).bundle}")
+    if args.force and pki.Pki.of(ws).leaf_names():
+        print(
+            "existing certificates were issued by the replaced CA: run `crossyard certs rotate` "
+            "to re-issue them and distribute the new bundle (`crossyard certs trust`); for a "
+            "rotation without downtime use `crossyard certs rotate --ca` instead"
+        )
     return 0
 
 
 def _issue(args: argparse.Namespace) -> int:
-    ws = Workspace.find(explicit=args.workspace)
-    out = certs.issue_leaf(
-        _ca(ws), ws.pki_dir / args.name, names=tuple(args.san),
-        lifetime=datetime.timedelta(days=args.days),
-    )
+    ws = _ws(args)
+    name = certprofiles.check_name(args.name)
+    profile = None
+    if not args.san and (args.usage or args.lifetime or args.days is not None):
+        raise ConfigurationError(
+            f"--days/--lifetime/--usage apply only to an ad hoc certificate (with --san); for "
+            f"`{name}` set `lifetime`/`usage` in certs/{name}.toml"
+        )
+    if args.days is not None and args.days <= 0:
+        raise ConfigurationError(f"--days {args.days}: give a positive number of days")
+    if args.san:
+        where = "--san"
+        sans = [certprofiles.classify_name(s, where=where) for s in args.san]
+        lifetime = (
+            certprofiles.parse_lifetime(args.lifetime, key="--lifetime", file="command line")
+            if args.lifetime else datetime.timedelta(days=args.days if args.days is not None else 90)
+        )
+        dns = tuple(dict.fromkeys(n for k, n in sans if k == "dns"))
+        ips = tuple(dict.fromkeys(n for k, n in sans if k == "ip"))
+        profile = certprofiles.LeafProfile(
+            name=name, dns_names=dns, ip_addresses=ips, common_name=(dns + ips)[0],
+            usage=tuple(args.usage or ("server",)), lifetime=lifetime,
+        )
+    out = pki.issue(ws, name, profile=profile)
     print(f"certificate written: {out.cert} (expires {certs.expiry(out.cert).isoformat()})")
+    return 0
+
+
+def _state(info: certs.CertInfo, now: datetime.datetime, threshold: datetime.timedelta) -> str:
+    if now >= info.not_after:
+        return "expired"
+    if info.not_after - now <= threshold:
+        return "expiring"
+    return "ok"
+
+
+def _status(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    if args.threshold_days < 0:
+        raise ConfigurationError("--threshold-days must be zero or more")
+    threshold = datetime.timedelta(days=args.threshold_days)
+    now = datetime.datetime.now(datetime.UTC)
+    rows: list[dict[str, Any]] = []
+    entries = pki.entries(ws)
+    for entry in entries:
+        info = entry.info
+        seconds = (info.not_after - now).total_seconds()
+        rows.append(
+            {
+                "name": entry.name,
+                "role": entry.role,
+                "subject": info.subject,
+                "issuer": info.issuer,
+                "dns_names": list(info.dns_names),
+                "ip_addresses": list(info.ip_addresses),
+                "usage": list(info.usage),
+                "not_before": info.not_before.isoformat(),
+                "not_after": info.not_after.isoformat(),
+                "days_left": round(seconds / _DAY, 3),
+                "seconds_left": int(seconds),
+                "renew_due": info.renew_due(now),
+                "state": _state(info, now, threshold),
+                "path": str(info.path),
+                "key_exposed": entry.key_exposed,
+                "sha256": info.fingerprint,
+            }
+        )
+    problems = [r for r in rows if r["state"] != "ok"]
+    end = pki.overlap_end(ws)
+    if args.json:
+        summary = {
+            "threshold_days": args.threshold_days,
+            "ok": not problems,
+            "ca_overlap_end": end.isoformat() if end else None,
+            "certificates": rows,
+        }
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        for r in rows:
+            sans = ", ".join(r["dns_names"] + r["ip_addresses"]) or "-"
+            mark = {"ok": "ok", "expiring": "EXPIRING", "expired": "EXPIRED"}[r["state"]]
+            due = " (renewal due: run `crossyard certs rotate`)" if (
+                r["renew_due"] and r["role"] == "leaf" and r["state"] == "ok"
+            ) else ""
+            print(
+                f"{r['name']} [{r['role']}] {mark}{due}\n"
+                f"  subject: {r['subject']}\n"
+                f"  sans:    {sans}\n"
+                f"  issuer:  {r['issuer']}\n"
+                f"  expires: {r['not_after']} ({r['days_left']:.1f} days left)"
+            )
+        for r, entry in zip(rows, entries, strict=True):
+            if r["key_exposed"]:
+                print(
+                    f"warning: private key {entry.key} of {r['name']} is accessible to group or "
+                    f"others; run `chmod 600 {entry.key}` and rotate it",
+                    file=sys.stderr,
+                )
+        if end is not None:
+            print(f"CA rotation overlap ends {end.isoformat()}; then run `crossyard certs retire-ca`")
+        if problems:
+            names = ", ".join(f"{r['name']} ({r['state']})" for r in problems)
+            print(
+                f"{len(problems)} certificate(s) expired or expiring within "
+                f"{args.threshold_days:g} days: {names}; run `crossyard certs rotate`",
+                file=sys.stderr,
+            )
+    return 1 if problems else 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from ..registry import manager
+
+    ws = _ws(args)
+    renewed = pki.rotate_plan(ws, force=args.force, ca=args.ca)
+    if args.ca:
+        print(f"new CA: {pki.Pki.of(ws).ca.cert}")
+        end = pki.overlap_end(ws)
+        print(
+            f"trust bundle now holds the new and the previous CA: {pki.Pki.of(ws).bundle}; "
+            f"distribute it (`crossyard certs trust`), then `crossyard certs retire-ca` after "
+            f"{end.isoformat() if end else 'the overlap'}"
+        )
+    for r in renewed:
+        print(f"re-issued {r.name}: {r.reason}")
+    if not renewed:
+        print("nothing to rotate: every certificate is within the first two thirds of its life")
+        return 0
+    reloaded = manager.reload_if_running(ws)
+    print("registry reloaded with the new certificate" if reloaded else "registry not running")
+    return 0
+
+
+def _retire(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    layout = pki.Pki.of(ws)
+    if not layout.previous_ca.exists():
+        print("no previous CA to retire")
+        return 0
+    pki.retire_ca(ws, force=args.force)
+    print(f"previous CA retired; trust bundle now holds only the current CA: {layout.bundle}")
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    layout = pki.Pki.of(ws)
+    cas = tuple(certs.pem(c) for c in certs.load_bundle(layout.bundle))
+    client = None
+    if args.client:
+        paths = layout.leaf(certprofiles.check_name(args.client))
+        cert = certs.load_cert(paths.cert, fix=f"run `crossyard certs issue {args.client}`")
+        if "client" not in certs.info(cert, paths.cert).usage:
+            raise ConfigurationError(
+                f"certificate {paths.cert} is not a client certificate; set usage = [\"client\"] "
+                f"in certs/{args.client}.toml and run `crossyard certs issue {args.client}`"
+            )
+        certs.load_private_key(paths.key, fix=f"run `crossyard certs issue {args.client}`")
+        client = trust.ClientIdentity(cert=certs.pem(cert), key=paths.key.read_bytes())
+    files = trust.render(
+        args.format, host=args.host, cas=cas, client=client, namespace=args.namespace,
+        name=args.name,
+    )
+    if args.output is None:
+        if any(trust.is_secret(p, c, client) for p, c in files.items()):
+            raise ConfigurationError("private keys are never printed; pass -o DIR to write them")
+        for relpath, content in files.items():
+            if len(files) > 1:
+                print(f"# --- {relpath}")
+            sys.stdout.write(content.decode())
+        return 0
+    out: Path = args.output
+    for relpath, content in files.items():
+        mode = 0o600 if trust.is_secret(relpath, content, client) else 0o644
+        atomic_write_bytes(out / relpath, content, mode=mode)
+        print(f"wrote {out / relpath}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("certs", help="the workspace CA and registry certificates")
     sub = p.add_subparsers(dest="certs_command", required=True)
-    init = sub.add_parser("init", help="generate the CA")
+
+    init = sub.add_parser("init", help="generate the CA from certs/ca.toml (or defaults)")
     init.add_argument("--permit-dns", action="append", help="permitted DNS subtree (repeatable)")
     init.add_argument("--permit-ip", action="append", help="permitted IP range, CIDR (repeatable)")
-    init.add_argument("--force", action="store_true")
+    init.add_argument("--force", action="store_true", help="replace an existing CA (no overlap)")
     init.set_defaults(func=_init)
-    issue = sub.add_parser("issue", help="issue a SAN server certificate")
-    issue.add_argument("name", help="certificate name (directory under .crossyard/pki/)")
-    issue.add_argument("--san", action="append", required=True, help="DNS name or IP (repeatable)")
-    issue.add_argument("--days", type=int, default=90)
+
+    issue = sub.add_parser("issue", help="(re-)issue a certificate from certs/NAME.toml")
+    issue.add_argument("name", help="profile name: certs/NAME.toml, written to .crossyard/pki/NAME/")
+    issue.add_argument("--san", action="append", help="ad hoc DNS name or IP instead of a profile")
+    issue.add_argument("--days", type=int, help="ad hoc lifetime in days (with --san; default 90)")
+    issue.add_argument("--lifetime", help='ad hoc lifetime like "12h" or "30s" (with --san)')
+    issue.add_argument("--usage", action="append", choices=certprofiles.USAGES)
     issue.set_defaults(func=_issue)
+
+    status = sub.add_parser(
+        "status", help="every certificate's names, issuer and expiry; exit 1 if any expires soon"
+    )
+    status.add_argument(
+        "--threshold-days", type=float, default=30.0,
+        help="exit 1 when a certificate expires within this many days (default 30)",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    rotate = sub.add_parser(
+        "rotate", help="renew leaves past 2/3 of their life; --ca makes a new CA first"
+    )
+    rotate.add_argument("--ca", action="store_true", help="new CA, old+new trusted during overlap")
+    rotate.add_argument("--force", action="store_true", help="renew every leaf now")
+    rotate.set_defaults(func=_rotate)
+
+    retire = sub.add_parser("retire-ca", help="drop the previous CA after the overlap")
+    retire.add_argument("--force", action="store_true", help="retire before the overlap ends")
+    retire.set_defaults(func=_retire)
+
+    tr = sub.add_parser("trust", help="render trust material for registry clients")
+    tr.add_argument("--format", required=True, choices=trust.FORMATS)
+    tr.add_argument("--host", required=True, help="the registry as clients reach it: HOST:PORT")
+    tr.add_argument("-o", "--output", type=Path, help="write files under DIR (default: print)")
+    tr.add_argument("--client", help="also install client certificate NAME (mTLS)")
+    tr.add_argument("--namespace", default="kube-system", help="k8s: ConfigMap namespace")
+    tr.add_argument("--name", default="crossyard-registry-ca", help="k8s: ConfigMap name")
+    tr.set_defaults(func=_trust)

@@ -1,189 +1,341 @@
-"""`crossyard keys generate`, `sign`, `verify`, `publish`: push the store, sign, verify back."""
+"""`crossyard keys generate`, `sign`, `verify`, `publish`.
+
+`publish` = build (cached) → push images and binaries → sign → attest provenance → verify by
+pulling back every manifest → print where each thing is and how to get it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import json
-import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import signing
-from ..errors import ConfigurationError, IntegrityError
-from ..registry.client import RegistryClient, iter_refs
+from ..errors import ConfigurationError
+from ..oci import media
+from ..oci.layout import Descriptor
+from ..platforms import Platform
+from ..provenance import JobRecord, job_record, provenance_statement
+from ..recipes import Recipe
+from ..registry import publish as pub
+from ..registry.client import RegistryClient, manifest_digest, walk
+from ..registry.target import Target, resolve_target
+from ..store import Store
 from ..workspace import Workspace
 
-OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
-
-
-def _sig_config(layer_digest: str) -> bytes:
-    config = {
-        "architecture": "", "config": {}, "created": "0001-01-01T00:00:00Z",
-        "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
-        "rootfs": {"diff_ids": [layer_digest], "type": "layers"},
-    }
-    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _put_small_blob(client: RegistryClient, repo: str, data: bytes) -> str:
-    import tempfile
-
-    from ..oci.layout import OciLayout
-
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with tempfile.TemporaryDirectory() as tmp:
-        layout = OciLayout(Path(tmp)).ensure()
-        descriptor = layout.write_blob(data, "application/octet-stream")
-        client.push_blob(repo, layout, descriptor)
-    return digest
-
-
-def attach(
-    client: RegistryClient, repo: str, subject_digest: str, suffix: str,
-    layer: bytes, layer_media_type: str, annotations: dict[str, str],
-) -> str:
-    """Append a layer to the cosign-style `sha256-<hex>.<suffix>` manifest (accumulating)."""
-    tag = signing.signature_tag(subject_digest, suffix)
-    layers: list[dict[str, Any]] = []
-    existing = client.get_manifest(repo, tag)
-    if existing is not None:
-        layers = list(json.loads(existing[0]).get("layers", []))
-    digest = _put_small_blob(client, repo, layer)
-    entry = {"mediaType": layer_media_type, "size": len(layer), "digest": digest,
-             "annotations": annotations}
-    if entry not in layers:
-        layers.append(entry)
-    config = _sig_config(layers[0]["digest"])
-    config_digest = _put_small_blob(client, repo, config)
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
-        "layers": layers,
-    }
-    body = json.dumps(manifest, separators=(",", ":")).encode()
-    return client.put_manifest(repo, tag, body, OCI_MANIFEST)
+# Kept for callers of the first version of this module.
+attach = pub.attach
 
 
 def sign_image(
     client: RegistryClient, repo: str, digest: str, key: ec.EllipticCurvePrivateKey
 ) -> str:
-    """cosign-compatible key-based signature of repo@digest; returns the .sig manifest digest."""
-    payload = signing.simple_signing_payload(f"{client.host}/{repo}", digest)
-    return attach(
-        client, repo, digest, "sig", payload, signing.SIMPLESIGNING_MEDIA_TYPE,
-        {signing.SIGNATURE_ANNOTATION: signing.sign_bytes(key, payload)},
-    )
-
-
-def attest_image(
-    client: RegistryClient, repo: str, digest: str, key: ec.EllipticCurvePrivateKey,
-    statement: bytes, predicate_type: str,
-) -> str:
-    envelope = signing.dsse_envelope(key, signing.INTOTO_PAYLOAD_TYPE, statement)
-    return attach(
-        client, repo, digest, "att", envelope, signing.DSSE_MEDIA_TYPE,
-        {signing.SIGNATURE_ANNOTATION: "", "predicateType": predicate_type},
-    )
+    return pub.sign(client, repo, digest, key)
 
 
 def verify_image(
     client: RegistryClient, repo: str, ref: str, key: ec.EllipticCurvePublicKey
 ) -> str:
-    """Raise IntegrityError unless a signature by `key` covers repo:ref; return its digest."""
-    got = client.get_manifest(repo, ref)
-    if got is None:
-        raise ConfigurationError(f"{client.host}/{repo}:{ref} not found")
-    digest = "sha256:" + hashlib.sha256(got[0]).hexdigest()
-    sigs = client.get_manifest(repo, signing.signature_tag(digest))
-    if sigs is None:
-        raise IntegrityError(f"{client.host}/{repo}@{digest} has no signatures")
-    for layer in json.loads(sigs[0]).get("layers", []):
-        if layer.get("mediaType") != signing.SIMPLESIGNING_MEDIA_TYPE:
-            continue
-        payload = client.get_blob_bytes(repo, str(layer["digest"]))
-        signature = str((layer.get("annotations") or {}).get(signing.SIGNATURE_ANNOTATION, ""))
-        try:
-            signing.verify_simple_signing(
-                key, payload, signature,
-                docker_reference=f"{client.host}/{repo}", manifest_digest=digest,
+    return pub.verify(client, repo, ref, key).digest
+
+
+def _keys_dir(workspace: Workspace) -> Path:
+    return workspace.state / "keys"
+
+
+def _private_key(workspace: Workspace, explicit: str | None) -> ec.EllipticCurvePrivateKey:
+    path = Path(explicit) if explicit else _keys_dir(workspace) / "cosign.key"
+    if not path.exists():
+        raise ConfigurationError(
+            f"signing key {path} does not exist: run `crossyard keys generate` (or pass --key)"
+        )
+    return signing.load_private_key(path)
+
+
+def _split(ref: str, host: str) -> tuple[str, str]:
+    """`[HOST/]REPO[:TAG|@DIGEST]` → (repo, tag or digest); the host must be the target's."""
+    first, _, rest = ref.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        if first != host:
+            raise ConfigurationError(
+                f"{ref} names registry {first}, but the target registry is {host}: pass "
+                f"--registry {first} (or drop the host from the reference)"
             )
-        except IntegrityError:
-            continue
-        return digest
-    raise IntegrityError(f"no signature on {client.host}/{repo}@{digest} verifies with this key")
-
-
-# -- CLI ---------------------------------------------------------------------------------------
-def _client(args: argparse.Namespace) -> RegistryClient:
-    url = args.registry or os.environ.get("CROSSYARD_REGISTRY")
-    if not url:
-        raise ConfigurationError("no registry given: pass --registry or set CROSSYARD_REGISTRY")
-    if "://" not in url:
-        url = "https://" + url
-    ca = args.ca or os.environ.get("CROSSYARD_REGISTRY_CA")
-    return RegistryClient(
-        url, ca_path=Path(ca) if ca else None,
-        username=os.environ.get("CROSSYARD_REGISTRY_USERNAME"),
-        password=os.environ.get("CROSSYARD_REGISTRY_PASSWORD"),
-    )
-
-
-def _split(ref: str) -> tuple[str, str]:
+        ref = rest
     if "@" in ref:
-        repo, _, tag = ref.partition("@")
-        return repo, tag
-    repo, _, tag = ref.rpartition(":")
-    if not repo or "/" in tag:
+        repo, _, digest = ref.partition("@")
+        return repo, digest
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or not repo or "/" in tag:
         return ref, "latest"
     return repo, tag
 
 
+# -- keys / sign / verify -----------------------------------------------------------------------
 def _keys_generate(args: argparse.Namespace) -> int:
     workspace = Workspace.find(explicit=args.workspace)
-    signing.generate_keys(Path(args.dir) if args.dir else workspace.root / ".crossyard" / "keys")
+    pair = signing.generate_keys(Path(args.dir) if args.dir else _keys_dir(workspace))
+    print(f"wrote {pair.private_path} (0600) and {pair.public_path}")
     return 0
 
 
 def _sign(args: argparse.Namespace) -> int:
     workspace = Workspace.find(explicit=args.workspace)
-    key = signing.load_private_key(
-        Path(args.key) if args.key else workspace.root / ".crossyard" / "keys" / "cosign.key"
-    )
-    repo, ref = _split(args.ref)
-    with _client(args) as client:
+    key = _private_key(workspace, args.key)
+    target = resolve_target(workspace, registry=args.registry, ca=args.ca)
+    with target.client() as client:
+        repo, ref = _split(args.ref, target.host)
         got = client.get_manifest(repo, ref)
         if got is None:
-            raise ConfigurationError(f"{args.ref} not found in the registry")
-        sign_image(client, repo, "sha256:" + hashlib.sha256(got[0]).hexdigest(), key)
+            raise ConfigurationError(f"{target.host}/{repo}:{ref} not found in the registry")
+        document = json.loads(got[0])
+        files = {}
+        if document.get("artifactType") == media.ARTIFACT_TYPE:
+            files = {str(layer["annotations"][media.ANNOTATION_TITLE]): str(layer["digest"])
+                     for layer in document.get("layers", [])
+                     if (layer.get("annotations") or {}).get(media.ANNOTATION_TITLE)}
+        digest = manifest_digest(got[0])
+        pub.sign(client, repo, digest, key, files=files)
+    print(f"signed {target.host}/{repo}@{digest}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    Workspace.find(explicit=args.workspace)
-    repo, ref = _split(args.ref)
-    with _client(args) as client:
-        verify_image(client, repo, ref, signing.load_public_key(Path(args.key)))
+    workspace = Workspace.find(explicit=args.workspace)
+    key_path = Path(args.key) if args.key else _keys_dir(workspace) / "cosign.pub"
+    public = signing.load_public_key(key_path)
+    target = resolve_target(workspace, registry=args.registry, ca=args.ca)
+    with target.client() as client:
+        repo, ref = _split(args.ref, target.host)
+        result = pub.verify(client, repo, ref, public, require_provenance=args.provenance)
+    notes = [f"signature by {key_path.name} ok"]
+    if result.files:
+        notes.append(f"{len(result.files)} file signature(s) ok")
+    notes.append("provenance ok" if result.provenance else "no provenance attestation")
+    print(f"verified {result.reference}: {', '.join(notes)}")
     return 0
+
+
+# -- publish ------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class _Catalog:
+    """What the recipes say (versions, image → artifact recipes, source digests), if any."""
+
+    recipes: dict[str, Recipe]
+    sources: dict[str, str]
+
+
+def _build_and_catalog(workspace: Workspace, args: argparse.Namespace) -> _Catalog:
+    if not workspace.recipes_dir.is_dir():
+        return _Catalog(recipes={}, sources={})
+    from ..project import Project, load_settings
+    from .build import cmd_build
+
+    if not args.no_build:
+        cmd_build(argparse.Namespace(
+            workspace=args.workspace, recipes=args.recipes, platform=args.platform, json=None,
+            jobs=None, locked=False,
+        ))
+    project = Project(workspace, load_settings(workspace, platforms=args.platform))
+    recipes = dict(project.catalog.recipes)
+    sources = {}
+    for name, recipe in recipes.items():
+        if recipe.source is not None:
+            with contextlib.suppress(ConfigurationError):
+                sources[name] = project.resolver.identity(recipe)
+    return _Catalog(recipes=recipes, sources=sources)
+
+
+def _record(store: Store, entry: Descriptor, catalog: _Catalog) -> JobRecord:
+    manifest = store.layout.read_json(entry.digest)
+    artifact = store.artifact(entry)
+    recipe_name = (manifest.get("annotations") or {}).get(media.ANNOTATION_RECIPE, "")
+    recipe = catalog.recipes.get(recipe_name)
+    return job_record(
+        entry.annotations, manifest.get("annotations"),
+        version=recipe.version if recipe else "",
+        source_digest=catalog.sources.get(recipe_name, ""),
+        outputs=artifact.digests,
+    )
+
+
+def _image_jobs(store: Store, root: Descriptor, recipe: Recipe | None, catalog: _Catalog) -> list[JobRecord]:
+    """The artifact builds an image is made of, per platform of its index."""
+    if recipe is None or recipe.image is None:
+        return []
+    platforms = []
+    if root.media_type == media.INDEX:
+        for child in store.layout.read_json(root.digest).get("manifests", []):
+            plat = child.get("platform") or {}
+            if plat.get("os") and plat.get("architecture"):
+                platforms.append(f"{plat['os']}/{plat['architecture']}")
+    jobs = []
+    for artifact_recipe in recipe.image.artifact_recipes:
+        for platform in platforms:
+            try:
+                latest = store.latest(artifact_recipe, Platform.parse(platform))
+            except ConfigurationError:
+                latest = None
+            if latest is not None:
+                jobs.append(_record(store, latest.manifest, catalog))
+    return jobs
+
+
+def _remember_base(client: RegistryClient, store: Store, recipe: Recipe | None) -> None:
+    """An image on a registry base from this same registry: tell the client where the base's
+    blobs already are, so it mounts them instead of uploading them (and tries nothing else)."""
+    if recipe is None or recipe.image is None or recipe.image.base.kind != "registry":
+        return
+    host, _, repo = recipe.image.base.value.partition("/")
+    digest = recipe.image.base.ref or ""
+    if host != client.host or not repo or not store.layout.has_blob(digest):
+        return
+    document = store.layout.read_json(digest)
+    root = Descriptor(media_type=str(document.get("mediaType", media.INDEX)), digest=digest,
+                      size=store.layout.blob_path(digest).stat().st_size)
+    blobs, _ = walk(store.layout, root)
+    for blob in blobs:
+        client.remember(blob.digest, repo)
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from ..oci.layout import OciLayout
-
     workspace = Workspace.find(explicit=args.workspace)
-    layout = OciLayout(workspace.root / ".crossyard" / "store")
-    key = signing.load_private_key(workspace.root / ".crossyard" / "keys" / "cosign.key")
-    with _client(args) as client:
+    key = _private_key(workspace, args.key)  # a wrong passphrase fails before any work
+    target = resolve_target(workspace, registry=args.registry, ca=args.ca)
+    catalog = _build_and_catalog(workspace, args)
+    store = Store(workspace.store_dir)
+    if not store.layout.index_path.exists():
+        raise ConfigurationError(f"{store.root} is empty: nothing to publish (run `crossyard build`)")
+    wanted = set(args.recipes or ())
+    images: list[tuple[str, str, Descriptor]] = []
+    binaries: dict[str, list[Descriptor]] = defaultdict(list)
+    image_refs: set[tuple[str, str]] = set()  # every image's (name, version), selected or not
+    for entry in store.layout.manifests():
+        notes = entry.annotations or {}
+        ref = notes.get(media.ANNOTATION_REF_NAME)
+        if not ref:
+            continue
+        if entry.artifact_type == media.ARTIFACT_TYPE:
+            recipe_name = notes.get(media.ANNOTATION_RECIPE) or ref.rpartition(":")[0]
+            if not wanted or recipe_name in wanted:
+                binaries[recipe_name].append(entry)
+            continue
+        name, sep, version = ref.rpartition(":")
+        image_refs.add((name, version))
+        recipe_name = notes.get(media.ANNOTATION_RECIPE, name)
+        if sep and (not wanted or recipe_name in wanted or name in wanted):
+            images.append((name, version, entry))
+    if wanted and not images and not binaries:
+        raise ConfigurationError(
+            f"nothing in {store.root} for {', '.join(sorted(wanted))}: unknown recipe or image "
+            "name (see `crossyard store ls`)"
+        )
+    published: list[pub.Published] = []
+    skipped: list[str] = []
+    public = key.public_key()
+    with target.client() as client:
         client.ping()
-        for name, _ in list(iter_refs(layout)):
-            repo, tag = _split(name)
-            digest = client.push_layout(layout, name, repo, tag)
-            sign_image(client, repo, digest, key)
-            verify_image(client, repo, digest, key.public_key())
+        for name, version, entry in images:
+            recipe = catalog.recipes.get((entry.annotations or {}).get(media.ANNOTATION_RECIPE, name))
+            root = entry.with_(annotations=None)
+            statement = provenance_statement(
+                subjects=[(f"{target.host}/{name}", root.digest)],
+                recipe=recipe.name if recipe else name, version=version,
+                jobs=_image_jobs(store, root, recipe, catalog),
+            )
+            _remember_base(client, store, recipe)
+            done = pub.publish_image(client, store.layout, root, name, version, key,
+                                     statement=statement)
+            pub.verify_back(client, done, public)
+            published.append(done)
+        for recipe_name, entries in sorted(binaries.items()):
+            recipe = catalog.recipes.get(recipe_name)
+            if recipe is None:
+                skipped.append(f"binaries of `{recipe_name}`: no recipe, so no version to tag")
+                continue
+            builds = []
+            records = []
+            for entry in entries:
+                record = _record(store, entry, catalog)
+                records.append(record)
+                builds.append(pub.BinaryBuild(
+                    platform=record.platform, manifest=entry.with_(annotations=None),
+                    files=record.outputs,
+                    statement=provenance_statement(
+                        subjects=[(f"{target.host}/{recipe_name}", entry.digest),
+                                  *sorted(record.outputs.items())],
+                        recipe=recipe_name, version=recipe.version, jobs=[record],
+                    ),
+                ))
+            index_digest = manifest_digest(pub.binary_index(builds))
+            statement = provenance_statement(
+                subjects=[(f"{target.host}/{recipe_name}", index_digest)],
+                recipe=recipe_name, version=recipe.version, jobs=records,
+            )
+            # An image of the same name owns `name:version`; the binaries' index steps aside.
+            index_tag = recipe.version
+            if (recipe_name, recipe.version) in image_refs:
+                index_tag = f"{recipe.version}-binaries"
+            done = pub.publish_binaries(client, store.layout, recipe_name, recipe.version,
+                                        builds, key, statement=statement, index_tag=index_tag)
+            pub.verify_back(client, done, public)
+            published.append(done)
+    _report(published, skipped, target, workspace, args)
     return 0
+
+
+def _summary(published: Sequence[pub.Published], skipped: Sequence[str],
+             target: Target) -> dict[str, object]:
+    return {
+        "registry": target.host,
+        "published": [
+            {"kind": p.kind, "repository": p.repo, "tag": p.tag, "digest": p.digest,
+             "reference": p.reference, "platforms": list(p.platforms),
+             "platform_tags": dict(p.platform_tags),
+             "files": {k: dict(v) for k, v in p.files.items()}}
+            for p in published
+        ],
+        "skipped": list(skipped),
+    }
+
+
+def _report(published: Sequence[pub.Published], skipped: Sequence[str], target: Target,
+            workspace: Workspace, args: argparse.Namespace) -> None:
+    if args.json is not None:
+        text = json.dumps(_summary(published, skipped, target), indent=2, sort_keys=True) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+            return
+        Path(args.json).write_text(text)
+    out = sys.stdout
+    pubkey = Path(args.key).with_suffix(".pub") if args.key else _keys_dir(workspace) / "cosign.pub"
+    ws = f"-C {workspace.root} " if args.workspace else ""
+    out.write(f"published {len(published)} item(s) to {target.host} ({target.origin}):\n")
+    for item in published:
+        out.write(f"\n{item.kind} {item.repo}:{item.tag} ({', '.join(item.platforms) or 'one platform'})\n")
+        out.write(f"  {item.reference}\n")
+        if item.kind == "image":
+            out.write(f"  docker pull {item.reference}\n")
+        for platform, tag in sorted(item.platform_tags.items()):
+            ca = f" --ca-file {target.ca_path}" if target.ca_path else ""
+            out.write(f"  {platform}: oras pull{ca} {target.host}/{item.repo}:{tag}\n")
+        out.write(f"  crossyard {ws}verify {item.tagged} --key {pubkey}\n")
+    if published:
+        out.write(
+            f"\ntrust the registry's CA first: crossyard {ws}certs trust --format docker "
+            f"--host {target.host} -o /etc/docker/certs.d   (containerd: --format containerd)\n"
+            f"cosign: cosign verify --key {pubkey} --insecure-ignore-tlog=true "
+            f"{published[0].tagged}\n"
+        )
+    for note in skipped:
+        out.write(f"skipped {note}\n")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -192,15 +344,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen = keys_sub.add_parser("generate", help="generate an ECDSA P-256 cosign-compatible pair")
     gen.add_argument("--dir", help="output directory (default .crossyard/keys)")
     gen.set_defaults(func=_keys_generate)
-    for name, handler, help_ in (
-        ("sign", _sign, "sign REF in the registry (cosign format)"),
-        ("verify", _verify, "verify REF's signature with --key"),
-        ("publish", _publish, "push the store, sign, verify by pulling back"),
-    ):
-        p = subparsers.add_parser(name, help=help_)
-        if name != "publish":
-            p.add_argument("ref")
-        p.add_argument("--key", required=name == "verify")
-        p.add_argument("--registry")
-        p.add_argument("--ca")
-        p.set_defaults(func=handler)
+
+    def target_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--registry", help="HOST[:PORT] (default CROSSYARD_REGISTRY, then the "
+                                          "workspace's managed registry)")
+        p.add_argument("--ca", help="CA bundle for the registry (default CROSSYARD_REGISTRY_CA)")
+
+    sign = subparsers.add_parser("sign", help="sign REF in the registry (cosign format)")
+    sign.add_argument("ref")
+    sign.add_argument("--key", help="private key (default .crossyard/keys/cosign.key)")
+    target_options(sign)
+    sign.set_defaults(func=_sign)
+
+    verify = subparsers.add_parser("verify", help="verify REF's signature (and its files')")
+    verify.add_argument("ref", help="[HOST/]REPO[:TAG|@DIGEST]")
+    verify.add_argument("--key", help="public key (default .crossyard/keys/cosign.pub)")
+    verify.add_argument("--provenance", action="store_true",
+                        help="also require a SLSA provenance attestation by the key")
+    target_options(verify)
+    verify.set_defaults(func=_verify)
+
+    publish = subparsers.add_parser(
+        "publish", help="build (cached), push, sign, attest, verify back; print how to pull")
+    publish.add_argument("recipes", nargs="*", metavar="RECIPE", help="default: everything")
+    publish.add_argument("-p", "--platform", action="append", default=[])
+    publish.add_argument("--no-build", action="store_true", help="publish the store as it is")
+    publish.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                         help="write a machine-readable summary to FILE (default: stdout)")
+    publish.add_argument("--key", help="private key (default .crossyard/keys/cosign.key)")
+    target_options(publish)
+    publish.set_defaults(func=_publish)

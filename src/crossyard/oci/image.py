@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..platforms import Platform
 from . import media
@@ -14,6 +15,10 @@ from .layout import Descriptor, OciLayout
 
 def rfc3339(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The config fields `ImageConfig` decides; anything else of a base's config is inherited as is.
+CONFIG_FIELDS = ("Entrypoint", "Cmd", "Env", "User", "WorkingDir", "ExposedPorts", "Labels")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,10 +40,17 @@ def write_image(
     config: ImageConfig,
     source_date_epoch: int,
     annotations: Mapping[str, str] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    inherited: Mapping[str, Any] | None = None,
 ) -> Descriptor:
-    """Write config + manifest for one platform; return the manifest descriptor (with platform)."""
+    """Write config + manifest for one platform; return the manifest descriptor (with platform).
+
+    `history` (a base image's entries followed by ours) replaces the default one entry per layer;
+    `inherited` carries a base config's fields `ImageConfig` has no word for (StopSignal,
+    Volumes, Healthcheck…), kept as they are.
+    """
     created = rfc3339(source_date_epoch)
-    cfg: dict[str, object] = {}
+    cfg: dict[str, object] = {k: v for k, v in (inherited or {}).items() if k not in CONFIG_FIELDS}
     if config.entrypoint:
         cfg["Entrypoint"] = list(config.entrypoint)
     if config.cmd:
@@ -58,7 +70,9 @@ def write_image(
         "created": created,
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-        "history": [{"created": created, "created_by": "crossyard"} for _ in layers],
+        "history": [dict(h) for h in history]
+        if history is not None
+        else [{"created": created, "created_by": "crossyard"} for _ in layers],
     }
     config_desc = layout.write_json(image_config, media.CONFIG)
     manifest: dict[str, object] = {

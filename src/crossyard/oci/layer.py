@@ -14,6 +14,7 @@ import io
 import queue
 import tarfile
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -93,6 +94,15 @@ def _with_parents(entries: Sequence[LayerEntry]) -> list[LayerEntry]:
             by_path.setdefault(str(parent), LayerEntry(path=str(parent), mode=0o755))
             parent = parent.parent
     return [by_path[p] for p in sorted(by_path)]
+
+
+def compressor_identity(compression: str, level: int = 6) -> str:
+    """What made a layer's compressed bytes: the lock records it (compressors differ byte for byte)."""
+    if compression == "gzip":
+        return f"python-zlib {zlib.ZLIB_RUNTIME_VERSION} level {level}"
+    import zstandard
+
+    return f"python-zstandard {zstandard.__version__} (zstd {'.'.join(map(str, zstandard.ZSTD_VERSION))}) level {level}"
 
 
 def write_layer(

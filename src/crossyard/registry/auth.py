@@ -87,7 +87,6 @@ class RegistryAuth(httpx.Auth):
         self._password = password
         self._tokens: dict[tuple[str, str, str], str] = {}
         self._basic_ok = False
-        self._last_bearer: tuple[str, str, str] | None = None
         self._lock = threading.Lock()
 
     def _basic_header(self) -> str | None:
@@ -97,10 +96,14 @@ class RegistryAuth(httpx.Auth):
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        hint = _scope_hint(request)
         with self._lock:
-            basic_ok, key = self._basic_ok, self._last_bearer
-            token = self._tokens.get(key) if key is not None else None
-        if token is not None and key is not None and key[2] == _scope_hint(request):
+            basic_ok = self._basic_ok
+            # Any cached token for exactly this scope (not only the last one fetched): parallel
+            # uploads to several repositories each keep theirs, and a streamed body (a PATCH)
+            # must never need the 401 → token → resend dance, which cannot replay it.
+            token = next((t for k, t in self._tokens.items() if hint and k[2] == hint), None)
+        if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
         elif basic_ok and (basic := self._basic_header()) is not None:
             request.headers["Authorization"] = basic
@@ -135,7 +138,6 @@ class RegistryAuth(httpx.Auth):
                         return
                     with self._lock:
                         self._tokens[cache_key] = token
-                        self._last_bearer = cache_key
                 request.headers["Authorization"] = f"Bearer {token}"
                 yield request
                 return

@@ -1,0 +1,51 @@
+"""Copy an image (index, manifests, configs, layers) from one OCI layout to another.
+
+Every blob is verified on the way across: JSON documents when read, layers while streamed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import IntegrityError
+from ..hashing import CHUNK
+from . import media
+from .layout import Descriptor, OciLayout
+
+MANIFEST_TYPES = (media.MANIFEST, media.DOCKER_MANIFEST)
+INDEX_TYPES = (media.INDEX, media.DOCKER_MANIFEST_LIST)
+
+
+def children(document: dict[str, Any]) -> list[Descriptor]:
+    """The descriptors a manifest or index points at (config first, then layers/manifests)."""
+    out = []
+    if "config" in document:
+        out.append(Descriptor.from_json(document["config"]))
+    out.extend(Descriptor.from_json(d) for d in document.get("layers", []))
+    out.extend(Descriptor.from_json(d) for d in document.get("manifests", []))
+    return out
+
+
+def copy_blob(source: OciLayout, descriptor: Descriptor, target: OciLayout) -> None:
+    """Stream one blob across, checking its digest and size; already present → nothing to do."""
+    if target.has_blob(descriptor.digest):
+        return
+    path = source.blob_path(descriptor.digest)
+    if not path.exists():
+        raise IntegrityError(f"{source.root}: blob {descriptor.digest} is missing")
+    with path.open("rb") as handle, target.blob_writer(expected_digest=descriptor.digest) as writer:
+        while chunk := handle.read(CHUNK):
+            writer.write(chunk)
+    if writer.size != descriptor.size:
+        raise IntegrityError(
+            f"{source.root}: blob {descriptor.digest} is {writer.size} bytes, its descriptor says {descriptor.size}"
+        )
+
+
+def copy_tree(source: OciLayout, descriptor: Descriptor, target: OciLayout) -> None:
+    """Copy `descriptor` and everything under it; children go first, the root last."""
+    if descriptor.media_type in MANIFEST_TYPES + INDEX_TYPES:
+        document = source.read_json(descriptor.digest)
+        for child in children(document):
+            copy_tree(source, child, target)
+    copy_blob(source, descriptor, target)

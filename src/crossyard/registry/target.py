@@ -1,0 +1,84 @@
+"""Which registry to talk to, with which CA and credentials: the one place that decides.
+
+Order: an explicit `--registry`/`--ca`, then CROSSYARD_REGISTRY / CROSSYARD_REGISTRY_CA /
+CROSSYARD_REGISTRY_USERNAME / _PASSWORD, then the workspace's managed registry
+(`crossyard registry up`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from ..workspace import Workspace
+from .client import RegistryClient
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    url: str  # https://host:port
+    host: str  # host:port, as in image references
+    ca_path: Path | None  # None: the system's trust store
+    username: str | None
+    password: str | None
+    origin: str  # where the choice came from, for messages
+
+    def client(self, **options: Any) -> RegistryClient:
+        return RegistryClient(self.url, ca_path=self.ca_path, username=self.username,
+                              password=self.password, **options)
+
+
+def _normalize(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url if "://" in url else "https://" + url
+
+
+def resolve_target(
+    workspace: Workspace, *, registry: str | None = None, ca: str | None = None
+) -> Target:
+    url = registry or os.environ.get("CROSSYARD_REGISTRY")
+    if url:
+        origin = "--registry" if registry else "CROSSYARD_REGISTRY"
+        ca_text = ca or os.environ.get("CROSSYARD_REGISTRY_CA")
+        ca_path = Path(ca_text) if ca_text else None
+        if ca_path is not None and not ca_path.is_file():
+            raise ConfigurationError(
+                f"CA bundle {ca_path} (--ca / CROSSYARD_REGISTRY_CA) does not exist; "
+                "`crossyard certs trust --format pem` writes the workspace's"
+            )
+        full = _normalize(url)
+        return Target(
+            url=full, host=urlsplit(full).netloc, ca_path=ca_path,
+            username=os.environ.get("CROSSYARD_REGISTRY_USERNAME"),
+            password=os.environ.get("CROSSYARD_REGISTRY_PASSWORD"), origin=origin,
+        )
+    from . import manager
+
+    info = manager.status(workspace)
+    if info is None:
+        raise ConfigurationError(
+            "no registry given: pass --registry HOST[:PORT], set CROSSYARD_REGISTRY, or start "
+            f"the workspace's registry with `crossyard -C {workspace.root} registry up`"
+        )
+    return Target(
+        url=info.url, host=info.host, ca_path=Path(ca) if ca else info.ca_bundle,
+        username=info.username, password=info.password,
+        origin="the workspace's managed registry",
+    )
+
+
+def target_for_host(workspace: Workspace, host: str) -> Target:
+    """Settings for `host` (a registry base's): the configured registry if it is that host,
+    else anonymous over the system trust store."""
+    try:
+        configured = resolve_target(workspace)
+    except ConfigurationError:
+        configured = None
+    if configured is not None and configured.host == host:
+        return configured
+    return Target(url=f"https://{host}", host=host, ca_path=None, username=None, password=None,
+                  origin=f"{host} (anonymous, system CAs)")

@@ -1,0 +1,201 @@
+"""Trust material for registry clients, rendered from the workspace CA bundle. Pure: each renderer
+returns {relative path: bytes} and the caller decides where it goes.
+
+During a CA rotation's overlap the bundle holds two CAs (current first, then previous) and every
+format trusts both, so a node keeps pulling whichever certificate the registry presents:
+
+- docker:     certs.d/<host:port>/ca.crt holding both CAs (Docker reads every *.crt there), plus
+              client.cert/client.key for mTLS.
+- containerd: certs.d/<host:port>/hosts.toml with `ca` as an array of paths (relative paths are
+              resolved against the hosts.toml directory), the CA files beside it; no restart.
+- talos:      a machine-config patch setting machine.registries.config."<host:port>".tls.ca to
+              the base64 PEM bundle (and clientIdentity for mTLS).
+- k8s:        a ConfigMap holding the bundle as ca.crt, for workloads and node agents to mount.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import ConfigurationError, suggest
+
+_HOST_RE: Final = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::(?P<port>\d+))?$")
+_K8S_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientIdentity:
+    """A client certificate and its key (PEM) for mTLS. The key is written 0600, never printed."""
+
+    cert: bytes
+    key: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrustInput:
+    host: str
+    cas: tuple[bytes, ...]
+    client: ClientIdentity | None = None
+    namespace: str = "kube-system"
+    name: str = "crossyard-registry-ca"
+
+    @property
+    def bundle(self) -> bytes:
+        return b"".join(_pem_block(ca) for ca in self.cas)
+
+
+def _pem_block(pem: bytes) -> bytes:
+    return pem.rstrip(b"\n") + b"\n"
+
+
+def parse_host(text: str) -> str:
+    """`host:port` as clients write it (`[v6]:port` for IPv6); raise naming the fix."""
+    match = _HOST_RE.match(text.strip())
+    fix = "give the registry as HOST:PORT the clients use, e.g. `registry.cluster.local:5000`"
+    if match is None:
+        raise ConfigurationError(f"--host {text!r} is not a registry host; {fix}")
+    if match.group("v6"):
+        try:
+            ipaddress.IPv6Address(match.group("v6"))
+        except ValueError:
+            raise ConfigurationError(f"--host {text!r}: bad IPv6 address; {fix}") from None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        raise ConfigurationError(f"--host {text!r}: port {port} is out of range; {fix}")
+    return text.strip()
+
+
+def _docker(t: TrustInput) -> dict[str, bytes]:
+    base = f"certs.d/{t.host}"
+    out = {f"{base}/ca.crt": t.bundle}
+    if t.client is not None:
+        out[f"{base}/client.cert"] = t.client.cert
+        out[f"{base}/client.key"] = t.client.key
+    return out
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _containerd(t: TrustInput) -> dict[str, bytes]:
+    base = f"certs.d/{t.host}"
+    names = ["ca.crt"] + [f"ca-previous-{i}.crt" if i > 1 else "ca-previous.crt"
+                          for i in range(1, len(t.cas))]
+    out = {f"{base}/{n}": _pem_block(ca) for n, ca in zip(names, t.cas, strict=True)}
+    server = f"https://{t.host}"
+    lines = [
+        "# Written by `crossyard certs trust --format containerd`; paths are relative to this",
+        "# directory. During a CA rotation both CAs are listed.",
+        f"server = {_toml_str(server)}",
+        "",
+        f"[host.{_toml_str(server)}]",
+        '  capabilities = ["pull", "resolve", "push"]',
+        f"  ca = [{', '.join(_toml_str(n) for n in names)}]",
+    ]
+    if t.client is not None:
+        lines.append('  client = [["client.cert", "client.key"]]')
+        out[f"{base}/client.cert"] = t.client.cert
+        out[f"{base}/client.key"] = t.client.key
+    out[f"{base}/hosts.toml"] = ("\n".join(lines) + "\n").encode()
+    return out
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _talos(t: TrustInput) -> dict[str, bytes]:
+    lines = [
+        "# Talos machine-config patch (v1alpha1): trust the crossyard registry CA bundle.",
+        "# Apply with `talosctl patch machineconfig --patch @talos-registry-patch.yaml`.",
+        "machine:",
+        "  registries:",
+        "    config:",
+        f"      {json.dumps(t.host)}:",
+        "        tls:",
+        f"          ca: {_b64(t.bundle)}",
+    ]
+    if t.client is not None:
+        lines += [
+            "          clientIdentity:",
+            f"            crt: {_b64(t.client.cert)}",
+            f"            key: {_b64(t.client.key)}",
+        ]
+    return {"talos-registry-patch.yaml": ("\n".join(lines) + "\n").encode()}
+
+
+def _k8s(t: TrustInput) -> dict[str, bytes]:
+    for what, value in (("--namespace", t.namespace), ("--name", t.name)):
+        if not _K8S_NAME_RE.match(value) or len(value) > 63:
+            raise ConfigurationError(
+                f"{what} {value!r} is not a Kubernetes name (lowercase letters, digits, '-')"
+            )
+    if t.client is not None:
+        raise ConfigurationError(
+            "--client is not rendered for k8s: a ConfigMap must not hold a private key; create a "
+            "kubernetes.io/tls Secret from .crossyard/pki/<name>/tls.{crt,key} instead"
+        )
+    pem = t.bundle.decode().rstrip("\n").splitlines()
+    lines = [
+        "# The crossyard registry CA bundle (both CAs during a CA rotation).",
+        "apiVersion: v1",
+        "kind: ConfigMap",
+        "metadata:",
+        f"  name: {t.name}",
+        f"  namespace: {t.namespace}",
+        "  labels:",
+        "    app.kubernetes.io/managed-by: crossyard",
+        "  annotations:",
+        f"    crossyard.dev/registry: {json.dumps(t.host)}",
+        "data:",
+        "  ca.crt: |",
+        *("    " + line for line in pem),
+    ]
+    return {"registry-ca-configmap.yaml": ("\n".join(lines) + "\n").encode()}
+
+
+RENDERERS: Final[Mapping[str, Callable[[TrustInput], dict[str, bytes]]]] = {
+    "docker": _docker,
+    "containerd": _containerd,
+    "talos": _talos,
+    "k8s": _k8s,
+}
+FORMATS: Final = tuple(RENDERERS)
+
+
+def render(
+    fmt: str,
+    *,
+    host: str,
+    cas: Sequence[bytes],
+    client: ClientIdentity | None = None,
+    namespace: str = "kube-system",
+    name: str = "crossyard-registry-ca",
+) -> dict[str, bytes]:
+    """{relative path: content} for `fmt`; `cas` are PEM CA certificates, current first."""
+    renderer = RENDERERS.get(fmt)
+    if renderer is None:
+        raise ConfigurationError(
+            f"unknown trust format {fmt!r}{suggest(fmt, FORMATS)}; use one of: {', '.join(FORMATS)}"
+        )
+    if not cas:
+        raise ConfigurationError("the trust bundle is empty; run `crossyard certs init`")
+    return renderer(
+        TrustInput(
+            host=parse_host(host), cas=tuple(cas), client=client, namespace=namespace, name=name
+        )
+    )
+
+
+def is_secret(relpath: str, content: bytes, client: ClientIdentity | None) -> bool:
+    """Whether a rendered file holds a private key (written 0600, never printed)."""
+    if relpath.endswith(".key"):
+        return True
+    return client is not None and (client.key in content or _b64(client.key).encode() in content)

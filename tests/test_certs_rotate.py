@@ -1,0 +1,231 @@
+"""Leaf renewal at two thirds of life, CA rotation with an overlap bundle, and retire-ca — with
+real short lifetimes and real OpenSSL verification."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool, run_cli
+from crossyard import certs, pki
+from crossyard.errors import ConfigurationError
+from helpers.pkiws import CA_TOML, REGISTRY_TOML, load, make_workspace, openssl_verify, serial
+
+SHORT = 'names = ["short.cluster.local"]\nlifetime = "6s"\n'
+LONG = 'names = ["long.cluster.local", "10.1.2.3"]\nlifetime = "1h"\n'
+
+
+def _sleep_until(when: datetime.datetime, margin: float = 0.3) -> None:
+    time.sleep(max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds()) + margin)
+
+
+def test_ensure_leaf_is_idempotent_and_follows_profile_and_ca(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    layout = pki.Pki.of(ws)
+    leaf = pki.ensure_leaf(ws, "registry")
+    first = serial(leaf.cert)
+    assert pki.ensure_leaf(ws, "registry") == leaf
+    assert serial(leaf.cert) == first
+    assert layout.bundle.read_bytes() == layout.ca.cert.read_bytes()
+    # A profile edit re-issues; so does a CA that is no longer current.
+    (ws.root / "certs/registry.toml").write_text(REGISTRY_TOML.replace('"localhost", ', ""))
+    pki.ensure_leaf(ws, "registry")
+    assert serial(leaf.cert) != first
+    assert "localhost" not in certs.inspect(leaf.cert).dns_names
+    second = serial(leaf.cert)
+    pki.init_ca(ws, force=True)
+    pki.ensure_leaf(ws, "registry")
+    assert serial(leaf.cert) != second
+    ca_cert, _ = certs.load_ca(layout.ca)
+    assert certs.issued_by(load(leaf.cert), ca_cert)
+
+
+def test_rotate_renews_only_leaves_past_two_thirds(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, profiles={"short": SHORT, "long": LONG})
+    short = pki.ensure_leaf(ws, "short")
+    long = pki.ensure_leaf(ws, "long")
+    s0, l0 = serial(short.cert), serial(long.cert)
+    info = certs.inspect(short.cert)
+    assert datetime.timedelta(seconds=6) <= info.lifetime <= datetime.timedelta(seconds=8)
+
+    assert pki.rotate(ws) == []  # just issued: nothing is due
+    assert (serial(short.cert), serial(long.cert)) == (s0, l0)
+
+    _sleep_until(info.not_before + info.lifetime * 2 / 3)
+    r = run_cli("--workspace", str(ws.root), "certs", "rotate")
+    assert r.returncode == 0, r.stderr
+    assert "re-issued short: past two thirds of its lifetime" in r.stdout
+    assert "long" not in r.stdout
+    assert "registry not running" in r.stdout
+    assert serial(short.cert) != s0
+    assert serial(long.cert) == l0
+    renewed = certs.inspect(short.cert)
+    assert renewed.not_after > info.not_after
+    assert renewed.dns_names == ("short.cluster.local",)
+
+    assert sorted(pki.rotate(ws, force=True)) == ["long", "short"]
+    assert serial(long.cert) != l0
+
+
+def test_rotate_renews_adhoc_leaf_with_its_own_names(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, profiles={})
+    pki.ensure_ca(ws)
+    r = run_cli(
+        "--workspace", str(ws.root), "certs", "issue", "adhoc", "--san", "adhoc.cluster.local",
+        "--san", "10.9.8.7", "--lifetime", "3s", "--usage", "client",
+    )
+    assert r.returncode == 0, r.stderr
+    leaf = pki.Pki.of(ws).leaf("adhoc")
+    info = certs.inspect(leaf.cert)
+    _sleep_until(info.not_before + info.lifetime * 2 / 3)
+    assert pki.rotate(ws) == ["adhoc"]
+    after = certs.inspect(leaf.cert)
+    assert (after.dns_names, after.ip_addresses, after.usage) == (
+        ("adhoc.cluster.local",), ("10.9.8.7",), ("client",)
+    )
+    assert after.lifetime == info.lifetime
+
+
+def test_rotate_ca_overlap_then_retire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    openssl = require_tool("openssl", "apt-get install openssl")
+    ws = make_workspace(tmp_path, profiles={"registry": REGISTRY_TOML, "long": LONG})
+    layout = pki.Pki.of(ws)
+    leaf = pki.ensure_leaf(ws, "registry")
+    pki.ensure_leaf(ws, "long")
+    old_ca = tmp_path / "old-ca.crt"
+    old_leaf = tmp_path / "old-leaf.crt"
+    shutil.copy(layout.ca.cert, old_ca)
+    shutil.copy(leaf.cert, old_leaf)
+    assert len(certs.load_bundle(layout.bundle)) == 1
+
+    # Every leaf is signed only once the bundle already trusts the CA that signs it.
+    seen: list[int] = []
+    original = pki._issue
+
+    def checked(p: pki.Pki, profile):  # type: ignore[no-untyped-def]
+        signer = certs.load_cert(p.ca.cert, fix="")
+        assert signer in certs.load_bundle(p.bundle)
+        seen.append(len(certs.load_bundle(p.bundle)))
+        return original(p, profile)
+
+    monkeypatch.setattr(pki, "_issue", checked)
+    assert sorted(pki.rotate(ws, ca=True)) == ["long", "registry"]
+    monkeypatch.undo()
+    assert seen == [2, 2]
+
+    new_ca = layout.ca.cert
+    bundle = certs.load_bundle(layout.bundle)
+    assert len(bundle) == 2
+    assert bundle[0] == load(new_ca) and bundle[1] == load(old_ca)
+    assert layout.previous_ca.read_bytes() == old_ca.read_bytes()
+    state = json.loads(layout.state.read_text())
+    end = datetime.datetime.fromisoformat(state["overlap_end"])
+    assert datetime.timedelta(minutes=59) < end - datetime.datetime.now(datetime.UTC) <= (
+        datetime.timedelta(hours=1)
+    )
+
+    # The new leaf verifies with the new CA only; the old leaf with the old CA only; the
+    # bundle (what clients trust during the overlap) accepts both.
+    assert openssl_verify(openssl, new_ca, leaf.cert).returncode == 0
+    assert openssl_verify(openssl, old_ca, leaf.cert).returncode != 0
+    assert openssl_verify(openssl, old_ca, old_leaf).returncode == 0
+    assert openssl_verify(openssl, new_ca, old_leaf).returncode != 0
+    assert openssl_verify(openssl, layout.bundle, leaf.cert).returncode == 0
+    assert openssl_verify(openssl, layout.bundle, old_leaf).returncode == 0
+
+    # Status shows both CAs and the overlap; a second CA rotation and early retire are refused.
+    r = run_cli("--workspace", str(ws.root), "certs", "status", "--threshold-days", "0.01")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[previous-ca]" in r.stdout and "overlap ends" in r.stdout
+    with pytest.raises(ConfigurationError, match="already in progress"):
+        pki.rotate(ws, ca=True)
+    r = run_cli("--workspace", str(ws.root), "certs", "retire-ca")
+    assert r.returncode == 2
+    assert "overlap lasts until" in r.stderr and "--force" in r.stderr
+    assert len(certs.load_bundle(layout.bundle)) == 2
+
+    r = run_cli("--workspace", str(ws.root), "certs", "retire-ca", "--force")
+    assert r.returncode == 0, r.stderr
+    bundle = certs.load_bundle(layout.bundle)
+    assert bundle == [load(new_ca)]
+    assert not layout.previous_ca.exists() and not layout.state.exists()
+    assert openssl_verify(openssl, layout.bundle, leaf.cert).returncode == 0
+    assert openssl_verify(openssl, layout.bundle, old_leaf).returncode != 0
+    r = run_cli("--workspace", str(ws.root), "certs", "retire-ca")
+    assert r.returncode == 0 and "no previous CA" in r.stdout
+
+
+def test_retire_after_overlap_needs_no_force(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, ca=CA_TOML.replace('overlap = "1h"', 'overlap = "2s"'))
+    pki.ensure_leaf(ws, "registry")
+    r = run_cli("--workspace", str(ws.root), "certs", "rotate", "--ca")
+    assert r.returncode == 0, r.stderr
+    assert "re-issued registry: issued by a CA that is no longer current" in r.stdout
+    assert "retire-ca" in r.stdout
+    end = pki.overlap_end(ws)
+    assert end is not None
+    _sleep_until(end + datetime.timedelta(seconds=1))
+    pki.retire_ca(ws)
+    assert len(certs.load_bundle(pki.Pki.of(ws).bundle)) == 1
+    assert pki.overlap_end(ws) is None
+
+
+def test_retire_refuses_while_a_leaf_still_uses_the_old_ca(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    layout = pki.Pki.of(ws)
+    leaf = pki.ensure_leaf(ws, "registry")
+    keep_crt, keep_key = leaf.cert.read_bytes(), leaf.key.read_bytes()
+    pki.rotate(ws, ca=True)
+    leaf.cert.write_bytes(keep_crt)  # as if the re-issue had never happened
+    leaf.key.write_bytes(keep_key)
+    with pytest.raises(ConfigurationError, match="still issued by the previous CA"):
+        pki.retire_ca(ws, force=True)
+    assert pki.rotate(ws) == ["registry"]
+    pki.retire_ca(ws, force=True)
+    assert not layout.previous_ca.exists()
+
+
+def test_concurrent_rotations_leave_matching_pairs(tmp_path: Path) -> None:
+    """Several processes rotating at once (cron + a manual run + `registry up`) serialize on the
+    PKI lock: every leaf's key still matches its certificate and the chain verifies."""
+    openssl = require_tool("openssl", "apt-get install openssl")
+    ws = make_workspace(tmp_path, profiles={"registry": REGISTRY_TOML, "long": LONG})
+    pki.ensure_leaf(ws, "registry")
+    pki.ensure_leaf(ws, "long")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys; from crossyard import pki; from crossyard.workspace import Workspace\n"
+             "ws = Workspace(root=__import__('pathlib').Path(sys.argv[1]))\n"
+             "for _ in range(5): pki.rotate(ws, force=True); pki.ensure_leaf(ws, 'registry')",
+             str(ws.root)],
+        )
+        for _ in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    layout = pki.Pki.of(ws)
+    for name in ("registry", "long"):
+        paths = layout.leaf(name)
+        key = certs.load_private_key(paths.key, fix="")
+        assert certs.key_matches(load(paths.cert), key), name
+        assert openssl_verify(openssl, layout.bundle, paths.cert).returncode == 0
+    assert not list(ws.pki_dir.rglob("*.tmp"))
+
+
+def test_rotate_ca_checks_leaves_against_new_constraints_first(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    layout = pki.Pki.of(ws)
+    pki.ensure_leaf(ws, "registry")
+    before = layout.ca.cert.read_bytes(), layout.bundle.read_bytes()
+    (ws.root / "certs/ca.toml").write_text(CA_TOML.replace('"localhost", ', ""))
+    with pytest.raises(ConfigurationError, match="'localhost' is outside"):
+        pki.rotate(ws, ca=True)
+    assert (layout.ca.cert.read_bytes(), layout.bundle.read_bytes()) == before
+    assert not layout.previous_ca.exists()

@@ -1,0 +1,138 @@
+"""Trust renderers: the files each client format needs, before and during a CA overlap, parsed
+back with real parsers (tomllib, YAML) and checked with OpenSSL."""
+
+from __future__ import annotations
+
+import base64
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import require_tool, run_cli
+from crossyard import certs, pki, trust
+from crossyard.errors import ConfigurationError
+from helpers.pkiws import REGISTRY_TOML, make_workspace, openssl_verify
+
+HOST = "registry.cluster.local:5000"
+NODE = 'names = ["node1.cluster.local"]\nusage = ["client"]\nlifetime = "1h"\n'
+
+
+@pytest.fixture
+def overlap_ws(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A workspace mid CA rotation: bundle = [new CA, old CA], leaves from the new CA."""
+    ws = make_workspace(tmp_path, profiles={"registry": REGISTRY_TOML, "node1": NODE})
+    pki.ensure_leaf(ws, "registry")
+    pki.ensure_leaf(ws, "node1")
+    pki.rotate(ws, ca=True)
+    return ws
+
+
+def _cas(ws) -> tuple[bytes, ...]:  # type: ignore[no-untyped-def]
+    return tuple(certs.pem(c) for c in certs.load_bundle(pki.Pki.of(ws).bundle))
+
+
+def test_docker_layout_holds_both_cas(overlap_ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    openssl = require_tool("openssl", "apt-get install openssl")
+    cas = _cas(overlap_ws)
+    files = trust.render("docker", host=HOST, cas=cas)
+    assert set(files) == {f"certs.d/{HOST}/ca.crt"}
+    ca_crt = files[f"certs.d/{HOST}/ca.crt"]
+    assert ca_crt == b"".join(cas) and ca_crt.count(b"BEGIN CERTIFICATE") == 2
+    (tmp_path / "ca.crt").write_bytes(ca_crt)
+    leaf = pki.Pki.of(overlap_ws).leaf("registry")
+    assert openssl_verify(openssl, tmp_path / "ca.crt", leaf.cert).returncode == 0
+    # After retire-ca: one CA.
+    pki.retire_ca(overlap_ws, force=True)
+    files = trust.render("docker", host=HOST, cas=_cas(overlap_ws))
+    assert files[f"certs.d/{HOST}/ca.crt"].count(b"BEGIN CERTIFICATE") == 1
+
+
+def test_containerd_hosts_toml_lists_ca_paths(overlap_ws) -> None:  # type: ignore[no-untyped-def]
+    cas = _cas(overlap_ws)
+    layout = pki.Pki.of(overlap_ws)
+    client = trust.ClientIdentity(
+        cert=layout.leaf("node1").cert.read_bytes(), key=layout.leaf("node1").key.read_bytes()
+    )
+    files = trust.render("containerd", host=HOST, cas=cas, client=client)
+    base = f"certs.d/{HOST}"
+    hosts = tomllib.loads(files[f"{base}/hosts.toml"].decode())
+    assert hosts["server"] == f"https://{HOST}"
+    entry = hosts["host"][f"https://{HOST}"]
+    assert entry["ca"] == ["ca.crt", "ca-previous.crt"]
+    assert entry["client"] == [["client.cert", "client.key"]]
+    assert set(entry["capabilities"]) == {"pull", "resolve", "push"}
+    assert [files[f"{base}/{p}"] for p in entry["ca"]] == list(cas)
+    assert files[f"{base}/client.key"] == client.key
+    assert trust.is_secret(f"{base}/client.key", client.key, client)
+    assert not trust.is_secret(f"{base}/hosts.toml", files[f"{base}/hosts.toml"], client)
+    # Outside an overlap `ca` lists one path.
+    one = trust.render("containerd", host=HOST, cas=cas[:1])
+    assert tomllib.loads(one[f"{base}/hosts.toml"].decode())["host"][f"https://{HOST}"]["ca"] == [
+        "ca.crt"
+    ]
+
+
+def test_talos_patch_carries_base64_bundle(overlap_ws) -> None:  # type: ignore[no-untyped-def]
+    cas = _cas(overlap_ws)
+    files = trust.render("talos", host=HOST, cas=cas)
+    doc = yaml.safe_load(files["talos-registry-patch.yaml"])
+    tls = doc["machine"]["registries"]["config"][HOST]["tls"]
+    assert base64.b64decode(tls["ca"]) == b"".join(cas)
+    assert set(tls) == {"ca"}
+    client = trust.ClientIdentity(cert=b"CERT\n", key=b"KEY\n")
+    files = trust.render("talos", host=HOST, cas=cas, client=client)
+    doc = yaml.safe_load(files["talos-registry-patch.yaml"])
+    ident = doc["machine"]["registries"]["config"][HOST]["tls"]["clientIdentity"]
+    assert base64.b64decode(ident["crt"]) == b"CERT\n"
+    assert trust.is_secret("talos-registry-patch.yaml", files["talos-registry-patch.yaml"], client)
+
+
+def test_k8s_configmap(overlap_ws) -> None:  # type: ignore[no-untyped-def]
+    cas = _cas(overlap_ws)
+    files = trust.render("k8s", host=HOST, cas=cas, namespace="registry-system")
+    doc = yaml.safe_load(files["registry-ca-configmap.yaml"])
+    assert doc["kind"] == "ConfigMap" and doc["apiVersion"] == "v1"
+    assert doc["metadata"] == {
+        "name": "crossyard-registry-ca", "namespace": "registry-system",
+        "labels": {"app.kubernetes.io/managed-by": "crossyard"},
+        "annotations": {"crossyard.dev/registry": HOST},
+    }
+    assert doc["data"]["ca.crt"] == b"".join(cas).decode()
+    with pytest.raises(ConfigurationError, match="Kubernetes name"):
+        trust.render("k8s", host=HOST, cas=cas, namespace="Bad_NS")
+
+
+def test_render_rejects_bad_input() -> None:
+    with pytest.raises(ConfigurationError, match="did you mean `docker`"):
+        trust.render("dokcer", host=HOST, cas=(b"x",))
+    with pytest.raises(ConfigurationError, match="HOST:PORT"):
+        trust.render("docker", host="reg/x", cas=(b"x",))
+    with pytest.raises(ConfigurationError, match="empty"):
+        trust.render("docker", host=HOST, cas=())
+    assert trust.parse_host("[::1]:5000") == "[::1]:5000"
+    assert trust.parse_host("localhost") == "localhost"
+
+
+def test_trust_cli_prints_and_writes(overlap_ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = str(overlap_ws.root)
+    r = run_cli("--workspace", root, "certs", "trust", "--format", "k8s", "--host", HOST)
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout)["kind"] == "ConfigMap"
+    r = run_cli(
+        "--workspace", root, "certs", "trust", "--format", "containerd", "--host", HOST,
+        "--client", "node1",
+    )
+    assert r.returncode == 2 and "never printed" in r.stderr and "PRIVATE KEY" not in r.stdout
+    out = tmp_path / "out"
+    r = run_cli(
+        "--workspace", root, "certs", "trust", "--format", "docker", "--host", HOST,
+        "--client", "node1", "-o", str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    base = out / "certs.d" / HOST
+    assert (base / "client.key").stat().st_mode & 0o777 == 0o600
+    assert (base / "ca.crt").stat().st_mode & 0o777 == 0o644
+    assert (base / "ca.crt").read_bytes().count(b"BEGIN CERTIFICATE") == 2
+    assert "PRIVATE KEY" not in r.stdout + r.stderr

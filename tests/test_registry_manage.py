@@ -1,0 +1,414 @@
+"""`crossyard registry up|down|status|user|k8s` against a real docker-registry, curl and openssl."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+import yaml
+
+from conftest import require_tool, run_cli
+from crossyard import certs
+from crossyard.errors import ConfigurationError
+from crossyard.oci.layout import OciLayout
+from crossyard.registry import manager
+from crossyard.registry.client import RegistryClient, add_query
+from crossyard.workspace import Workspace
+from helpers.images import tiny_image
+from helpers.managed import free_addr, make_workspace, stopped_after
+
+
+def _tls(bundle: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(bundle))
+
+
+def _get(url: str, bundle: Path, auth: tuple[str, str] | None = None) -> int:
+    return httpx.get(f"{url}/v2/", verify=_tls(bundle), auth=auth, timeout=10).status_code
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+
+
+def _up(ws: Workspace, addr: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("-C", str(ws.root), "registry", "up", "--addr", addr, env=env)
+
+
+@pytest.mark.integration
+def test_up_serves_tls_with_managed_users_then_down(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    curl = require_tool("curl", "apt install curl")
+    openssl = require_tool("openssl", "apt install openssl")
+    ws = make_workspace(tmp_path)
+    addr = free_addr()
+    with stopped_after(ws):
+        up = _up(ws, addr)
+        assert up.returncode == 0, up.stderr
+        info = manager.status(ws)
+        assert info is not None
+        assert info.url == f"https://{addr}" and info.host == addr
+        for shown in (info.url, str(info.ca_bundle), str(info.password_file)):
+            assert shown in up.stdout
+        assert info.username == "crossyard"
+        assert info.password_file.stat().st_mode & 0o777 == 0o600
+        password = info.password_file.read_text().strip()
+        assert password not in up.stdout + up.stderr
+
+        assert _get(info.url, info.ca_bundle) == 401
+        assert _get(info.url, info.ca_bundle, ("crossyard", password)) == 200
+        assert _get(info.url, info.ca_bundle, ("crossyard", "wrong")) == 401
+        with RegistryClient(info.url, ca_path=info.ca_bundle, username="crossyard",
+                            password="wrong", retries=0) as bad, pytest.raises(
+            ConfigurationError, match="refused credentials for crossyard"
+        ):
+            bad.ping()
+        with RegistryClient(info.url, ca_path=info.ca_bundle, username="crossyard",
+                            password=password) as good:
+            good.ping()
+
+        # The served leaf chains to the bundle for openssl too ...
+        host, port = addr.rsplit(":", 1)
+        served = tmp_path / "served.pem"
+        served.write_text(ssl.get_server_certificate((host, int(port))))
+        ok = subprocess.run([openssl, "verify", "-CAfile", str(info.ca_bundle), str(served)],
+                            capture_output=True, text=True)
+        assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stdout + ok.stderr
+        # ... and a client without the CA refuses it (curl: 60, peer certificate not trusted).
+        env = {k: v for k, v in os.environ.items() if k not in ("CURL_CA_BUNDLE", "SSL_CERT_FILE")}
+        no_ca = subprocess.run([curl, "-sS", "-o", "/dev/null", f"{info.url}/v2/"],
+                               capture_output=True, text=True, env=env)
+        assert no_ca.returncode == 60, no_ca.stderr
+        with_ca = subprocess.run(
+            [curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+             str(info.ca_bundle), "-u", f"crossyard:{password}", f"{info.url}/v2/"],
+            capture_output=True, text=True, env=env,
+        )
+        assert (with_ca.returncode, with_ca.stdout) == (0, "200"), with_ca.stderr
+
+        status = run_cli("-C", str(ws.root), "registry", "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "healthy" in status.stdout and "127.0.0.1" in status.stdout
+        as_json = run_cli("-C", str(ws.root), "registry", "status", "--json")
+        report = json.loads(as_json.stdout)
+        assert report["healthy"] and report["certificate"]["verified"]
+        assert "127.0.0.1" in report["certificate"]["sans"]
+        assert report["backend_pid"] == info.backend_pid
+
+        again = _up(ws, addr)
+        assert again.returncode == 0 and "already running" in again.stdout
+        assert manager.status(ws) == info
+
+        down = run_cli("-C", str(ws.root), "registry", "down")
+        assert down.returncode == 0, down.stderr
+        after = run_cli("-C", str(ws.root), "registry", "status")
+        assert after.returncode == 1 and "not running" in after.stdout
+        assert not _alive(info.pid)
+        assert info.backend_pid is not None and not _alive(info.backend_pid)
+        with socket.socket() as s:  # the address is free again
+            s.bind((host, int(port)))
+
+
+@pytest.mark.integration
+def test_user_add_and_rm_take_effect_on_the_running_registry(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    with stopped_after(ws):
+        assert _up(ws, free_addr()).returncode == 0
+        info = manager.status(ws)
+        assert info is not None
+        before = info.backend_pid
+        added = run_cli("-C", str(ws.root), "registry", "user", "add", "bob",
+                        env={"CROSSYARD_REGISTRY_PASSWORD": "pw-bob-1"})
+        assert added.returncode == 0, added.stderr
+        assert "reloaded" in added.stdout and "pw-bob-1" not in added.stdout
+        assert _get(info.url, info.ca_bundle, ("bob", "pw-bob-1")) == 200
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        now = manager.status(ws)
+        assert now is not None and now.backend_pid != before and now.pid == info.pid
+
+        removed = run_cli("-C", str(ws.root), "registry", "user", "rm", "bob")
+        assert removed.returncode == 0, removed.stderr
+        assert _get(info.url, info.ca_bundle, ("bob", "pw-bob-1")) == 401
+        missing = run_cli("-C", str(ws.root), "registry", "user", "rm", "bob")
+        assert missing.returncode == 2 and "no registry user 'bob'" in missing.stderr
+        bad = run_cli("-C", str(ws.root), "registry", "user", "add", "Bob:x")
+        assert bad.returncode == 2 and "'Bob:x' is not valid" in bad.stderr
+
+
+@pytest.mark.integration
+def test_crashed_backend_is_replaced_and_a_killed_supervisor_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    addr = free_addr()
+    src = OciLayout(tmp_path / "src").ensure()
+    tiny_image(src, b"keep me\n" * 1000, "hello:1")
+    with stopped_after(ws):
+        assert _up(ws, addr).returncode == 0
+        info = manager.status(ws)
+        assert info is not None and info.backend_pid is not None
+        with RegistryClient(info.url, ca_path=info.ca_bundle, username=info.username,
+                            password=info.password) as client:
+            digest = client.push_layout(src, "hello:1", "hello", "1")
+
+        os.kill(info.backend_pid, signal.SIGKILL)
+        _eventually(lambda: (manager.status(ws) or info).backend_pid != info.backend_pid,
+                    "a new backend after the crash")
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+
+        current = manager.status(ws)
+        assert current is not None and current.backend_pid is not None
+        os.kill(info.pid, signal.SIGKILL)
+        _eventually(lambda: not _alive(current.backend_pid or 0), "backend exits with supervisor")
+        assert manager.status(ws) is None
+        assert run_cli("-C", str(ws.root), "registry", "status").returncode == 1
+
+        assert _up(ws, addr).returncode == 0  # a stale state file does not block a new start
+        again = manager.status(ws)
+        assert again is not None and again.pid != info.pid
+        with RegistryClient(again.url, ca_path=again.ca_bundle, username=again.username,
+                            password=again.password) as client:
+            assert client.pull("hello", "1", OciLayout(tmp_path / "dst").ensure()).digest == digest
+
+
+@pytest.mark.integration
+def test_upload_begun_before_a_reload_completes_after_it(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    with stopped_after(ws):
+        assert _up(ws, free_addr()).returncode == 0
+        info = manager.status(ws)
+        assert info is not None
+        data = os.urandom(300_000)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        auth = (info.username, info.password)
+        with httpx.Client(verify=_tls(info.ca_bundle), auth=auth, timeout=30) as http:
+            started = http.post(f"{info.url}/v2/big/blobs/uploads/")
+            assert started.status_code == 202
+            first = http.patch(
+                add_query(started.headers["Location"], info.url), content=data[:100_000],
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": "0-99999"},
+            )
+            assert first.status_code == 202, first.text
+            location = add_query(first.headers["Location"], info.url)
+
+        reload = run_cli("-C", str(ws.root), "registry", "reload")
+        assert reload.returncode == 0, reload.stderr
+        after = manager.status(ws)
+        assert after is not None and after.backend_pid != info.backend_pid
+
+        with httpx.Client(verify=_tls(info.ca_bundle), auth=auth, timeout=30) as http:
+            rest = http.patch(
+                location, content=data[100_000:],
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": f"100000-{len(data) - 1}"},
+            )
+            assert rest.status_code == 202, rest.text
+            done = http.put(add_query(rest.headers["Location"], info.url, digest=digest))
+            assert done.status_code == 201, done.text
+            assert http.get(f"{info.url}/v2/big/blobs/{digest}").content == data
+
+
+@pytest.mark.integration
+def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
+    tmp_path: Path,
+) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    with stopped_after(ws):
+        assert _up(ws, free_addr()).returncode == 0
+        info = manager.status(ws)
+        assert info is not None
+        host, port = info.host.rsplit(":", 1)
+        served = ssl.get_server_certificate((host, int(port)))
+        # A leaf from a CA nobody trusts lands where the registry's leaf lives.
+        stranger = certs.create_ca(tmp_path / "stranger")
+        certs.issue_leaf(stranger, ws.state / "pki" / "registry", names=("127.0.0.1",))
+
+        reload = run_cli("-C", str(ws.root), "registry", "reload")
+        assert reload.returncode == 1
+        assert "reload failed, the previous certificate is still served" in reload.stderr
+        assert "does not verify the new certificate" in reload.stderr
+        assert ssl.get_server_certificate((host, int(port))) == served
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        status = run_cli("-C", str(ws.root), "registry", "status")
+        assert status.returncode == 0 and "last reload FAILED" in status.stdout
+
+
+def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
+                     "--namespace", "edge")
+    assert result.returncode == 0, result.stderr
+    docs = {}
+    for path in sorted(out.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            docs[(doc["kind"], doc["metadata"]["name"])] = (doc, path)
+            assert doc["metadata"]["namespace"] == "edge"
+    assert {kind for kind, _ in docs} == {
+        "Deployment", "Service", "PersistentVolumeClaim", "Secret", "ConfigMap"}
+
+    leaf = ws.state / "pki" / "registry"
+    tls, tls_file = docs[("Secret", "registry-tls")]
+    assert tls["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(tls["data"]["tls.crt"]) == (leaf / "tls.crt").read_bytes()
+    assert base64.b64decode(tls["data"]["tls.key"]) == (leaf / "tls.key").read_bytes()
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(tls["data"]["ca.crt"])
+    assert tls_file.stat().st_mode & 0o777 == 0o600
+    auth, auth_file = docs[("Secret", "registry-auth")]
+    assert auth_file.stat().st_mode & 0o777 == 0o600
+    password = (ws.state / "registry" / "users" / "crossyard.password").read_text().strip()
+    user, _, hashed = base64.b64decode(auth["data"]["htpasswd"]).decode().strip().partition(":")
+    assert user == "crossyard" and bcrypt.checkpw(password.encode(), hashed.encode())
+    assert docs[("ConfigMap", "registry-config")][1].stat().st_mode & 0o777 == 0o644
+
+    config = yaml.safe_load(docs[("ConfigMap", "registry-config")][0]["data"]["config.yml"])
+    assert config["http"]["tls"] == {"certificate": "/certs/tls.crt", "key": "/certs/tls.key"}
+    assert config["auth"]["htpasswd"]["path"] == "/auth/htpasswd"
+    assert config["storage"]["delete"]["enabled"] is True
+    assert config["storage"]["filesystem"]["rootdirectory"] == "/var/lib/registry"
+
+    deployment = docs[("Deployment", "registry")][0]
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "registry-config"
+    assert volumes["tls"]["secret"]["secretName"] == "registry-tls"
+    assert volumes["auth"]["secret"]["secretName"] == "registry-auth"
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "registry-data"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["tls"] == "/certs" and mounts["auth"] == "/auth"
+    service = docs[("Service", "registry")][0]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    builtin = (Path(__file__).resolve().parent.parent / "registry" / "config.yml").read_text()
+    (ws.root / "registry").mkdir()
+    (ws.root / "registry" / "config.yml").write_text(
+        builtin.replace("level: ${log_level}", "level: debug  # workspace override"))
+    out = tmp_path / "k8s"
+    assert run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out)).returncode == 0
+    assert "level: debug  # workspace override" in (out / "configmap.yaml").read_text()
+
+    (ws.root / "registry" / "config.yml").write_text(builtin + "\nextra: ${nope}\n")
+    bad = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out))
+    assert bad.returncode == 2
+    assert "registry/config.yml: unknown placeholder ${nope}" in bad.stderr
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_unknown_registry_key_suggests_the_known_one(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path, '[registry]\nadress = "127.0.0.1:5000"\n')
+    result = _up(ws, free_addr())
+    assert result.returncode == 2
+    assert "unknown key `adress` in [registry]" in result.stderr
+    assert "did you mean `addr`?" in result.stderr and "crossyard.toml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "flag", "named"),
+    [
+        ('[registry]\naddr = "127.0.0.1"\n', None, "[registry] addr"),
+        ('[registry]\naddr = "127.0.0.1:99999"\n', None, "port must be 1-65535"),
+        ("", "local host:5000", "--addr"),
+        ("", "127.0.0.1:http", "--addr"),
+    ],
+)
+def test_malformed_addr_is_refused(tmp_path: Path, toml: str, flag: str | None, named: str) -> None:
+    ws = make_workspace(tmp_path, toml)
+    args = ["-C", str(ws.root), "registry", "up"] + (["--addr", flag] if flag else [])
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "malformed address" in result.stderr and named in result.stderr
+    assert "HOST:PORT" in result.stderr
+    assert not (ws.state / "registry" / "state.json").exists()
+
+
+def test_env_addr_is_checked_too(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    result = run_cli("-C", str(ws.root), "registry", "up",
+                     env={"CROSSYARD_REGISTRY_ADDR": "nope"})
+    assert result.returncode == 2 and "CROSSYARD_REGISTRY_ADDR" in result.stderr
+
+
+@pytest.mark.integration
+def test_port_in_use_names_the_address(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        addr = f"127.0.0.1:{holder.getsockname()[1]}"
+        result = _up(ws, addr)
+    assert result.returncode == 2
+    assert f"cannot listen on {addr}: the address is already in use" in result.stderr
+    assert "--addr" in result.stderr
+    assert manager.status(ws) is None
+    assert not (ws.state / "registry" / "state.json").exists()
+
+
+def test_missing_docker_registry_says_how_to_install(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = _up(ws, free_addr(), PATH=str(empty))
+    assert result.returncode == 2
+    assert "`docker-registry`" in result.stderr
+    assert "apt-get install -y docker-registry" in result.stderr
+
+
+@pytest.mark.integration
+def test_address_the_certificate_does_not_name_is_refused(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    result = _up(ws, free_addr().replace("127.0.0.1", "127.0.0.2"))
+    assert result.returncode == 2
+    assert "does not name 127.0.0.2" in result.stderr and "certs/registry.toml" in result.stderr
+
+
+def test_addr_cascade_file_then_flag_then_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossyard.registry import settings
+
+    monkeypatch.delenv(settings.ADDR_ENV, raising=False)
+    ws = make_workspace(tmp_path, '[registry]\naddr = "0.0.0.0:5001"\ncert = "edge"\n')
+    got = settings.load(ws)
+    assert (got.addr.listen, got.addr.url, got.cert) == (
+        "0.0.0.0:5001", "https://127.0.0.1:5001", "edge")
+    assert settings.load(ws, addr="[::1]:5002").addr.url == "https://[::1]:5002"
+    monkeypatch.setenv(settings.ADDR_ENV, "localhost:5003")
+    assert settings.load(ws, addr="127.0.0.1:5002").addr.authority == "localhost:5003"
+    assert settings.load(make_workspace(tmp_path / "empty")).addr.listen == "localhost:5003"
+    monkeypatch.delenv(settings.ADDR_ENV)
+    assert settings.load(make_workspace(tmp_path / "plain")).addr.listen == "127.0.0.1:5000"
+    with pytest.raises(ConfigurationError, match="cert must name a certificate profile"):
+        settings.load(make_workspace(tmp_path / "bad", '[registry]\ncert = "../x"\n'))
