@@ -327,11 +327,20 @@ def _report(published: Sequence[pub.Published], skipped: Sequence[str], target: 
             ca = f" --ca-file {target.ca_path}" if target.ca_path else ""
             out.write(f"  {platform}: oras pull{ca} {target.host}/{item.repo}:{tag}\n")
         out.write(f"  crossyard {ws}verify {item.tagged} --key {pubkey}\n")
+    if published and target.username:
+        secret = target.password_file or "CROSSYARD_REGISTRY_PASSWORD"
+        out.write(
+            f"\nlog in first: docker login {target.host} -u {target.username} "
+            f"--password-stdin  (the password is in {secret})"
+        )
     if published:
+        cert_env = f"SSL_CERT_FILE={target.ca_path} " if target.ca_path else ""
         out.write(
             f"\ntrust the registry's CA first: crossyard {ws}certs trust --format docker "
-            f"--host {target.host} -o /etc/docker/certs.d   (containerd: --format containerd)\n"
-            f"cosign: cosign verify --key {pubkey} --insecure-ignore-tlog=true "
+            f"--host {target.host} -o /etc/docker   (containerd: --format containerd -o "
+            "/etc/containerd)\n"
+            f"cosign: {cert_env}cosign verify --key {pubkey} "
+            "--insecure-ignore-tlog=true "
             f"{published[0].tagged}\n"
         )
     for note in skipped:

@@ -26,6 +26,7 @@ class Target:
     username: str | None
     password: str | None
     origin: str  # where the choice came from, for messages
+    password_file: Path | None = None  # the managed registry's, to tell users how to log in
 
     def client(self, **options: Any) -> RegistryClient:
         return RegistryClient(self.url, ca_path=self.ca_path, username=self.username,
@@ -48,7 +49,7 @@ def resolve_target(
         if ca_path is not None and not ca_path.is_file():
             raise ConfigurationError(
                 f"CA bundle {ca_path} (--ca / CROSSYARD_REGISTRY_CA) does not exist; "
-                "`crossyard certs trust --format pem` writes the workspace's"
+                "the workspace's own is .crossyard/pki/ca/bundle.crt"
             )
         full = _normalize(url)
         return Target(
@@ -67,7 +68,7 @@ def resolve_target(
     return Target(
         url=info.url, host=info.host, ca_path=Path(ca) if ca else info.ca_bundle,
         username=info.username, password=info.password,
-        origin="the workspace's managed registry",
+        origin="the workspace's managed registry", password_file=info.password_file,
     )
 
 
