@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crossyard.lock import Lock, LockEntry, compare, read_lock, write_lock
+from crossyard.lock import Lock, LockEntry, compare, compare_entries, read_lock, write_lock
 
 
 def entry(**changes: object) -> LockEntry:
@@ -28,6 +28,16 @@ def test_compare_names_the_reason() -> None:
     changed = compare(lock, [entry(input_key="sha256:" + "2" * 64, outputs={"hello": "sha256:" + "b" * 64})])
     assert "inputs changed" in changed[0].reason and changed[0].id == "hello@linux/riscv64"
     assert "not in crossyard.lock" in compare(lock, [entry(recipe="other")])[0].reason
+
+
+def test_unreproducible_entries_only_warn() -> None:
+    docker = entry(recipe="web", reproducible=False)
+    lock = Lock().merged([entry(), docker])
+    rebuilt = [entry(outputs={"hello": "sha256:" + "b" * 64}),
+               entry(recipe="web", reproducible=False, outputs={"hello": "sha256:" + "c" * 64})]
+    drifts, warnings = compare_entries(lock, rebuilt)
+    assert [d.id for d in drifts] == ["hello@linux/riscv64"]
+    assert [w.id for w in warnings] == ["web@linux/riscv64"]
 
 
 def test_images_round_trip_and_drift(tmp_path: Path) -> None:

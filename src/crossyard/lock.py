@@ -204,6 +204,16 @@ def compare(lock: Lock, built: Iterable[LockEntry]) -> list[Drift]:
     return drifts
 
 
+def compare_entries(lock: Lock, built: Iterable[LockEntry]) -> tuple[list[Drift], list[Drift]]:
+    """(drifts, warnings): `compare`, except that an entry marked not reproducible (a Dockerfile
+    job) only warns, as its image does in `compare_images`."""
+    built = list(built)
+    loose = {e.id for e in built if not e.reproducible}
+    loose |= {key for key, e in lock.entries.items() if not e.reproducible}
+    drifts = compare(lock, built)
+    return [d for d in drifts if d.id not in loose], [d for d in drifts if d.id in loose]
+
+
 def compare_images(lock: Lock, built: Iterable[ImageLockEntry]) -> tuple[list[Drift], list[Drift]]:
     """(drifts, warnings): each built image whose digests differ from the lock, explained from
     the outside in (index → platform manifest → layer: compression or contents). Drift of an

@@ -19,7 +19,15 @@ from ..errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from ..executors.local import LocalExecutor
 from ..images.assemble import Assembler, BuiltImage, lock_entry
 from ..images.plan import ArtifactInfo, ImageJob, plan_images
-from ..lock import Drift, ImageLockEntry, LockEntry, compare, compare_images, read_lock, write_lock
+from ..lock import (
+    Drift,
+    ImageLockEntry,
+    LockEntry,
+    compare_entries,
+    compare_images,
+    read_lock,
+    write_lock,
+)
 from ..oci import media
 from ..plan import BuildGraph
 from ..platforms import PLATFORMS, Platform
@@ -227,11 +235,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     except CrossyardError as error:  # the artifacts' lock entries are still written below
         image_error = error
     image_entries = _image_lock_entries(project, images)
-    drift = compare(lock, entries) if args.locked and lock is not None else []
+    drift: list[Drift] = []
     warnings: list[Drift] = []
     if args.locked and lock is not None:
-        image_drift, warnings = compare_images(lock, image_entries)
+        drift, warnings = compare_entries(lock, entries)
+        image_drift, image_warnings = compare_images(lock, image_entries)
         drift += image_drift
+        warnings += image_warnings
     summary = build_summary(report, drift=[{"id": d.id, "reason": d.reason} for d in drift])
     summary["images"] = [image.to_json() for image in images]
     summary["warnings"] = [{"id": w.id, "reason": w.reason} for w in warnings]
