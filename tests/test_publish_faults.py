@@ -4,7 +4,6 @@ import datetime
 import hashlib
 import ipaddress
 import json
-import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -22,32 +21,14 @@ from cryptography.x509.oid import NameOID
 from crossyard.errors import IntegrityError
 from crossyard.oci.layout import OciLayout
 from crossyard.registry.client import RegistryClient
+from helpers.images import random_image
 from helpers.registry import running_registry
-
-
-def _big_image(layout: OciLayout, size: int) -> str:
-    path = layout.root / "big.bin"
-    with path.open("wb") as handle:
-        for _ in range(size // (1 << 20)):
-            handle.write(os.urandom(1 << 20))
-    layer = layout.import_file(path, "application/vnd.oci.image.layer.v1.tar")
-    path.unlink()
-    config = layout.write_json({"architecture": "arm64", "os": "linux"},
-                               "application/vnd.oci.image.config.v1+json")
-    manifest = layout.write_json(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-         "config": config.to_json(), "layers": [layer.to_json()]},
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    layout.update_index(lambda ms: [*ms, manifest.with_(
-        annotations={"org.opencontainers.image.ref.name": "big:1"})])
-    return layer.digest
 
 
 @pytest.mark.integration
 def test_registry_stopped_mid_push_then_completes(tmp_path: Path) -> None:
     src = OciLayout(tmp_path / "src").ensure()
-    layer_digest = _big_image(src, 64 << 20)
+    layer_digest = random_image(src, 64 << 20, "big:1")
     with running_registry(tmp_path) as reg:
         patches = {"n": 0}
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from crossyard.errors import ConfigurationError
 from crossyard.oci.layout import Descriptor, OciLayout
 from crossyard.registry.client import RegistryClient, RegistryError, add_query, iter_refs
 from helpers.faultproxy import Fault, fault_proxy
-from helpers.images import tiny_image
+from helpers.images import random_image, tiny_image
 from helpers.registry import RegistryHandle, running_registry
 
 
@@ -62,24 +61,6 @@ def test_push_pull_roundtrip_and_head_only_repush(tmp_path: Path) -> None:
         assert "POST" not in methods and "PATCH" not in methods
 
 
-def _random_image(layout: OciLayout, size: int, name: str) -> str:
-    """A single-layer image whose layer is `size` random bytes; returns the layer digest."""
-    path = layout.root / "layer.bin"
-    path.write_bytes(os.urandom(size))
-    layer = layout.import_file(path, "application/vnd.oci.image.layer.v1.tar")
-    path.unlink()
-    config = layout.write_json({"architecture": "arm64", "os": "linux"},
-                               "application/vnd.oci.image.config.v1+json")
-    manifest = layout.write_json(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-         "config": config.to_json(), "layers": [layer.to_json()]},
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    layout.update_index(lambda ms: [*ms, manifest.with_(
-        annotations={"org.opencontainers.image.ref.name": name})])
-    return layer.digest
-
-
 def _client(url: str, reg: RegistryHandle, **kwargs: Any) -> RegistryClient:
     return RegistryClient(url, ca_path=reg.ca_path, username=reg.username,
                           password=reg.password, backoff=0.01, **kwargs)
@@ -92,7 +73,7 @@ MiB = 1 << 20
 def test_chunked_upload_resumes_from_the_registrys_range(tmp_path: Path) -> None:
     src = OciLayout(tmp_path / "src").ensure()
     size = 5 * MiB + 12345
-    layer = _random_image(src, size, "big:1")
+    layer = random_image(src, size, "big:1")
     # The 3rd PATCH loses its connection after 300 kB, before the registry saw any of it.
     fault = Fault("PATCH", skip=2, cut_after=300_000, forward_partial=False)
     with running_registry(tmp_path) as reg, fault_proxy(reg, tmp_path, [fault]) as proxy:
@@ -119,7 +100,7 @@ def test_upload_the_registry_cannot_resume_starts_over_correctly(tmp_path: Path)
     stale) upload state: the client must notice and start a fresh upload, not corrupt it."""
     src = OciLayout(tmp_path / "src").ensure()
     size = 3 * MiB + 99
-    layer = _random_image(src, size, "big:1")
+    layer = random_image(src, size, "big:1")
     fault = Fault("PATCH", skip=1, cut_after=300_000)
     with running_registry(tmp_path) as reg, fault_proxy(reg, tmp_path, [fault]) as proxy:
         with _client(proxy.url, reg, chunk_size=MiB, monolithic_limit=MiB) as client:
@@ -165,7 +146,7 @@ def test_retries_with_backoff_on_503_then_gives_up_clearly(tmp_path: Path) -> No
 @pytest.mark.integration
 def test_cross_repository_mount_uploads_no_bytes(tmp_path: Path) -> None:
     src = OciLayout(tmp_path / "src").ensure()
-    layer = _random_image(src, 2 * MiB, "base:1")
+    layer = random_image(src, 2 * MiB, "base:1")
     with running_registry(tmp_path) as reg:
         with _client(reg.url, reg) as client:
             client.push_layout(src, "base:1", "team-a/base", "1")

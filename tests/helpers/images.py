@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 
 from crossyard.hashing import sha256_bytes
@@ -30,3 +31,24 @@ def tiny_image(layout: OciLayout, payload: bytes, name: str) -> None:
     )
     entry = manifest.with_(annotations={"org.opencontainers.image.ref.name": name})
     layout.update_index(lambda ms: [*ms, entry])
+
+
+def random_image(layout: OciLayout, size: int, name: str) -> str:
+    """A single-layer image whose layer is `size` random bytes (written 1 MiB at a time, so large
+    layers never sit in memory); returns the layer digest."""
+    path = layout.root / "layer.bin"
+    with path.open("wb") as handle:
+        for offset in range(0, size, 1 << 20):
+            handle.write(os.urandom(min(1 << 20, size - offset)))
+    layer = layout.import_file(path, "application/vnd.oci.image.layer.v1.tar")
+    path.unlink()
+    config = layout.write_json({"architecture": "arm64", "os": "linux"},
+                               "application/vnd.oci.image.config.v1+json")
+    manifest = layout.write_json(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": config.to_json(), "layers": [layer.to_json()]},
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    layout.update_index(lambda ms: [*ms, manifest.with_(
+        annotations={"org.opencontainers.image.ref.name": name})])
+    return layer.digest
