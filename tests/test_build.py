@@ -179,6 +179,9 @@ def test_init_scaffolds_a_workspace_that_builds(tmp_path: Path) -> None:
     summary = build(ws, "--platform", "riscv64")
     assert statuses(summary) == {"hello@linux/riscv64": "built"}
     assert ".crossyard/" in (ws / ".gitignore").read_text()
+    assert {p.name for p in (ws / "certs").glob("*.toml")} >= {"ca.toml", "registry.toml"}
+    issued = run_cli("-C", str(ws), "certs", "issue", "registry")  # the profiles work as shipped
+    assert issued.returncode == 0, issued.stderr
     assert run_cli("init", str(ws)).returncode == 2  # never overwrites
 
 

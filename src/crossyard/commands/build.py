@@ -129,6 +129,12 @@ expect = "hello, crossyard"
 """
 
 
+def _builtin_cert_profiles() -> list[Path]:
+    from importlib import resources
+
+    return sorted(Path(str(resources.files("crossyard") / "data" / "certs")).glob("*.toml"))
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     root = args.directory.resolve()
     files = {
@@ -137,6 +143,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         root / "src" / "hello" / "main.go": EXAMPLE_MAIN,
         root / "src" / "hello" / "go.mod": "module example.com/hello\n\ngo 1.19\n",
         root / ".gitignore": ".crossyard/\n",
+        # the PKI's profiles, so `crossyard registry up` works in the new workspace at once
+        **{root / "certs" / f.name: f.read_text() for f in _builtin_cert_profiles()},
     }
     existing = [p for p in files if p.exists() and p.name != ".gitignore"]
     if existing:
