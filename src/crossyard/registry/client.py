@@ -414,6 +414,10 @@ class RegistryClient:
     ) -> str:
         """Push `root` and everything under it to `repo` (blobs in parallel, then manifests
         children first); tag it if `tag` is given. Returns the root's digest."""
+        # The registry accepts a manifest only once everything it references is there, so a tag
+        # that already names this root means the whole tree is there: one HEAD, no walk.
+        if self.has_manifest(repo, tag or root.digest, root.digest):
+            return root.digest
         blobs, manifests = walk(layout, root)
         with ThreadPoolExecutor(max_workers=self._max_workers) as pool:
             list(pool.map(lambda d: self.push_blob(repo, layout, d, mount_from=mount_from),
