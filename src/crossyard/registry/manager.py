@@ -239,26 +239,29 @@ def probe(info: RegistryInfo) -> Health:
 
 
 def fetch_certificate(info: RegistryInfo) -> ServedCertificate:
-    """The leaf the registry serves right now (read without trusting it, then verified)."""
+    """The leaf the registry serves right now, and whether the bundle trusts it. One handshake
+    decides both (the proxy may switch backends between two connections); only when it fails is
+    the certificate read again without trusting it, to say what is served."""
     host, port = _split(info.host)
-    raw = ssl.create_default_context()
-    raw.check_hostname = False
-    raw.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=5) as tcp, raw.wrap_socket(
-        tcp, server_hostname=host
-    ) as tls:
-        der = tls.getpeercert(binary_form=True)
-    if der is None:
-        raise OSError(f"{info.host} sent no certificate")
+    der: bytes | None = None
     verified = True
     try:
         strict = ssl.create_default_context(cafile=str(info.ca_bundle))
         with socket.create_connection((host, port), timeout=5) as tcp, strict.wrap_socket(
             tcp, server_hostname=host
-        ):
-            pass
+        ) as tls:
+            der = tls.getpeercert(binary_form=True)
     except (ssl.SSLError, ssl.CertificateError):
         verified = False
+        raw = ssl.create_default_context()
+        raw.check_hostname = False
+        raw.verify_mode = ssl.CERT_NONE  # only to report what is served; never trusted
+        with socket.create_connection((host, port), timeout=5) as tcp, raw.wrap_socket(
+            tcp, server_hostname=host
+        ) as tls:
+            der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise OSError(f"{info.host} sent no certificate")
     cert = x509.load_der_x509_certificate(der)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

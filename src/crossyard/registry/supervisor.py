@@ -220,6 +220,8 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         self.write_state()
+        # Backends of an earlier supervisor that died hold key copies: this one starts clean.
+        shutil.rmtree(self.paths.backends, ignore_errors=True)
         try:
             self.current = await self.start_backend()
         except CrossyardError as exc:
@@ -276,14 +278,18 @@ class Supervisor:
         self.status = "stopping"
         self.write_state()
         log.info("stopping")
+        # Copied first: a cancelled retirement drops its backend from the list, and its
+        # directory (a copy of the key) must still go.
+        backends = self._all()
         for task in retirements:
             task.cancel()
         if self.proxy is not None:
             self.proxy.stop_accepting()
-        await asyncio.gather(*(_stop(b, timeout=DRAIN_TIMEOUT_S + 10) for b in self._all()))
+        await asyncio.gather(*(_stop(b, timeout=DRAIN_TIMEOUT_S + 10) for b in backends))
+        await asyncio.gather(*retirements, return_exceptions=True)
         if self.proxy is not None:
             await self.proxy.close()
-        for b in self._all():
+        for b in backends:
             shutil.rmtree(b.directory, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             self.paths.state.unlink()
