@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ..errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from ..executors.local import LocalExecutor
+from ..fsutil import atomic_write_text
 from ..images.assemble import Assembler, BuiltImage, lock_entry
 from ..images.plan import ArtifactInfo, ImageJob, plan_images
 from ..lock import (
@@ -81,7 +82,7 @@ def _emit_json(target: str | None, value: Any) -> None:
     if target == "-":
         sys.stdout.write(text)
     else:
-        Path(target).write_text(text)
+        atomic_write_text(Path(target), text)
 
 
 def _console() -> Console:

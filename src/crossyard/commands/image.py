@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..fsutil import atomic_write_text
 from ..images.export import FORMATS, export_image, platform_manifests
 from ..platforms import Platform
 from ..store import Store
@@ -39,7 +40,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if args.json == "-":
             sys.stdout.write(text)
             return 0
-        Path(args.json).write_text(text)
+        atomic_write_text(Path(args.json), text)
     table = Table(title=f"images in {store.root}", title_justify="left")
     for column in ("image", "digest", "platforms", "recipe"):
         table.add_column(column)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import signing
 from ..errors import ConfigurationError
+from ..fsutil import atomic_write_text
 from ..oci import media
 from ..oci.layout import Descriptor
 from ..platforms import Platform
@@ -313,7 +314,7 @@ def _report(published: Sequence[pub.Published], skipped: Sequence[str], target: 
         if args.json == "-":
             sys.stdout.write(text)
             return
-        Path(args.json).write_text(text)
+        atomic_write_text(Path(args.json), text)
     out = sys.stdout
     pubkey = Path(args.key).with_suffix(".pub") if args.key else _keys_dir(workspace) / "cosign.pub"
     ws = f"-C {workspace.root} " if args.workspace else ""
