@@ -41,28 +41,6 @@ def _child(url: str, ca: str, user: str, pw: str, layout_dir: str, repo: str) ->
     print(json.dumps({"push": seconds, "peak_mib": peak}))
 
 
-def _big_image(root: Path, size_mib: int) -> None:
-    from crossyard.oci.layout import OciLayout
-
-    layout = OciLayout(root).ensure()
-    path = root / "big.bin"
-    with path.open("wb") as handle:
-        for _ in range(size_mib):
-            handle.write(os.urandom(1 << 20))
-    layer = layout.import_file(path, "application/vnd.oci.image.layer.v1.tar")
-    path.unlink()
-    config = layout.write_json({"architecture": "arm64", "os": "linux",
-                                "rootfs": {"type": "layers", "diff_ids": [layer.digest]}},
-                               "application/vnd.oci.image.config.v1+json")
-    manifest = layout.write_json(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-         "config": config.to_json(), "layers": [layer.to_json()]},
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    layout.update_index(lambda ms: [*ms, manifest.with_(
-        annotations={"org.opencontainers.image.ref.name": "big:1"})])
-
-
 def _crossyard(args: tuple[str, ...], repo: str) -> tuple[float, dict[str, float]]:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", *args, repo],
@@ -82,6 +60,8 @@ def _skopeo(layout: Path, host: str, certs: Path, creds: str, repo: str) -> floa
 
 
 def main() -> int:
+    from crossyard.oci.layout import OciLayout
+    from helpers.images import random_image
     from helpers.registry import running_registry
 
     with tempfile.TemporaryDirectory() as tmp_str:
@@ -97,7 +77,7 @@ def main() -> int:
             theirs: list[float] = []
             for rep in range(REPS):
                 layout = tmp / f"layout{rep}"
-                _big_image(layout, SIZE_MIB)
+                random_image(OciLayout(layout).ensure(), SIZE_MIB << 20, "big:1")
                 args = (reg.url, str(reg.ca_path), reg.username, reg.password, str(layout))
                 # Alternate who goes first so neither always gets the warmer page cache.
                 order = ("c", "s") if rep % 2 == 0 else ("s", "c")

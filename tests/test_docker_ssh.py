@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,9 +28,10 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, binfmt_registered, require, require_tool, run_cli
+from conftest import binfmt_registered, require, require_tool, run_cli
+from crossyard.registry.server import free_port
 from helpers import dockerd
-from helpers.dockerd import FOREIGN_ENV, DockerdHandle
+from helpers.dockerd import FOREIGN_ENV, DockerdHandle, copy_example
 
 pytestmark = [pytest.mark.integration]
 
@@ -59,18 +59,6 @@ class SshEngine:
                 "DOCKER_HOST": self.host, "DOCKER_CONFIG": str(self.root / "docker-client")}
 
 
-def copy_example(root: Path) -> Path:
-    """examples/dockerfile and the service it builds, at the same relative places (as test_dockerfile)."""
-    shutil.copytree(REPO / "examples" / "dockerfile", root / "examples" / "dockerfile")
-    shutil.copytree(REPO / "services" / "hello-go", root / "services" / "hello-go")
-    return root / "examples" / "dockerfile"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _banner(port: int) -> bool:
@@ -125,7 +113,7 @@ def running_sshd(engine: DockerdHandle, root: Path) -> Iterator[SshEngine]:
     require(os.geteuid() == 0, "the private sshd logs in as root to reach the private dockerd")
     # sshd refuses to start without its privilege separation directory (made by the init script).
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    port, dead_port = _free_port(), _free_port()
+    port, dead_port = free_port(), free_port()
     host_pub = _keygen(root / "host_ed25519", "crossyard test sshd")
     client_pub = _keygen(root / "client_ed25519", "crossyard test client")
     (root / "docker-client").mkdir()

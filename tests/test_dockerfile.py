@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
-import socket
 import tarfile
 import time
 import urllib.request
@@ -23,23 +21,18 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, binfmt_registered, require, require_tool, run_cli
+from conftest import binfmt_registered, require, require_tool, run_cli
 from crossyard.oci import media
 from crossyard.platforms import Platform
+from crossyard.registry.server import free_port
 from helpers import dockerd
-from helpers.dockerd import DockerdHandle
+from helpers.dockerd import DockerdHandle, copy_example
 
 pytestmark = [pytest.mark.integration]
 
 docker_engine = dockerd.docker_engine
 PLATFORMS = ("linux/riscv64", "linux/arm64")
 
-
-def copy_example(root: Path) -> Path:
-    """examples/dockerfile and the service it builds, at the same relative places."""
-    shutil.copytree(REPO / "examples" / "dockerfile", root / "examples" / "dockerfile")
-    shutil.copytree(REPO / "services" / "hello-go", root / "services" / "hello-go")
-    return root / "examples" / "dockerfile"
 
 
 def store_index(ws: Path) -> dict[str, Any]:
@@ -144,12 +137,6 @@ def test_second_build_uses_the_store(workspace: Path, first_build: dict[str, Any
     assert {j["id"]: j["status"] for j in again["jobs"]} == {j["id"]: "cached" for j in first_build["jobs"]}
     assert {j["id"]: j["outputs"] for j in again["jobs"]} == {j["id"]: j["outputs"] for j in first_build["jobs"]}
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def answer(url: str, attempts: int = 150) -> str:

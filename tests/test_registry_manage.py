@@ -57,6 +57,15 @@ def _up(ws: Workspace, addr: str, **env: str) -> subprocess.CompletedProcess[str
     return run_cli("-C", str(ws.root), "registry", "up", "--addr", addr, env=env)
 
 
+def _started(ws: Workspace) -> manager.RegistryInfo:
+    """`registry up` on a free address; what the manager then says runs."""
+    up = _up(ws, free_addr())
+    assert up.returncode == 0, up.stderr
+    info = manager.status(ws)
+    assert info is not None
+    return info
+
+
 @pytest.mark.integration
 def test_up_serves_tls_with_managed_users_then_down(tmp_path: Path) -> None:
     require_tool("docker-registry", "apt install docker-registry")
@@ -136,9 +145,7 @@ def test_user_add_and_rm_take_effect_on_the_running_registry(tmp_path: Path) -> 
     require_tool("docker-registry", "apt install docker-registry")
     ws = make_workspace(tmp_path)
     with stopped_after(ws):
-        assert _up(ws, free_addr()).returncode == 0
-        info = manager.status(ws)
-        assert info is not None
+        info = _started(ws)
         before = info.backend_pid
         added = run_cli("-C", str(ws.root), "registry", "user", "add", "bob",
                         env={"CROSSYARD_REGISTRY_PASSWORD": "pw-bob-1"})
@@ -200,9 +207,7 @@ def test_upload_begun_before_a_reload_completes_after_it(tmp_path: Path) -> None
     require_tool("docker-registry", "apt install docker-registry")
     ws = make_workspace(tmp_path)
     with stopped_after(ws):
-        assert _up(ws, free_addr()).returncode == 0
-        info = manager.status(ws)
-        assert info is not None
+        info = _started(ws)
         data = os.urandom(300_000)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         auth = (info.username, info.password)
@@ -241,9 +246,7 @@ def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
     require_tool("docker-registry", "apt install docker-registry")
     ws = make_workspace(tmp_path)
     with stopped_after(ws):
-        assert _up(ws, free_addr()).returncode == 0
-        info = manager.status(ws)
-        assert info is not None
+        info = _started(ws)
         host, port = info.host.rsplit(":", 1)
         served = ssl.get_server_certificate((host, int(port)))
         # A leaf from a CA nobody trusts lands where the registry's leaf lives.

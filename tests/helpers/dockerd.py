@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require, require_tool
+from conftest import REPO, require, require_tool
+from crossyard.registry.server import free_port
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -112,12 +113,6 @@ def make_tls(directory: Path) -> None:
     (client / "key.pem").chmod(0o600)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
 
 def _ping(sock: Path) -> bool:
     try:
@@ -141,7 +136,7 @@ def running_dockerd() -> Iterator[DockerdHandle]:
     (root / "client").mkdir()
     tls = root / "tls"
     make_tls(tls)
-    port = _free_port()
+    port = free_port()
     config = root / "daemon.json"
     config.write_text("{}\n")
     sock = root / "docker.sock"
@@ -182,3 +177,10 @@ def running_dockerd() -> Iterator[DockerdHandle]:
 def docker_engine() -> Iterator[DockerdHandle]:
     with running_dockerd() as handle:
         yield handle
+
+
+def copy_example(root: Path) -> Path:
+    """examples/dockerfile and the service it builds, at the same relative places."""
+    shutil.copytree(REPO / "examples" / "dockerfile", root / "examples" / "dockerfile")
+    shutil.copytree(REPO / "services" / "hello-go", root / "services" / "hello-go")
+    return root / "examples" / "dockerfile"

@@ -42,7 +42,9 @@ def random_image(layout: OciLayout, size: int, name: str) -> str:
             handle.write(os.urandom(min(1 << 20, size - offset)))
     layer = layout.import_file(path, "application/vnd.oci.image.layer.v1.tar")
     path.unlink()
-    config = layout.write_json({"architecture": "arm64", "os": "linux"},
+    # An uncompressed layer: its diff_id is its digest.
+    config = layout.write_json({"architecture": "arm64", "os": "linux",
+                                "rootfs": {"type": "layers", "diff_ids": [layer.digest]}},
                                "application/vnd.oci.image.config.v1+json")
     manifest = layout.write_json(
         {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
