@@ -132,14 +132,23 @@ class Store:
         descriptor = self.layout.write_json(
             manifest, media.MANIFEST, artifact_type=media.ARTIFACT_TYPE, platform=platform.oci_platform
         )
+        entry = self._record_job(descriptor, recipe=recipe, platform=platform, input_key=input_key)
+        return self.artifact(entry)
+
+    def _record_job(
+        self, manifest: Descriptor, *, recipe: str, platform: Platform, input_key: str
+    ) -> Descriptor:
+        """Index `manifest` as the output of recipe x platform with `input_key`: it replaces an
+        entry with the same key, and the job's ref moves to it from the previous build."""
         ref = artifact_ref(recipe, platform)
-        entry = descriptor.with_(
+        entry = manifest.with_(
             annotations={
                 media.ANNOTATION_REF_NAME: ref,
                 media.ANNOTATION_RECIPE: recipe,
                 media.ANNOTATION_PLATFORM: platform.oci,
                 media.ANNOTATION_INPUT_KEY: input_key,
-            }
+            },
+            platform=dict(platform.oci_platform),
         )
 
         def change(current: list[Descriptor]) -> list[Descriptor]:
@@ -155,7 +164,7 @@ class Store:
             return [*kept, entry]
 
         self.layout.update_index(change)
-        return self.artifact(entry)
+        return entry
 
     def put_image(
         self, *, name: str, version: str, recipe: str, key: str, index: Descriptor, reproducible: bool = True
@@ -277,28 +286,9 @@ class Store:
     def put_job_image(
         self, *, recipe: str, platform: Platform, input_key: str, manifest: Descriptor
     ) -> StoredArtifact:
-        """Record a job's per-platform IMAGE manifest (blobs already written), like an artifact.
-
-        (H4, `dockerfile` jobs.) It takes the job's ref `recipe:<os>-<arch>` and input key; the
-        returned value stands for it as one output named `image` (the manifest digest).
-        """
-        ref = artifact_ref(recipe, platform)
-        notes = {media.ANNOTATION_REF_NAME: ref, media.ANNOTATION_RECIPE: recipe,
-                 media.ANNOTATION_PLATFORM: platform.oci, media.ANNOTATION_INPUT_KEY: input_key}
-        entry = manifest.with_(annotations=notes, platform=dict(platform.oci_platform))
-
-        def change(current: list[Descriptor]) -> list[Descriptor]:
-            kept: list[Descriptor] = []
-            for d in current:
-                old = dict(d.annotations or {})
-                if old.get(media.ANNOTATION_INPUT_KEY) == input_key:
-                    continue
-                if old.get(media.ANNOTATION_REF_NAME) == ref:
-                    old.pop(media.ANNOTATION_REF_NAME)  # the ref moves to the newest build
-                    d = d.with_(annotations=old)
-                kept.append(d)
-            return [*kept, entry]
-
-        self.layout.update_index(change)
+        """Record a job's per-platform IMAGE manifest (blobs already written; `dockerfile` jobs)
+        like an artifact: under the job's ref and input key, standing for one output named
+        `image` (the manifest digest)."""
+        entry = self._record_job(manifest, recipe=recipe, platform=platform, input_key=input_key)
         image = ArtifactFile(name="image", digest=manifest.digest, size=manifest.size, mode=0o644)
         return StoredArtifact(recipe=recipe, platform=platform.oci, input_key=input_key, manifest=entry, files=(image,))
