@@ -21,6 +21,7 @@ from pathlib import Path
 from ..builders.dockerfile import DockerBuild
 from ..engine import DockerEngine
 from ..errors import ConfigurationError
+from ..oci.layer import LayerEntry, add_entry
 from ..sources import ResolvedSource, copy_tree
 
 
@@ -59,21 +60,16 @@ def write_context(context: Path, dockerfile: str, out: Path, *, epoch: int) -> N
     with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tar:
         for name in names:
             path = context / name
-            info = tarfile.TarInfo(name)
-            info.mtime = epoch
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
             if path.is_symlink():
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
-                tar.addfile(info)
+                entry = LayerEntry(path=name, symlink=os.readlink(path))
             elif path.is_dir():
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
+                entry = LayerEntry(path=name, mode=0o755)
             elif path.is_file():
-                info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                info.size = path.stat().st_size
-                with path.open("rb") as handle:
-                    tar.addfile(info, handle)
+                entry = LayerEntry(path=name, source=path,
+                                   mode=0o755 if os.access(path, os.X_OK) else 0o644)
+            else:
+                continue
+            add_entry(tar, entry, mtime=epoch)
 
 
 class EngineExecutor:

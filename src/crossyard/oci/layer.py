@@ -84,6 +84,29 @@ def _normalize(path: str) -> str:
     return "/".join(parts)
 
 
+def add_entry(tar: tarfile.TarFile, entry: LayerEntry, *, mtime: int) -> None:
+    """Append `entry` with nothing of the host in its header: the given mtime, numeric owners
+    without names, its own mode (0777 for a symlink)."""
+    info = tarfile.TarInfo(_normalize(entry.path))
+    info.mtime = mtime
+    info.uid, info.gid, info.uname, info.gname = entry.uid, entry.gid, "", ""
+    info.mode = entry.mode & 0o7777
+    if entry.symlink is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, entry.symlink
+        info.mode = 0o777
+        tar.addfile(info)
+    elif entry.source is None:
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    elif isinstance(entry.source, bytes):
+        info.size = len(entry.source)
+        tar.addfile(info, io.BytesIO(entry.source))
+    else:
+        info.size = entry.source.stat().st_size
+        with entry.source.open("rb") as handle:
+            tar.addfile(info, handle)
+
+
 def _with_parents(entries: Sequence[LayerEntry]) -> list[LayerEntry]:
     by_path: dict[str, LayerEntry] = {}
     for entry in entries:
@@ -131,24 +154,7 @@ def write_layer(
                 fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK
             ) as tar:  # type: ignore[call-overload]
                 for entry in _with_parents(entries):
-                    info = tarfile.TarInfo(_normalize(entry.path))
-                    info.mtime = source_date_epoch
-                    info.uid, info.gid, info.uname, info.gname = entry.uid, entry.gid, "", ""
-                    info.mode = entry.mode & 0o7777
-                    if entry.symlink is not None:
-                        info.type, info.linkname = tarfile.SYMTYPE, entry.symlink
-                        info.mode = 0o777
-                        tar.addfile(info)
-                    elif entry.source is None:
-                        info.type = tarfile.DIRTYPE
-                        tar.addfile(info)
-                    elif isinstance(entry.source, bytes):
-                        info.size = len(entry.source)
-                        tar.addfile(info, io.BytesIO(entry.source))
-                    else:
-                        info.size = entry.source.stat().st_size
-                        with entry.source.open("rb") as handle:
-                            tar.addfile(info, handle)
+                    add_entry(tar, entry, mtime=source_date_epoch)
         finally:
             sink.close()
         compressor.close()
