@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import BuildError, ConfigurationError
+from .executors.local import tail
 from .fsutil import atomic_writer
 from .hashing import CHUNK
 from .platforms import Platform
@@ -66,13 +67,6 @@ def unreachable(host: str, error: object) -> ConfigurationError:
         "point DOCKER_HOST at a running engine (unix:///path/docker.sock, tcp://HOST:2376 with "
         "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://USER@HOST)"
     )
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 class DockerEngine:
@@ -189,7 +183,7 @@ class DockerEngine:
             message = f"{label}: docker build failed: {error or 'the engine reported no image ID'}"
             if error and "does not match the specified platform" in error:
                 message += f"\n  hint: {SCRATCH_PLATFORM_HINT}"
-            raise BuildError(message, log=log, tail=_tail(log))
+            raise BuildError(message, log=log, tail=tail(log, LOG_TAIL_LINES))
         return image_id
 
     def save(self, image_id: str, destination: Path) -> None:
