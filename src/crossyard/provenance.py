@@ -10,12 +10,12 @@ same bytes, so re-publishing it changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import __version__
+from .hashing import canonical_json
 from .oci import media
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
@@ -144,4 +144,4 @@ def provenance_statement(
             },
         },
     }
-    return json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    return canonical_json(statement)

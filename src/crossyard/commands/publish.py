@@ -35,18 +35,6 @@ from ..workspace import Workspace
 attach = pub.attach
 
 
-def sign_image(
-    client: RegistryClient, repo: str, digest: str, key: ec.EllipticCurvePrivateKey
-) -> str:
-    return pub.sign(client, repo, digest, key)
-
-
-def verify_image(
-    client: RegistryClient, repo: str, ref: str, key: ec.EllipticCurvePublicKey
-) -> str:
-    return pub.verify(client, repo, ref, key).digest
-
-
 def _keys_dir(workspace: Workspace) -> Path:
     return workspace.state / "keys"
 
