@@ -319,7 +319,7 @@ def test_dockerfile_images_are_indexed_not_reproducible(tmp_path: Path) -> None:
                                    '[image]\nname = "team/web"\n'})
     store = Store(ws / ".crossyard" / "store")
     store.layout.ensure()
-    for platform in (RISCV64, ARM64):  # what a dockerfile job stores (H4's put_job_image)
+    for platform in (RISCV64, ARM64):  # what a dockerfile job stores (Store.put_job_image)
         layer = write_layer(store.layout, [LayerEntry(path="/w", source=platform.oci.encode())], source_date_epoch=5)
         manifest = write_image(store.layout, platform=platform, layers=[layer], config=ImageConfig(),
                                source_date_epoch=5)
