@@ -35,10 +35,15 @@ def make_workspace(root: Path, recipes: int, *, chain: int = 10) -> None:
         )
 
 
+# An installed crossyard runs from cached bytecode; a shell with PYTHONDONTWRITEBYTECODE=1 would
+# recompile every module on each run and time the compiler instead.
+CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def cli(ws: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "crossyard.cli", "-C", str(ws), *args],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=CLI_ENV)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"crossyard {' '.join(args)} failed:\n{result.stderr}")

@@ -9,11 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .commands import modules
+from .commands import command_word, modules
 from .errors import CrossyardError
 
+# global options that take a value: the command word is not among them
+_VALUED = frozenset({"-C", "--workspace"})
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: with every command when argv is None or names none, else with
+    the one module that owns the command (see commands.modules)."""
     parser = argparse.ArgumentParser(
         prog="crossyard",
         description="Cross-architecture builds for riscv64 and arm64 edge clusters.",
@@ -24,13 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in modules():
+    command = command_word(argv, _VALUED) if argv is not None else None
+    for module in modules(command):
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not getattr(args, "func", None):

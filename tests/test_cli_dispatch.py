@@ -1,0 +1,70 @@
+"""The CLI imports only the command module it runs (planning a big catalog cannot pay for
+cryptography, httpx and the docker SDK), yet help and errors still list every command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from crossyard.commands import COMMANDS, command_word
+
+# imported by publish/certs/registry, never needed to plan or build
+HEAVY = ("crossyard.registry.client", "crossyard.commands.publish", "crossyard.commands.certs", "cryptography")
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["plan"], "plan"),
+        (["-C", "plan", "build"], "build"),  # `plan` is -C's value here, not the command
+        (["--workspace", "ws", "-v", "registry", "up"], "registry"),
+        (["--workspace=ws", "image", "ls"], "image"),
+        (["-Cws", "store", "ls"], "store"),
+        (["-v"], None),
+        (["--", "plan"], None),
+    ],
+)
+def test_command_word(argv: list[str], word: str | None) -> None:
+    assert command_word(argv, frozenset({"-C", "--workspace"})) == word
+
+
+def test_plan_imports_only_its_module(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.c").write_text("int main(void){return 0;}\n")
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "app.toml").write_text(
+        'name = "app"\nkind = "c"\nplatforms = ["linux/amd64"]\n[source]\npath = "../src"\n[c]\nsources = ["main.c"]\n'
+    )
+    probe = (
+        "import json, sys\n"
+        "from crossyard.cli import main\n"
+        f"code = main(['-C', {str(tmp_path)!r}, 'plan', '--json'])\n"
+        f"print(json.dumps({{'code': code, 'loaded': [m for m in {HEAVY!r} if m in sys.modules]}}), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}, result.stderr
+    assert json.loads(result.stdout)["jobs"]  # it did plan
+
+
+def test_help_and_unknown_command_list_every_command() -> None:
+    helped = run_cli("--help")
+    assert helped.returncode == 0
+    for command in COMMANDS:
+        assert command in helped.stdout
+    unknown = run_cli("pubilsh")
+    assert unknown.returncode == 2
+    assert "invalid choice: 'pubilsh'" in unknown.stderr
+    assert all(command in unknown.stderr for command in COMMANDS)
+
+
+def test_each_command_has_its_own_help() -> None:
+    for command in COMMANDS:
+        result = run_cli(command, "--help")
+        assert result.returncode == 0, (command, result.stderr)
+        assert f"crossyard {command}" in result.stdout
