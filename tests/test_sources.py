@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import ssl
 import subprocess
 import tarfile
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool, run_cli
+from crossyard.certs import create_ca, issue_leaf
 from crossyard.errors import ConfigurationError
 from crossyard.recipes import load_recipe
 from crossyard.sources import SourceResolver, tree_digest
@@ -44,8 +46,15 @@ def tarball() -> bytes:
 
 
 @pytest.fixture
-def http_server() -> Iterator[tuple[str, bytes]]:
+def http_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, bytes]]:
+    """An HTTPS server for 127.0.0.1 whose certificate comes from a private CA, which this
+    process and the CLI it runs trust through SSL_CERT_FILE (as a user with a mirror would)."""
     body = tarball()
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    ca = create_ca(tls, permitted_ips=("127.0.0.0/8",))
+    leaf = issue_leaf(ca, tls, names=("127.0.0.1",))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert))
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -58,10 +67,13 @@ def http_server() -> Iterator[tuple[str, bytes]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf.cert, leaf.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/pkg-1.0.tar.gz", body
+        yield f"https://127.0.0.1:{server.server_address[1]}/pkg-1.0.tar.gz", body
     finally:
         server.shutdown()
 
@@ -80,6 +92,25 @@ def test_url_source_verified_and_cached(tmp_path: Path, http_server: tuple[str, 
     resolved = resolver.resolve(load_recipe(url_recipe(tmp_path, url, sha)))
     assert (resolved.tree / "main.c").read_text().startswith("int main")
     assert (tmp_path / "cache" / "downloads" / sha).read_bytes() == body
+    # and through the CLI: a real cross build of the downloaded tree
+    (tmp_path / "crossyard.toml").write_text("")
+    result = run_cli("-C", str(tmp_path), "build", "--json", "--platform", "linux/riscv64")
+    assert result.returncode == 0, result.stderr
+    assert '"built": 1' in result.stdout
+
+
+def test_url_over_untrusted_tls_names_the_fix(tmp_path: Path, http_server: tuple[str, bytes],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    url, body = http_server
+    monkeypatch.delenv("SSL_CERT_FILE")  # the server's CA is not in the default bundle
+    url_recipe(tmp_path, url, hashlib.sha256(body).hexdigest())
+    (tmp_path / "crossyard.toml").write_text("")
+    result = run_cli("-C", str(tmp_path), "build", "--platform", "linux/riscv64")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "pkg.toml" in result.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr and "SSL_CERT_FILE" in result.stderr
+    assert not (tmp_path / ".crossyard" / "cache" / "downloads").exists() or not any(
+        (tmp_path / ".crossyard" / "cache" / "downloads").iterdir())
 
 
 def test_url_sha_mismatch_caches_nothing(tmp_path: Path, http_server: tuple[str, bytes]) -> None:

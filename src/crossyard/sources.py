@@ -218,7 +218,10 @@ class SourceResolver:
                 )
             os.replace(tmp, target)
         except httpx.HTTPError as error:
-            raise ConfigurationError(f"{recipe.file}: [source] url {url}: download failed: {error}") from None
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                hint = "; if the server's certificate comes from a private CA, point SSL_CERT_FILE at a bundle with it"
+            raise ConfigurationError(f"{recipe.file}: [source] url {url}: download failed: {error}{hint}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

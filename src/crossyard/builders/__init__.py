@@ -58,7 +58,9 @@ class Builder(Protocol):
 
 
 def expand(template: str, job: BuildInput) -> str:
-    """`{version}`, `{source_date_epoch}`, `{build_date}`, `{goarch}`… in recipe strings."""
+    """`{version}`, `{source_date_epoch}`, `{build_date}`, `{goarch}`… in recipe strings;
+    `{deps}` and `{out}` are the job's directories, so a Makefile can be handed a dependency's
+    library (`LIBS={deps}/libgreet/libgreet.a`) or told where to install."""
     import datetime
 
     date = datetime.datetime.fromtimestamp(job.source_date_epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -72,6 +74,8 @@ def expand(template: str, job: BuildInput) -> str:
         "gnu_triplet": job.platform.gnu_triplet,
         "rust_triple": job.platform.rust_triple,
         "platform": job.platform.oci,
+        "deps": job.paths.deps,
+        "out": job.paths.out,
     }
     out = template
     for key, value in values.items():
