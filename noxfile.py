@@ -1,4 +1,5 @@
-"""Sessions users run: pipeline (the main job), tests, lint, typecheck, build (per platform)."""
+"""Sessions users run: pipeline (the main job), tests, lint, typecheck, build (per platform),
+publish, certs (rotate what is due)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,26 @@ def pipeline(session: nox.Session) -> None:
     session.run("crossyard", "publish", *session.posargs)  # build → sign → push → verify
     session.run("crossyard", "certs", "status")
     session.log("the registry keeps running; stop it with `crossyard registry down`")
+
+
+@nox.session
+def publish(session: nox.Session) -> None:
+    """Build (cached), sign, push and verify against a running registry:
+    nox -s publish -- --registry HOST:PORT --ca BUNDLE (default: the workspace's own registry)."""
+    session.install("-e", ".")
+    if not Path(".crossyard/keys/cosign.key").exists():
+        session.run("crossyard", "keys", "generate")
+    session.run("crossyard", "publish", *session.posargs)
+
+
+@nox.session
+def certs(session: nox.Session) -> None:
+    """Scheduled maintenance: re-issue every certificate past two thirds of its life (the
+    registry reloads without dropping a pull), then fail if any is still close to expiry:
+    nox -s certs -- --threshold-days 21."""
+    session.install("-e", ".")
+    session.run("crossyard", "certs", "rotate")
+    session.run("crossyard", "certs", "status", *session.posargs)
 
 
 @nox.session

@@ -374,9 +374,15 @@ def cmd_toolchains(args: argparse.Namespace) -> int:
             f"{a['toolchain']} ({a['strategy']}): {a['reason']}\n  fix: {a['fix']}"
             for a in row["alternatives"] if not a["available"]
         )
+        also = "\n".join(
+            f"also: {a['toolchain']} ({a['strategy']}): {a['version']}"
+            for a in row["alternatives"] if a["available"] and a["toolchain"] != row["toolchain"]
+        )
         if row["available"]:
-            extra = f"\n[dim]{escape(missing)}[/]" if missing else ""
-            table.add_row(row["kind"], row["platform"], "[green]yes[/]", row["strategy"], row["toolchain"],
+            extra = "".join(f"\n[dim]{escape(text)}[/]" for text in (also, missing) if text)
+            # qemu-user is not built with: it runs what the others built (smoke tests, emulated roots)
+            how = "runs" if row["kind"] == "qemu" else row["strategy"]
+            table.add_row(row["kind"], row["platform"], "[green]yes[/]", how, row["toolchain"],
                           escape(row["version"]) + extra)
         else:
             table.add_row(row["kind"], row["platform"], "[red]no[/]", "", "", escape(missing))
