@@ -134,6 +134,12 @@ def test_publish_builds_pushes_signs_attests_and_republishes_with_heads_only(
         jobs = statement["predicate"]["buildDefinition"]["internalParameters"]["jobs"]
         assert sorted(j["platform"] for j in jobs) == ["linux/arm64", "linux/riscv64"]
         assert all(j["toolchain"] and j["strategy"] and j["inputKey"] for j in jobs)
+        # where and when each job ran, from the store's index entries (never in a digest)
+        assert all(j["node"].startswith("local:") for j in jobs)
+        assert all(j["startedOn"] <= j["finishedOn"] for j in jobs)
+        metadata = statement["predicate"]["runDetails"]["metadata"]
+        assert metadata["startedOn"] == min(j["startedOn"] for j in jobs)
+        assert metadata["finishedOn"] == max(j["finishedOn"] for j in jobs)
         deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
         assert deps and deps[0]["digest"]["sha256"]
 

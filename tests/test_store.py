@@ -46,6 +46,26 @@ def test_artifact_manifest_shape(tmp_path: Path) -> None:
     assert entry["annotations"][media.ANNOTATION_REF_NAME] == "hello:linux-arm64"
 
 
+def test_run_details_stay_off_the_manifest(tmp_path: Path) -> None:
+    """Two builds of the same bytes on other nodes at other times: same manifest digest; the
+    node and times are on the index entry only, where provenance reads them."""
+    store = Store(tmp_path / "store")
+    key = "sha256:" + "1" * 64
+    runs = [{media.ANNOTATION_NODE: f"local:{host}", media.ANNOTATION_STARTED: start,
+             media.ANNOTATION_FINISHED: start} for host, start in (("a", "2026-01-01T00:00:00Z"),
+                                                                    ("b", "2026-06-01T00:00:00Z"))]
+    digests = []
+    for run in runs:
+        artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key=key,
+                                      files=files(tmp_path, "bytes"), run=run)
+        digests.append(artifact.manifest.digest)
+        manifest = json.loads(store.layout.blob_path(artifact.manifest.digest).read_bytes())
+        assert media.ANNOTATION_NODE not in manifest["annotations"]
+    assert digests[0] == digests[1]
+    (entry,) = store.layout.manifests()  # the rebuild replaced the entry with the same key
+    assert entry.annotations is not None and entry.annotations[media.ANNOTATION_NODE] == "local:b"
+
+
 def test_missing_blob_is_not_a_cache_hit(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key="sha256:" + "1" * 64,

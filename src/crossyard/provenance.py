@@ -23,13 +23,6 @@ SLSA_PROVENANCE_V1: Final = "https://slsa.dev/provenance/v1"
 BUILD_TYPE: Final = "https://crossyard.dev/build/v1"
 BUILDER_ID: Final = "https://crossyard.dev/builder/local"
 
-# Build metadata the store may carry (on the index.json entry, outside the content digest, or in
-# the manifest). Toolchain and strategy are recorded today; node and times may not be.
-TOOLCHAIN_ANNOTATION: Final = "dev.crossyard.toolchain"
-STRATEGY_ANNOTATION: Final = "dev.crossyard.strategy"
-NODE_ANNOTATION: Final = "dev.crossyard.node"
-STARTED_ANNOTATION: Final = "dev.crossyard.started"
-FINISHED_ANNOTATION: Final = "dev.crossyard.finished"
 SOURCE_DIGEST_ANNOTATION: Final = "dev.crossyard.source-digest"
 
 
@@ -71,11 +64,11 @@ def job_record(
         platform=notes.get(media.ANNOTATION_PLATFORM, ""),
         input_key=notes.get(media.ANNOTATION_INPUT_KEY, ""),
         version=version or notes.get(media.ANNOTATION_VERSION, ""),
-        toolchain=notes.get(TOOLCHAIN_ANNOTATION, ""),
-        strategy=notes.get(STRATEGY_ANNOTATION, ""),
-        node=notes.get(NODE_ANNOTATION, ""),
-        started=notes.get(STARTED_ANNOTATION, ""),
-        finished=notes.get(FINISHED_ANNOTATION, ""),
+        toolchain=notes.get(media.ANNOTATION_TOOLCHAIN, ""),
+        strategy=notes.get(media.ANNOTATION_STRATEGY, ""),
+        node=notes.get(media.ANNOTATION_NODE, ""),
+        started=notes.get(media.ANNOTATION_STARTED, ""),
+        finished=notes.get(media.ANNOTATION_FINISHED, ""),
         source_digest=source_digest or notes.get(SOURCE_DIGEST_ANNOTATION, ""),
         outputs=dict(outputs or {}),
     )

@@ -12,6 +12,7 @@ checked) and recorded under the job's ref and input key like an artifact, its on
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,15 @@ from .sources import SourceResolver
 from .store import REPRODUCIBLE_ANNOTATION, ArtifactFile, Store, StoredArtifact
 
 IMAGE_ID_ANNOTATION = "dev.crossyard.docker.image-id"
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_annotations(node: str, began: str) -> dict[str, str]:
+    """Where and when a job ran (RFC 3339, UTC), for the store's index entry and provenance."""
+    return {media.ANNOTATION_NODE: node, media.ANNOTATION_STARTED: began, media.ANNOTATION_FINISHED: utc_now()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +243,7 @@ class Scheduler:
                 cache_dir=self.toolchain_cache / job.toolchain.name, env=job.toolchain.env,
                 source_date_epoch=job.source_date_epoch, script=script, log=log,
             )
+            began = utc_now()
             with self.executor.run(request) as outputs:
                 check_elf(job.id, outputs, job.platform)
                 if job.recipe.test is not None:
@@ -240,8 +251,9 @@ class Scheduler:
                 with self._store_lock:
                     artifact = self.store.put_artifact(
                         recipe=job.recipe.name, platform=job.platform, input_key=key, files=outputs,
-                        annotations={"dev.crossyard.toolchain": job.toolchain.identity_text,
-                                     "dev.crossyard.strategy": job.strategy},
+                        annotations={media.ANNOTATION_TOOLCHAIN: job.toolchain.identity_text,
+                                     media.ANNOTATION_STRATEGY: job.strategy},
+                        run=run_annotations(self.executor.node, began),
                     )
         except CrossyardError as error:
             return replace(base, error=str(error), seconds=time.monotonic() - started), None
@@ -280,6 +292,7 @@ class Scheduler:
                 )
                 request = EngineRequest(label=job.id, where=job.recipe.file, source=source, deps=dep_files,
                                         modes=dep_modes, build=build, log=log)
+                began = utc_now()
                 with EngineExecutor(engine).run(request) as output:
                     imported = import_docker_archive(
                         self.store.layout, output.archive, image_id=output.image_id, platform=job.platform,
@@ -287,8 +300,8 @@ class Scheduler:
                             media.ANNOTATION_RECIPE: job.recipe.name,
                             media.ANNOTATION_PLATFORM: job.platform.oci,
                             media.ANNOTATION_INPUT_KEY: key,
-                            "dev.crossyard.toolchain": job.toolchain.identity_text,
-                            "dev.crossyard.strategy": job.strategy,
+                            media.ANNOTATION_TOOLCHAIN: job.toolchain.identity_text,
+                            media.ANNOTATION_STRATEGY: job.strategy,
                             IMAGE_ID_ANNOTATION: output.image_id,
                             # Only as reproducible as its Dockerfile: the engine stamps times.
                             REPRODUCIBLE_ANNOTATION: "false",
@@ -297,6 +310,7 @@ class Scheduler:
                     with self._store_lock:
                         artifact = self.store.put_job_image(
                             recipe=job.recipe.name, platform=job.platform, input_key=key, manifest=imported.manifest,
+                            run=run_annotations(f"docker:{info.host}", began),
                         )
         except CrossyardError as error:
             return replace(base, error=str(error), seconds=time.monotonic() - started), None

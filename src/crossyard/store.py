@@ -100,8 +100,11 @@ class Store:
         input_key: str,
         files: Mapping[str, Path],
         annotations: Mapping[str, str] | None = None,
+        run: Mapping[str, str] | None = None,
     ) -> StoredArtifact:
-        """Import `files` as one artifact; the index entry is written last, under a lock."""
+        """Import `files` as one artifact; the index entry is written last, under a lock.
+        `annotations` go into the manifest (part of its digest); `run` (node, start and end
+        times: what differs between two builds of the same bytes) only onto the index entry."""
         self.layout.ensure()
         layers: list[Descriptor] = []
         for name in sorted(files):
@@ -132,11 +135,12 @@ class Store:
         descriptor = self.layout.write_json(
             manifest, media.MANIFEST, artifact_type=media.ARTIFACT_TYPE, platform=platform.oci_platform
         )
-        entry = self._record_job(descriptor, recipe=recipe, platform=platform, input_key=input_key)
+        entry = self._record_job(descriptor, recipe=recipe, platform=platform, input_key=input_key, run=run)
         return self.artifact(entry)
 
     def _record_job(
-        self, manifest: Descriptor, *, recipe: str, platform: Platform, input_key: str
+        self, manifest: Descriptor, *, recipe: str, platform: Platform, input_key: str,
+        run: Mapping[str, str] | None = None,
     ) -> Descriptor:
         """Index `manifest` as the output of recipe x platform with `input_key`: it replaces an
         entry with the same key, and the job's ref moves to it from the previous build."""
@@ -147,6 +151,7 @@ class Store:
                 media.ANNOTATION_RECIPE: recipe,
                 media.ANNOTATION_PLATFORM: platform.oci,
                 media.ANNOTATION_INPUT_KEY: input_key,
+                **(run or {}),
             },
             platform=dict(platform.oci_platform),
         )
@@ -284,11 +289,12 @@ class Store:
         )
 
     def put_job_image(
-        self, *, recipe: str, platform: Platform, input_key: str, manifest: Descriptor
+        self, *, recipe: str, platform: Platform, input_key: str, manifest: Descriptor,
+        run: Mapping[str, str] | None = None,
     ) -> StoredArtifact:
         """Record a job's per-platform IMAGE manifest (blobs already written; `dockerfile` jobs)
         like an artifact: under the job's ref and input key, standing for one output named
         `image` (the manifest digest)."""
-        entry = self._record_job(manifest, recipe=recipe, platform=platform, input_key=input_key)
+        entry = self._record_job(manifest, recipe=recipe, platform=platform, input_key=input_key, run=run)
         image = ArtifactFile(name="image", digest=manifest.digest, size=manifest.size, mode=0o644)
         return StoredArtifact(recipe=recipe, platform=platform.oci, input_key=input_key, manifest=entry, files=(image,))

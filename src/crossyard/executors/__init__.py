@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    name: str
+    name: str  # the transport: local | ssh | docker
+    node: str  # the machine, as the store and provenance name it (`local:HOSTNAME`, …)
 
     def run(self, request: ExecRequest) -> AbstractContextManager[dict[str, Path]]:
         """Build; the context yields output name -> local file, valid until it exits."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -73,6 +74,7 @@ class LocalExecutor:
 
     def __init__(self, *, temp_root: Path | None = None) -> None:
         self.temp_root = temp_root
+        self.node = f"local:{socket.gethostname()}"
 
     @contextlib.contextmanager
     def run(self, request: ExecRequest) -> Iterator[dict[str, Path]]:
