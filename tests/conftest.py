@@ -6,11 +6,13 @@ with the install hint; with CI=true it fails, because CI must never pass by skip
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +55,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         text=True,
         timeout=1800,
     )
+
+
+def build_summary(ws: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`crossyard -C ws build --json ARGS`, which must succeed; its JSON summary."""
+    result = run_cli("-C", str(ws), "build", "--json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, require, require_tool, run_cli
+from conftest import REPO, build_summary, require, require_tool, run_cli
 from crossyard.platforms import Platform
 from crossyard.toolchains import roots_dir
 
@@ -24,13 +24,6 @@ EXPECT = {
     "hello-rs": "hello from hello-rs 0.1.0 on linux/{uname_m}",
 }
 ARGS = {"hello-c": ["yard"]}
-
-
-def build(ws: Path, *args: str) -> dict[str, Any]:
-    result = run_cli("-C", str(ws), "build", "--json", *args)
-    assert result.returncode == 0, result.stderr
-    summary: dict[str, Any] = json.loads(result.stdout)
-    return summary
 
 
 def statuses(summary: dict[str, Any]) -> dict[str, str]:
@@ -53,7 +46,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_build(workspace: Path) -> dict[str, Any]:
-    return build(workspace)
+    return build_summary(workspace)
 
 
 def store_file(ws: Path, digest: str, tmp_path: Path, name: str) -> Path:
@@ -96,7 +89,7 @@ def test_binaries_are_foreign_elf_and_run_under_qemu(
 
 
 def test_second_build_rebuilds_nothing(workspace: Path, first_build: dict[str, Any]) -> None:
-    again = build(workspace)
+    again = build_summary(workspace)
     assert again["counts"] == {"built": 0, "cached": 8, "failed": 0, "skipped": 0}
     assert {j["id"]: j["outputs"] for j in again["jobs"]} == {j["id"]: j["outputs"] for j in first_build["jobs"]}
 
@@ -106,7 +99,7 @@ def test_changing_a_source_rebuilds_exactly_its_dependents(workspace: Path, firs
     original = greet.read_text()
     # A comment: libgreet rebuilds, but to the same bytes, so hello-c (keyed on them) stays cached.
     greet.write_text("/* a comment */\n" + original)
-    summary = build(workspace)
+    summary = build_summary(workspace)
     assert statuses(summary) == {**statuses(summary), "libgreet@linux/riscv64": "built", "libgreet@linux/arm64": "built"}
     assert summary["counts"] == {"built": 2, "cached": 6, "failed": 0, "skipped": 0}
     # A behaviour change: libgreet and hello-c (which links it) rebuild, nothing else.
@@ -114,7 +107,7 @@ def test_changing_a_source_rebuilds_exactly_its_dependents(workspace: Path, firs
     (workspace / "recipes" / "services" / "hello-c.toml").write_text(
         (workspace / "recipes" / "services" / "hello-c.toml").read_text().replace("greetings", "salutations")
     )
-    summary = build(workspace)
+    summary = build_summary(workspace)
     built = sorted(j["id"] for j in summary["jobs"] if j["status"] == "built")
     assert built == ["hello-c@linux/arm64", "hello-c@linux/riscv64", "libgreet@linux/arm64", "libgreet@linux/riscv64"]
     assert summary["counts"]["cached"] == 4
@@ -144,7 +137,7 @@ def test_plan_shows_cached_jobs(workspace: Path, first_build: dict[str, Any]) ->
     jobs = json.loads(result.stdout)["jobs"]
     assert len(jobs) == 8 and all(j["status"] == "cached" for j in jobs)
     assert {j["id"]: j["input_key"] for j in jobs} == {
-        j["id"]: j["input_key"] for j in build(workspace)["jobs"]
+        j["id"]: j["input_key"] for j in build_summary(workspace)["jobs"]
     }
 
 
@@ -176,7 +169,7 @@ def test_init_scaffolds_a_workspace_that_builds(tmp_path: Path) -> None:
     require_tool("go", "apt-get install golang-go")
     ws = tmp_path / "new"
     assert run_cli("init", str(ws)).returncode == 0
-    summary = build(ws, "--platform", "riscv64")
+    summary = build_summary(ws, "--platform", "riscv64")
     assert statuses(summary) == {"hello@linux/riscv64": "built"}
     assert ".crossyard/" in (ws / ".gitignore").read_text()
     assert {p.name for p in (ws / "certs").glob("*.toml")} >= {"ca.toml", "registry.toml"}
@@ -200,7 +193,7 @@ def test_env_is_clean(tmp_path: Path) -> None:
         'name = "env"\nkind = "c"\nplatforms = ["linux/arm64"]\nsource_date_epoch = 1234\n[source]\npath = "../src"\n'
         '[c]\nbuild = "make"\noutputs = ["env", "env.txt", "umask.txt"]\n'
     )
-    summary = build(ws, "--platform", "arm64")
+    summary = build_summary(ws, "--platform", "arm64")
     job = summary["jobs"][0]
     env_txt = (ws / ".crossyard" / "store" / "blobs" / "sha256" / job["outputs"]["env.txt"][7:]).read_text()
     env = dict(line.split("=", 1) for line in env_txt.splitlines() if "=" in line)
@@ -227,7 +220,7 @@ def test_emulated_strategy_runs_a_riscv64_go_under_qemu(tmp_path: Path) -> None:
         'name = "tiny"\nkind = "go"\nplatforms = ["linux/riscv64"]\nstrategies = ["emulated"]\n'
         '[source]\npath = "../src"\n[test]\nrun = ["tiny"]\nexpect = "tiny, emulated"\n'
     )
-    summary = build(ws)
+    summary = build_summary(ws)
     job = summary["jobs"][0]
     assert (job["status"], job["strategy"]) == ("built", "emulated")
     assert job["toolchain"].startswith("go-emulated-riscv64 go version go1.")

@@ -4,14 +4,13 @@ cmake and via make with a dependency's static library, Rust with a workspace pac
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import require, require_tool, run_cli
+from conftest import build_summary, require, require_tool
 from crossyard.toolchains import roots_dir
 
 pytestmark = [pytest.mark.integration]
@@ -24,13 +23,6 @@ def write(root: Path, files: dict[str, str]) -> None:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip())
-
-
-def build(ws: Path, *args: str) -> dict[str, Any]:
-    result = run_cli("-C", str(ws), "build", "--json", *args)
-    assert result.returncode == 0, result.stderr
-    summary: dict[str, Any] = json.loads(result.stdout)
-    return summary
 
 
 def built(summary: dict[str, Any]) -> dict[str, str]:
@@ -81,7 +73,7 @@ def test_go_package_tags_ldflags_and_cgo(ws: Path) -> None:
         run = ["opts"]
         expect = "opts 1.2.3 edition=extra cgo=42"
         """})
-    summary = build(ws)  # the smoke test runs each binary under qemu and checks that line
+    summary = build_summary(ws)  # the smoke test runs each binary under qemu and checks that line
     assert built(summary) == {f"opts@{p}": "built" for p in PLATFORMS}
 
 
@@ -142,7 +134,7 @@ def test_c_cmake_and_make_with_a_static_dependency(ws: Path) -> None:
             expect = "make says 42"
             """,
     })
-    summary = build(ws)
+    summary = build_summary(ws)
     assert built(summary) == {f"{name}@{p}": "built" for name in ("add", "cm", "mk") for p in PLATFORMS}
 
 
@@ -187,6 +179,6 @@ def test_rust_workspace_package_and_features(ws: Path) -> None:
         run = ["greeter"]
         expect = "HELLO YARD"
         """})
-    summary = build(ws)
+    summary = build_summary(ws)
     assert built(summary) == {f"greeter@{p}": "built" for p in PLATFORMS}
     assert all(set(job["outputs"]) == {"greeter"} for job in summary["jobs"])

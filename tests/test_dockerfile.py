@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import binfmt_registered, require, require_tool, run_cli
+from conftest import binfmt_registered, build_summary, require, require_tool, run_cli
 from crossyard.oci import media
 from crossyard.platforms import Platform
 from crossyard.registry.server import free_port
@@ -53,10 +53,7 @@ def by_ref(ws: Path) -> dict[str, dict[str, Any]]:
 
 
 def build(ws: Path, engine: DockerdHandle, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = run_cli("-C", str(ws), "build", "--json", *args, env=env or engine.env)
-    assert result.returncode == 0, result.stderr
-    summary: dict[str, Any] = json.loads(result.stdout)
-    return summary
+    return build_summary(ws, *args, env=env or engine.env)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, require_tool, run_cli
+from conftest import REPO, build_summary, require_tool, run_cli
 from helpers.oci_schema import validate
 
 pytestmark = [pytest.mark.integration]
@@ -33,10 +33,7 @@ def small_workspace(root: Path) -> Path:
 
 
 def build(ws: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = run_cli("-C", str(ws), "build", "--json", "-", *args, env=env)
-    assert result.returncode == 0, result.stderr
-    summary: dict[str, Any] = json.loads(result.stdout)
-    return summary
+    return build_summary(ws, "-", *args, env=env)
 
 
 @pytest.fixture(scope="module")
