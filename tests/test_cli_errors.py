@@ -59,6 +59,22 @@ def test_unknown_platform_in_recipe_and_flag(tmp_path: Path) -> None:
     assert "unknown platform `mips`" in error and "linux/riscv64" in error
 
 
+def test_platform_no_recipe_builds(tmp_path: Path) -> None:
+    """Asking for a platform no recipe lists is an error, not a green "0 built"."""
+    ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra='platforms = ["riscv64", "arm64"]\n')})
+    error = fails(ws, "--platform", "amd64")
+    assert "no recipe is built for linux/amd64 (app: linux/riscv64, linux/arm64)" in error
+    assert "app.toml" in fails(ws, "app", "--platform", "amd64")  # named: the recipe's file
+
+
+def test_json_file_named_like_a_recipe(tmp_path: Path) -> None:
+    """`build --json app` would build everything and write a file `app`: refused, nothing run."""
+    ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="")})
+    error = fails(ws, "--json", "app")
+    assert "`app` is a recipe, not a file" in error and "--json - app" in error
+    assert not (ws / "app").exists()
+
+
 def test_missing_source_path(tmp_path: Path) -> None:
     ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="").replace("../src", "../nowhere")})
     error = fails(ws)

@@ -32,10 +32,6 @@ def small_workspace(root: Path) -> Path:
     return root
 
 
-def build(ws: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    return build_summary(ws, "-", *args, env=env)
-
-
 @pytest.fixture(scope="module")
 def tools() -> None:
     for tool in ("go", "qemu-riscv64-static", "qemu-aarch64-static"):
@@ -45,7 +41,7 @@ def tools() -> None:
 @pytest.fixture(scope="module")
 def built(tools: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     ws = small_workspace(tmp_path_factory.mktemp("first") / "a")
-    return ws, build(ws)
+    return ws, build_summary(ws)
 
 
 def image_of(summary: dict[str, Any]) -> dict[str, Any]:
@@ -60,14 +56,14 @@ def test_same_index_digest_from_two_workspaces(built: tuple[Path, dict[str, Any]
     assert set(image_of(first)["manifests"]) == {"linux/riscv64", "linux/arm64"}
     time.sleep(1.1)
     other = small_workspace(tmp_path_factory.mktemp("second-at-another-path") / "deeper" / "b")
-    second = build(other, env={"TZ": "Pacific/Kiritimati", "LC_ALL": "C"})
+    second = build_summary(other, env={"TZ": "Pacific/Kiritimati", "LC_ALL": "C"})
     assert image_of(second)["status"] == "assembled"
     assert image_of(second)["digest"] == image_of(first)["digest"]
     assert image_of(second)["manifests"] == image_of(first)["manifests"]
     # the lock records the image; a rebuild is cached and --locked agrees
     lock = (ws / "crossyard.lock").read_text()
     assert f'index = "{image_of(first)["digest"]}"' in lock and "python-zlib" in lock
-    again = build(ws, "--locked")
+    again = build_summary(ws, "--locked")
     assert image_of(again)["status"] == "cached"
 
 

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from conftest import build_summary, require_tool
 from crossyard.lock import Lock, LockEntry, compare, compare_entries, read_lock, write_lock
 
 
@@ -60,3 +63,40 @@ def test_images_round_trip_and_drift(tmp_path: Path) -> None:
     drifts, warnings = compare_images(lock, [drifted, ImageLockEntry(**{**docker.__dict__, "index": "sha256:" + "c" * 64})])
     assert [d.id for d in drifts] == ["team/x:1.0"] and "contents differ" in drifts[0].reason
     assert [w.id for w in warnings] == ["d:2"]
+
+
+def test_pruned_keeps_only_what_the_catalog_produces() -> None:
+    lock = Lock().merged([entry(), entry(platform="linux/arm64"), entry(recipe="gone")])
+    kept = lock.pruned(artifacts={"hello@linux/riscv64", "hello@linux/arm64", "new@linux/arm64"}, images=set())
+    assert sorted(kept.entries) == ["hello@linux/arm64", "hello@linux/riscv64"]
+
+
+@pytest.mark.integration
+def test_build_drops_entries_of_deleted_recipes_and_platforms(tmp_path: Path) -> None:
+    """Through the CLI with the host's gcc: a partial build keeps the rest of the lock, but a
+    deleted recipe or a dropped platform leaves no stale entry."""
+    for tool in ("gcc", "aarch64-linux-gnu-gcc", "qemu-aarch64-static"):
+        require_tool(tool, "run .ci/install.d/00-apt.sh")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.c").write_text("int main(void){return 0;}\n")
+    (tmp_path / "recipes").mkdir()
+
+    def recipe(name: str, platforms: str) -> None:
+        (tmp_path / "recipes" / f"{name}.toml").write_text(
+            f'name = "{name}"\nkind = "c"\nplatforms = [{platforms}]\n'
+            '[source]\npath = "../src"\n[c]\nsources = ["main.c"]\n'
+        )
+
+    def locked() -> list[str]:
+        return sorted(read_lock(tmp_path / "crossyard.lock").entries)
+
+    recipe("a", '"linux/amd64", "linux/arm64"')
+    recipe("b", '"linux/amd64"')
+    build_summary(tmp_path)
+    assert locked() == ["a@linux/amd64", "a@linux/arm64", "b@linux/amd64"]
+    build_summary(tmp_path, "b")  # a partial build: a's entries stay
+    assert locked() == ["a@linux/amd64", "a@linux/arm64", "b@linux/amd64"]
+    (tmp_path / "recipes" / "b.toml").unlink()
+    recipe("a", '"linux/amd64"')
+    build_summary(tmp_path)
+    assert locked() == ["a@linux/amd64"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,14 @@ class Lock:
         for image in images:
             locked_images[image.id] = image
         return Lock(entries=entries, images=locked_images)
+
+    def pruned(self, *, artifacts: AbstractSet[str], images: AbstractSet[str]) -> Lock:
+        """Only the entries the catalog can still produce (ids `recipe@platform`, `name:version`):
+        a deleted recipe, a dropped platform or a bumped version leaves no stale entry behind."""
+        return Lock(
+            entries={i: e for i, e in self.entries.items() if i in artifacts},
+            images={i: e for i, e in self.images.items() if i in images},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -86,13 +86,21 @@ class Project:
         recipes = self.select(names)
         if self.settings.platforms is not None:
             wanted = set(self.settings.platforms)
-            for recipe in recipes:
-                if recipe.kind in BUILD_KINDS and not wanted & set(recipe.platforms) and names:
+            asked = ", ".join(p.oci for p in self.settings.platforms)
+            buildable = [r for r in recipes if r.kind in BUILD_KINDS]
+            for recipe in buildable:
+                if not wanted & set(recipe.platforms) and names:
                     raise ConfigurationError(
-                        f"{recipe.file}: `{recipe.name}` is not built for "
-                        f"{', '.join(p.oci for p in self.settings.platforms)}; its platforms are "
+                        f"{recipe.file}: `{recipe.name}` is not built for {asked}; its platforms are "
                         f"{', '.join(p.oci for p in recipe.platforms)}"
                     )
+            if buildable and not any(wanted & set(r.platforms) for r in buildable):
+                # Building nothing and saying "0 built" would look like success.
+                listed = "; ".join(f"{r.name}: {', '.join(p.oci for p in r.platforms)}" for r in buildable[:5])
+                raise ConfigurationError(
+                    f"no recipe is built for {asked} ({listed}{'; …' if len(buildable) > 5 else ''}); "
+                    "add it to a recipe's `platforms`, or ask for one of those"
+                )
         digests: dict[str, str] = {}
         epochs: dict[str, int | None] = {}
         for recipe in recipes:

@@ -30,7 +30,7 @@ from ..lock import (
     write_lock,
 )
 from ..oci import media
-from ..plan import BuildGraph
+from ..plan import BUILD_KINDS, BuildGraph
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..scheduler import BuildReport, Scheduler
@@ -83,6 +83,16 @@ def _emit_json(target: str | None, value: Any) -> None:
         sys.stdout.write(text)
     else:
         atomic_write_text(Path(target), text)
+
+
+def check_json_target(target: str | None, project: Project) -> None:
+    """`--json` takes an optional FILE, so `build --json hello-go` would quietly build everything
+    and write the summary to a file named hello-go; refuse a FILE that is a recipe's name."""
+    if target not in (None, "-") and target in project.catalog.recipes and not Path(target).exists():
+        raise ConfigurationError(
+            f"--json {target}: `{target}` is a recipe, not a file; put the recipes before --json, or "
+            f"write `--json - {target}` (summary to stdout) or `--json FILE`"
+        )
 
 
 def _console() -> Console:
@@ -167,6 +177,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     project = Project(workspace, load_settings(workspace, platforms=args.platform))
+    check_json_target(args.json, project)
     graph = project.graph(args.recipes)
     cached_keys = project.store.cached_keys()
     known: dict[str, dict[str, str]] = {}  # job id → outputs, for jobs known to be cached
@@ -220,6 +231,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     settings = load_settings(workspace, platforms=args.platform, jobs=args.jobs)
     project = Project(workspace, settings)
+    check_json_target(args.json, project)
     lock = read_lock(workspace.lock_path) if args.locked or workspace.lock_path.exists() else None
     graph = project.graph(args.recipes)
     image_jobs = _plan_images(project, graph, args.recipes)  # a bad image input fails before any build
@@ -271,8 +283,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         console.print(f"[yellow]warning[/]: {escape(warning.id)} differs from the lock (not reproducible): "
                       f"{escape(warning.reason)}")
     if not args.locked:
+        current = lock or read_lock(workspace.lock_path)
         write_lock(workspace.lock_path,
-                   (lock or read_lock(workspace.lock_path)).merged(entries, image_entries))
+                   current.merged(entries, image_entries).pruned(**_producible(project)))
     failures = [r for r in report.results if r.status == "failed"]
     if failures:
         raise BuildError("\n".join(r.error or r.job_id for r in failures))
@@ -285,6 +298,15 @@ def cmd_build(args: argparse.Namespace) -> int:
             + "\nIf the change is intended, run `crossyard build` without --locked and commit the lock."
         )
     return 0
+
+
+def _producible(project: Project) -> dict[str, set[str]]:
+    """The lock ids the catalog can produce now, whatever this run selected."""
+    recipes = project.catalog.recipes.values()
+    return {
+        "artifacts": {f"{r.name}@{p.oci}" for r in recipes if r.kind in BUILD_KINDS for p in r.platforms},
+        "images": {f"{r.image.name}:{r.version}" for r in recipes if r.image is not None},
+    }
 
 
 def _lock_entries(report: BuildReport) -> list[LockEntry]:

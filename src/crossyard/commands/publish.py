@@ -125,14 +125,15 @@ def _build_and_catalog(workspace: Workspace, args: argparse.Namespace) -> _Catal
     if not workspace.recipes_dir.is_dir():
         return _Catalog(recipes={}, sources={})
     from ..project import Project, load_settings
-    from .build import cmd_build
+    from .build import check_json_target, cmd_build
 
+    project = Project(workspace, load_settings(workspace, platforms=args.platform))
+    check_json_target(args.json, project)
     if not args.no_build:
         cmd_build(argparse.Namespace(
             workspace=args.workspace, recipes=args.recipes, platform=args.platform, json=None,
             jobs=None, locked=False,
         ))
-    project = Project(workspace, load_settings(workspace, platforms=args.platform))
     recipes = dict(project.catalog.recipes)
     sources = {}
     for name, recipe in recipes.items():
