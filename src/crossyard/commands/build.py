@@ -99,6 +99,12 @@ def _console() -> Console:
     return Console(file=sys.stderr, highlight=False)
 
 
+def table_console(width: int) -> Console:
+    """Tables on stdout: the terminal's width on a terminal; piped into a file or a CI log
+    (where rich would assume 80 columns and fold every digest), `width`."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else width)
+
+
 # -- init ----------------------------------------------------------------------------------------
 
 EXAMPLE_MAIN = """package main
@@ -213,9 +219,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for row in rows:
         table.add_row(row["id"], row["strategy"], row["toolchain"], ", ".join(row["deps"]),
                       (row["input_key"] or "(after deps)")[7:19], row["status"])
-    Console(highlight=False, width=200).print(table)
+    table_console(200).print(table)
     for image in images:
-        Console(highlight=False, width=200).print(
+        table_console(200).print(
             f"image {image['ref']} ({image['recipe']}) on {image['base']} for {', '.join(image['platforms'])}"
         )
     return 0
@@ -408,7 +414,7 @@ def cmd_toolchains(args: argparse.Namespace) -> int:
                           escape(row["version"]) + extra)
         else:
             table.add_row(row["kind"], row["platform"], "[red]no[/]", "", "", escape(missing))
-    Console(highlight=False, width=160).print(table)
+    table_console(160).print(table)
     return 0
 
 
@@ -483,5 +489,5 @@ def cmd_store_ls(args: argparse.Namespace) -> int:
         files = ", ".join(f"{n} ({v['size']} B)" for n, v in row.get("files", {}).items())
         platform = row["platform"] or ", ".join(row.get("platforms", {}))
         table.add_row(row["ref"] or "(older build)", row["type"], platform, row["digest"][7:19], files)
-    Console(highlight=False, width=160).print(table)
+    table_console(160).print(table)
     return 0

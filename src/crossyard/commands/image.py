@@ -16,6 +16,7 @@ from ..images.export import FORMATS, export_image, platform_manifests
 from ..platforms import Platform
 from ..store import Store
 from ..workspace import Workspace
+from .build import table_console
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -47,7 +48,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for row in rows:
         note = "" if row["reproducible"] else " (not reproducible)"
         table.add_row(row["ref"], row["digest"], ", ".join(row["platforms"]), row["recipe"] + note)
-    Console(highlight=False, width=200).print(table)
+    table_console(200).print(table)
     return 0
 
 
