@@ -75,6 +75,16 @@ def test_json_file_named_like_a_recipe(tmp_path: Path) -> None:
     assert not (ws / "app").exists()
 
 
+def test_options_the_builder_refuses_fail_before_building(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="").replace('sources = ["main.c"]', "cflags = []")})
+    assert "app.toml: [c]: a C recipe without `build` needs `sources`" in fails(ws)
+
+
+def test_smoke_test_of_a_file_the_build_does_not_make(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="") + '[test]\nrun = ["ap"]\n'})
+    assert "app.toml: [test] run names `ap`, but `app` outputs `app`" in fails(ws)
+
+
 def test_missing_source_path(tmp_path: Path) -> None:
     ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="").replace("../src", "../nowhere")})
     error = fails(ws)

@@ -19,7 +19,8 @@ ROOT = Path("/ws")
 def recipe(name: str, *, depends: tuple[str, ...] = (), kind: str = "c", platforms=(RISCV64, ARM64),
            strategies=("cross", "native", "emulated")) -> Recipe:
     return Recipe(name=name, kind=kind, file=ROOT / "recipes" / f"{name}.toml", depends=depends,
-                  platforms=platforms, strategies=strategies, source=Source(path=ROOT / name))
+                  platforms=platforms, strategies=strategies, source=Source(path=ROOT / name),
+                  options={"sources": ["main.c"]} if kind == "c" else {})
 
 
 def toolchains(kind: str, platform: Platform) -> list[ToolchainTarget]:

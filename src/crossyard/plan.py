@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .builders import BuildInput, JobPaths, builder_for
 from .builders.dockerfile import CONTEXT_FORMAT, check_options
 from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
@@ -170,6 +171,8 @@ def plan(
                 epoch = source_epochs.get(name)
             if epoch is None:
                 epoch = default_epoch
+            if recipe.kind not in ENGINE_KINDS:
+                _check_script(recipe, platform, toolchain, epoch)
             material = {
                 "crossyard_build_env": BUILD_ENV_VERSION,
                 "recipe": recipe.normalized(platform, workspace_root),
@@ -190,6 +193,28 @@ def plan(
                 material=material,
             )
     return BuildGraph(jobs=jobs, order=tuple(jobs))
+
+
+# Where a job's directories would be: builders only put them into argv and env.
+_PLAN_PATHS = JobPaths(root="/job", src="/job/src", out="/job/out", deps="/job/deps", cache="/job/cache",
+                       home="/job/home")
+
+
+def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget, epoch: int) -> None:
+    """Builders are pure, so options a builder refuses, or a [test] that runs a file the build
+    does not produce, fail here (exit 2, before anything runs) rather than as a failed job."""
+    try:
+        script = builder_for(recipe.kind).script(BuildInput(
+            name=recipe.name, version=recipe.version, platform=platform, options=recipe.options_for(platform),
+            toolchain=toolchain, paths=_PLAN_PATHS, source_date_epoch=epoch,
+        ))
+    except ValueError as error:
+        raise ConfigurationError(f"{recipe.file}: [{recipe.kind}]: {error}") from None
+    if recipe.test is not None and recipe.test.run[0] not in script.outputs:
+        raise ConfigurationError(
+            f"{recipe.file}: [test] run names `{recipe.test.run[0]}`, but `{recipe.name}` outputs "
+            f"{', '.join(f'`{name}`' for name in sorted(script.outputs))}; run one of those"
+        )
 
 
 def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTarget]) -> ToolchainTarget:
