@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .commands import command_word, modules
@@ -43,15 +46,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    previous = _on_sigterm(_terminate)
     try:
         code: int = args.func(args)
         return code
     except CrossyardError as error:
         print(f"crossyard: error: {error}", file=sys.stderr)
         return error.return_code
+    except Terminated:
+        print("crossyard: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("crossyard: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    finally:
+        _on_sigterm(previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, `docker stop`, systemd) unwinds like Ctrl-C: running builds
+    are stopped and their directories removed, instead of the process vanishing mid-write."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install `handler` for SIGTERM and return the previous one (no-op off the main thread,
+    where Python cannot set handlers: main() called from a worker thread keeps the default)."""
+    if threading.current_thread() is not threading.main_thread():
+        return handler
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

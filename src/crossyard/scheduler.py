@@ -124,59 +124,67 @@ class Scheduler:
             cached_keys = {**cached_keys, **self._job_images()}
         self.reporter.start(len(pending))
         running: dict[Future[tuple[JobResult, StoredArtifact | None]], str] = {}
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="job")
         try:
-            with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="job") as pool:
-                while pending or running:
-                    progressed = True
-                    while progressed:
-                        progressed = False
-                        for job_id, job in list(pending.items()):
-                            if not all(dep in results for dep in job.deps):
-                                continue
-                            del pending[job_id]
-                            progressed = True
-                            failed_deps = [d for d in job.deps if results[d].status in ("failed", "skipped")]
-                            if failed_deps:
-                                results[job_id] = self._finish(JobResult(
-                                    job_id=job_id, recipe=job.recipe.name, platform=job.platform.oci,
-                                    status="skipped", error=f"dependency {failed_deps[0]} failed",
-                                ))
-                                continue
-                            key = job.input_key({d: results[d].outputs for d in job.deps})
-                            artifact = (self._cached_image(key, cached_keys) if job.recipe.kind in ENGINE_KINDS
-                                        else self._cached(key, cached_keys))
-                            if artifact is not None:
-                                artifacts[job_id] = artifact
-                                results[job_id] = self._finish(JobResult(
-                                    job_id=job_id, recipe=job.recipe.name, platform=job.platform.oci,
-                                    status="cached", input_key=key, outputs=artifact.digests,
-                                    toolchain=job.toolchain.identity_text, strategy=job.strategy,
-                                    reproducible=job.recipe.kind not in ENGINE_KINDS,
-                                ))
-                                continue
-                            self.reporter.job_started(job)
-                            dep_files = {
-                                graph.jobs[d].recipe.name: {
-                                    f.name: self.store.file_path(f) for f in artifacts[d].files
-                                }
-                                for d in job.deps
-                            }
-                            if job.recipe.kind in ENGINE_KINDS:
-                                dep_modes = {graph.jobs[d].recipe.name: {f.name: f.mode for f in artifacts[d].files}
-                                             for d in job.deps}
-                                future = pool.submit(self._build_on_engine, job, key, dep_files, dep_modes)
-                            else:
-                                future = pool.submit(self._build, job, key, dep_files)
-                            running[future] = job_id
-                    if not running:
-                        break
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        job_id = running.pop(future)
-                        result, artifact = future.result()
+            while pending or running:
+                progressed = True
+                while progressed:
+                    progressed = False
+                    for job_id, job in list(pending.items()):
+                        if not all(dep in results for dep in job.deps):
+                            continue
+                        del pending[job_id]
+                        progressed = True
+                        failed_deps = [d for d in job.deps if results[d].status in ("failed", "skipped")]
+                        if failed_deps:
+                            results[job_id] = self._finish(JobResult(
+                                job_id=job_id, recipe=job.recipe.name, platform=job.platform.oci,
+                                status="skipped", error=f"dependency {failed_deps[0]} failed",
+                            ))
+                            continue
+                        key = job.input_key({d: results[d].outputs for d in job.deps})
+                        artifact = (self._cached_image(key, cached_keys) if job.recipe.kind in ENGINE_KINDS
+                                    else self._cached(key, cached_keys))
                         if artifact is not None:
                             artifacts[job_id] = artifact
-                        results[job_id] = self._finish(result)
+                            results[job_id] = self._finish(JobResult(
+                                job_id=job_id, recipe=job.recipe.name, platform=job.platform.oci,
+                                status="cached", input_key=key, outputs=artifact.digests,
+                                toolchain=job.toolchain.identity_text, strategy=job.strategy,
+                                reproducible=job.recipe.kind not in ENGINE_KINDS,
+                            ))
+                            continue
+                        self.reporter.job_started(job)
+                        dep_files = {
+                            graph.jobs[d].recipe.name: {
+                                f.name: self.store.file_path(f) for f in artifacts[d].files
+                            }
+                            for d in job.deps
+                        }
+                        if job.recipe.kind in ENGINE_KINDS:
+                            dep_modes = {graph.jobs[d].recipe.name: {f.name: f.mode for f in artifacts[d].files}
+                                         for d in job.deps}
+                            future = pool.submit(self._build_on_engine, job, key, dep_files, dep_modes)
+                        else:
+                            future = pool.submit(self._build, job, key, dep_files)
+                        running[future] = job_id
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job_id = running.pop(future)
+                    result, artifact = future.result()
+                    if artifact is not None:
+                        artifacts[job_id] = artifact
+                    results[job_id] = self._finish(result)
+        except BaseException:
+            # Ctrl-C or SIGTERM: stop the running jobs (they clean up as failed ones do) and
+            # start none of the queued ones, then let the interruption through.
+            self.executor.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown(wait=True)
         finally:
             self.reporter.stop()
         ordered = tuple(results[j] for j in graph.order if j in results)

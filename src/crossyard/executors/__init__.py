@@ -18,3 +18,8 @@ class Executor(Protocol):
     def run(self, request: ExecRequest) -> AbstractContextManager[dict[str, Path]]:
         """Build; the context yields output name -> local file, valid until it exits."""
         ...
+
+    def cancel(self) -> None:
+        """Stop the jobs running now and refuse new ones (Ctrl-C, SIGTERM); each then fails and
+        cleans up after itself. Called from another thread than the jobs'."""
+        ...

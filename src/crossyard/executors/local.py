@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from ..toolchains import in_root
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
+CANCEL_GRACE_S = 5.0  # after SIGTERM, how long a step's processes get before SIGKILL
 SANDBOX_JOB = "/tmp/build"
 SANDBOX_CACHE = "/tmp/cache"
 
@@ -75,6 +78,27 @@ class LocalExecutor:
     def __init__(self, *, temp_root: Path | None = None) -> None:
         self.temp_root = temp_root
         self.node = f"local:{socket.gethostname()}"
+        # Each step runs in its own session, so `cancel` can stop it and everything it started
+        # (make → gcc, go → compile, bwrap → cargo) with one signal to the process group.
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def cancel(self, grace: float = CANCEL_GRACE_S) -> None:
+        """Stop every running step and refuse new ones: SIGTERM to each step's process group,
+        SIGKILL to what is left after `grace` seconds. The jobs then fail and remove their
+        directories as on any failure. Safe to call from the main thread while jobs run."""
+        with self._lock:
+            self._cancelled = True
+            running = list(self._running)
+        for process in running:
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
 
     @contextlib.contextmanager
     def run(self, request: ExecRequest) -> Iterator[dict[str, Path]]:
@@ -130,19 +154,36 @@ class LocalExecutor:
                 log.write(f"$ {' '.join(step.argv)}\n")
                 log.flush()
                 started = time.monotonic()
+                with self._lock:  # so `cancel` either sees this step or it never starts
+                    if self._cancelled:
+                        raise BuildError(f"{request.label}: cancelled", log=request.log)
+                    try:
+                        process = subprocess.Popen(
+                            argv, cwd=step.cwd if request.root is None else None, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o022,
+                            start_new_session=True,
+                        )
+                    except OSError as error:
+                        raise BuildError(f"{request.label}: cannot run `{step.argv[0]}`: {error.strerror}",
+                                         log=request.log) from None
+                    self._running.add(process)
                 try:
-                    result = subprocess.run(
-                        argv, cwd=step.cwd if request.root is None else None, env=env, stdout=log,
-                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o022,
-                    )
-                except OSError as error:
-                    raise BuildError(f"{request.label}: cannot run `{step.argv[0]}`: {error.strerror}",
-                                     log=request.log) from None
-                log.write(f"# exit {result.returncode} after {time.monotonic() - started:.1f}s\n")
+                    returncode = process.wait()
+                finally:
+                    with self._lock:
+                        self._running.discard(process)
+                log.write(f"# exit {returncode} after {time.monotonic() - started:.1f}s\n")
                 log.flush()
-                if result.returncode != 0:
+                if returncode != 0:
                     log.close()
+                    if self._cancelled:
+                        raise BuildError(f"{request.label}: cancelled", log=request.log)
                     raise BuildError(
-                        f"{request.label}: `{' '.join(step.argv[:3])} …` exited with status {result.returncode}",
+                        f"{request.label}: `{' '.join(step.argv[:3])} …` exited with status {returncode}",
                         log=request.log, tail=tail(request.log),
                     )
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
