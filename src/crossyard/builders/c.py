@@ -10,17 +10,33 @@ from __future__ import annotations
 from . import BuildInput, BuildScript, Step, expand
 
 
-def compiler(job: BuildInput) -> list[str]:
-    command = job.toolchain.command
-    if command.rsplit("/", 1)[-1] == "zig":
-        return [command, "cc", "-target", job.platform.gnu_triplet]
-    return [command]
+def is_zig(job: BuildInput) -> bool:
+    return job.toolchain.command.rsplit("/", 1)[-1] == "zig"
+
+
+def compiler(job: BuildInput, *, static: bool = False) -> list[str]:
+    """The C compiler's argv. zig cc targets every platform by itself; a static binary needs
+    musl there (zig links glibc only dynamically), a dynamic one the platform's glibc."""
+    if is_zig(job):
+        libc = "musl" if static else "gnu"
+        return [job.toolchain.command, "cc", "-target", f"{job.platform.uname_m}-linux-{libc}"]
+    return [job.toolchain.command]
+
+
+def archiver(job: BuildInput) -> list[str]:
+    if is_zig(job):
+        return [job.toolchain.command, "ar"]
+    return [f"{job.platform.gnu_triplet}-ar" if job.toolchain.strategy == "cross" else "ar"]
 
 
 class CBuilder:
     def script(self, job: BuildInput) -> BuildScript:
         options = job.options
-        cc = compiler(job)
+        static = bool(options.get("static", False))
+        cc = compiler(job, static=static)
+        # zig keeps compiled libc and compiler-rt in its global cache: share it between jobs
+        # (the job's HOME is fresh each time, and building them costs seconds per target).
+        env = {"ZIG_GLOBAL_CACHE_DIR": f"{job.paths.cache}/zig"} if is_zig(job) else {}
         prefix_map = f"-ffile-prefix-map={job.paths.root}=/build"
         cflags = [prefix_map, *(expand(f, job) for f in options.get("cflags", ["-O2"]))]
         dep_dirs = [f"{job.paths.deps}/{name}" for name in sorted(job.deps)]
@@ -32,15 +48,17 @@ class CBuilder:
         ]
         build = options.get("build", "sources")
         if build == "make":
-            tool_prefix = f"{job.platform.gnu_triplet}-" if job.toolchain.strategy == "cross" else ""
             argv = [
-                "make", "-j1", f"CC={' '.join(cc)}", f"AR={tool_prefix}ar",
+                "make", "-j1", f"CC={' '.join(cc)}", f"AR={' '.join(archiver(job))}",
                 f"CFLAGS={' '.join(cflags + ['-I' + d for d in dep_dirs])}",
                 *(expand(a, job) for a in options.get("make_args", [])),
             ]
             outputs = {name.rsplit("/", 1)[-1]: f"{job.paths.src}/{name}" for name in options.get("outputs", [job.name])}
-            return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src),), outputs=outputs)
+            return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src, env=env),), outputs=outputs)
         if build == "cmake":
+            if is_zig(job):
+                raise ValueError("build = \"cmake\" needs a gcc-style compiler; zig drives it only "
+                                 "through a toolchain file (use gcc, or build = \"make\")")
             build_dir = f"{job.paths.root}/cmake-build"
             configure = [
                 "cmake", "-S", job.paths.src, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
@@ -63,11 +81,12 @@ class CBuilder:
         if output.endswith(".a"):
             objects = [f"{job.paths.root}/obj-{i}.o" for i in range(len(sources))]
             steps = [
-                Step(argv=(*cc, *cflags, *("-I" + d for d in dep_dirs), "-c", src, "-o", obj), cwd=job.paths.src)
+                Step(argv=(*cc, *cflags, *("-I" + d for d in dep_dirs), "-c", src, "-o", obj),
+                     cwd=job.paths.src, env=env)
                 for src, obj in zip(sources, objects, strict=True)
             ]
-            ar = f"{job.platform.gnu_triplet}-ar" if job.toolchain.strategy == "cross" else "ar"
-            steps.append(Step(argv=(ar, "rcsD", f"{job.paths.out}/{output}", *objects), cwd=job.paths.src))
+            steps.append(Step(argv=(*archiver(job), "rcsD", f"{job.paths.out}/{output}", *objects),
+                              cwd=job.paths.src, env=env))
             headers = {h.rsplit("/", 1)[-1]: f"{job.paths.src}/{h}" for h in options.get("headers", [])}
             return BuildScript(steps=tuple(steps), outputs={output: f"{job.paths.out}/{output}", **headers})
         argv = [
@@ -75,6 +94,7 @@ class CBuilder:
             *(expand(f, job) for f in options.get("ldflags", [])),
             *("-l" + lib for lib in options.get("libs", [])),
         ]
-        if options.get("static", False):
+        if static:
             argv.insert(len(cc), "-static")
-        return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src),), outputs={output: f"{job.paths.out}/{output}"})
+        return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src, env=env),),
+                           outputs={output: f"{job.paths.out}/{output}"})
