@@ -111,12 +111,14 @@ def test_unknown_recipe_on_command_line(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_toolchain_missing_for_requested_platform(tmp_path: Path) -> None:
-    """The workspace's toolchains/ overrides the built-in gcc with one that is not installed."""
+    """The workspace's toolchains/ overrides the built-in C toolchains (gcc, and zig where it is
+    installed) with ones that are not."""
     ws = workspace(
         tmp_path,
         {"app": GOOD.format(name="app", extra='platforms = ["linux/riscv64"]\n')},
         {"gcc": '[gcc]\nkind = "c"\ncommand = "{gnu_triplet}-gcc-99"\nnative_command = "gcc-99"\n'
-                'install = "apt-get install -y gcc-99-{gnu_triplet}"\n'},
+                'install = "apt-get install -y gcc-99-{gnu_triplet}"\n'
+                '[zig]\nkind = "c"\ncommand = "zig-99"\ninstall = "get zig-99"\n'},
     )
     error = fails(ws, "--platform", "linux/riscv64")
     assert "no toolchain can build `app` (c) for linux/riscv64" in error

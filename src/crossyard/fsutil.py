@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,3 +49,32 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def extract_tar(tar: tarfile.TarFile, into: Path) -> None:
+    """Extract `tar` as the stdlib's `data` filter does: leading slashes stripped; names or link
+    targets outside `into`, devices and fifos refused; setuid/setgid bits and ownership dropped.
+    Python 3.11.4+ has the filter; Debian 12's python3 (3.11.2) does not, so the same checks
+    are made here there. A refused member is a `tarfile.TarError`."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    root = os.path.realpath(into)
+    members = []
+    for member in tar.getmembers():
+        name = member.name = member.name.lstrip("/")  # as the filter does: /etc/x lands in into/etc/x
+        where = os.path.realpath(os.path.join(root, name))
+        if where != root and not where.startswith(root + os.sep):
+            raise tarfile.TarError(f"member {name!r} would be extracted outside the destination")
+        if member.isdev() or member.isfifo():
+            raise tarfile.TarError(f"member {name!r} is a device or fifo")
+        if member.issym() or member.islnk():
+            base = os.path.dirname(os.path.join(root, name)) if member.issym() else root
+            target = os.path.realpath(os.path.join(base, member.linkname))
+            if os.path.isabs(member.linkname) or not (target == root or target.startswith(root + os.sep)):
+                raise tarfile.TarError(f"member {name!r} links outside the destination ({member.linkname!r})")
+        member.mode &= 0o755  # no setuid/setgid/sticky, no group/other write
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+        members.append(member)
+    tar.extractall(into, members=members)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigurationError, CrossyardError, IntegrityError
+from .fsutil import extract_tar
 from .hashing import CHUNK
 from .recipes import Recipe, Source
 
@@ -155,7 +156,7 @@ class SourceResolver:
                 archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", source.commit],
                                          capture_output=True, check=True)
                 with tarfile.open(fileobj=io.BytesIO(archive.stdout), mode="r:") as tar:
-                    tar.extractall(staging, filter="data")
+                    extract_tar(tar, staging)
                 export.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging, export)
             finally:
@@ -238,6 +239,6 @@ def _extract(archive: Path, destination: Path, *, name: str) -> None:
         return
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
+            extract_tar(tar, destination)
     except tarfile.TarError as error:
         raise CrossyardError(f"{name}: cannot unpack the download: {error}") from None

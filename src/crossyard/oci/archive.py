@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from ..fsutil import extract_tar
 from ..hashing import CHUNK
 
 
@@ -49,7 +50,7 @@ def safe_extract(archive: Path, into: Path) -> None:
     """Extract a tar refusing links, devices and paths that leave `into` (the `data` filter)."""
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(into, filter="data")
+            extract_tar(tar, into)
     except (tarfile.TarError, OSError) as error:
         from ..errors import ConfigurationError
 
