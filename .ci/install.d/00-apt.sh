@@ -12,6 +12,6 @@ apt_install() {
     apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 }
-apt_install ca-certificates git file make cmake golang-go gcc libc6-dev \
+apt_install ca-certificates git file mount make cmake golang-go gcc libc6-dev \
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
   qemu-user-static binfmt-support mmdebstrap bubblewrap
