@@ -68,6 +68,26 @@ def certs(session: nox.Session) -> None:
     session.run("crossyard", "certs", "status", *session.posargs)
 
 
+@nox.session(python=False)
+def ca_bundle(session: nox.Session) -> None:
+    """Refresh the CA bundle `crossyard/static` images carry from Debian's ca-certificates
+    (on Debian, with apt-get): its mozilla/*.crt files concatenated in name order. The image
+    digests change with it: rebuild and commit crossyard.lock."""
+    import tempfile
+
+    target = Path("src/crossyard/data/ca-certificates.crt").resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        with session.chdir(tmp):
+            session.run("apt-get", "download", "ca-certificates", external=True)
+        deb = next(Path(tmp).glob("ca-certificates_*.deb"))
+        session.run("dpkg", "-x", str(deb), f"{tmp}/root", external=True)
+        certs = sorted(Path(tmp, "root/usr/share/ca-certificates/mozilla").glob("*.crt"))
+        texts = [c.read_bytes() for c in certs]
+        target.write_bytes(b"".join(t if t.endswith(b"\n") else t + b"\n" for t in texts))
+    session.log(f"{len(certs)} certificates from {deb.name} -> {target}; "
+                "name the version in src/crossyard/images/bases.py")
+
+
 @nox.session
 @nox.parametrize("platform", PLATFORMS)
 def build(session: nox.Session, platform: str) -> None:

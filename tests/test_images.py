@@ -4,6 +4,7 @@ and assembled by the real code, then read back (and by skopeo where it matters).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from conftest import require_tool
 from crossyard.errors import ConfigurationError, IntegrityError
 from crossyard.images.assemble import Assembler, BuiltImage, lock_entry
-from crossyard.images.bases import CA_BUNDLE_PATH_IN_IMAGE, NONROOT
+from crossyard.images.bases import CA_BUNDLE, CA_BUNDLE_PATH_IN_IMAGE, NONROOT
 from crossyard.images.export import export_image
 from crossyard.images.plan import ArtifactInfo, plan_images
 from crossyard.lock import Lock, compare_images, read_lock, write_lock
@@ -136,6 +137,40 @@ def test_static_base_image_shape_and_schema(tmp_path: Path) -> None:
     locked = lock_entry(store, store.images()[0])
     assert locked.index == built.index.digest and locked.ca_bundle.startswith("sha256:")
     assert all(layer.compressor.startswith("python-zlib ") for p in locked.platforms for layer in p.layers)
+
+
+def test_static_base_carries_the_shipped_ca_bundle_not_the_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's CA bundle is the Mozilla set crossyard ships, whatever this machine's /etc/ssl
+    holds (local or proxy CAs would otherwise end up in every image); CROSSYARD_CA_BUNDLE swaps
+    it, and the digest in the lock follows."""
+    import ssl
+
+    monkeypatch.delenv("CROSSYARD_CA_BUNDLE", raising=False)
+    shipped = CA_BUNDLE.read_bytes()
+    blocks = [b"-----BEGIN CERTIFICATE-----" + part for part in shipped.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+    assert len(blocks) > 100 and all(ssl.PEM_cert_to_DER_cert(b.decode()) for b in blocks)
+
+    def bundle_in_image(ws_name: str) -> tuple[bytes, str]:
+        ws = make_ws(tmp_path / ws_name, {"app": GO, "app-image": IMAGE})
+        store = Store(ws / ".crossyard" / "store")
+        [built] = assemble(ws, store, put_artifacts(store, ws))
+        assert built.index is not None
+        manifest = store.layout.read_json(store.layout.read_json(built.index.digest)["manifests"][0]["digest"])
+        raw = gzip.decompress(store.layout.read_blob(manifest["layers"][0]["digest"]))
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            handle = tar.extractfile(CA_BUNDLE_PATH_IN_IMAGE)
+            assert handle is not None
+            return handle.read(), lock_entry(store, store.images()[0]).ca_bundle
+
+    data, digest = bundle_in_image("shipped")
+    assert data == shipped and digest == "sha256:" + hashlib.sha256(shipped).hexdigest()
+    own = tmp_path / "own.pem"
+    own.write_bytes(shipped[: shipped.index(b"-----END CERTIFICATE-----\n") + 26])
+    monkeypatch.setenv("CROSSYARD_CA_BUNDLE", str(own))
+    data, digest = bundle_in_image("own")
+    assert data == own.read_bytes() and digest == "sha256:" + hashlib.sha256(own.read_bytes()).hexdigest()
 
 
 def test_second_assembly_is_cached_and_identical(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ class ImageLockEntry:
     key: str
     index: str
     base: str = ""
-    ca_bundle: str = ""  # the crossyard/static base's CA bundle digest (it comes from the host)
+    ca_bundle: str = ""  # the crossyard/static base's CA bundle digest (shipped, or CROSSYARD_CA_BUNDLE)
     reproducible: bool = True  # false for Dockerfile images
     platforms: tuple[LockedPlatform, ...] = ()
 

@@ -1,9 +1,10 @@
 """Image bases: what an image's own layer goes on top of.
 
 - `scratch`: nothing.
-- `crossyard/static`: a distroless/static-like root crossyard generates: the host's CA bundle
-  at /etc/ssl/certs/ca-certificates.crt (its digest is recorded on every manifest built on it and
-  in the lock: the bundle is an input like any other), /etc/passwd and /etc/group with root,
+- `crossyard/static`: a distroless/static-like root crossyard generates: a CA bundle at
+  /etc/ssl/certs/ca-certificates.crt (the Mozilla set crossyard ships, or CROSSYARD_CA_BUNDLE;
+  its digest is recorded on every manifest built on it and in the lock: the bundle is an input
+  like any other), /etc/passwd and /etc/group with root,
   nobody and nonroot (65532), /etc/nsswitch.conf, /tmp (1777), /root and /home/nonroot (0700).
 - `recipe:NAME`: another image recipe's output, for the same platform.
 - `oci-layout:DIR[:REF]` and `oci-archive:TAR[:REF]`: an image on disk; the manifest for the
@@ -39,7 +40,11 @@ from ..recipes import BaseRef
 from ..workspace import Workspace
 
 STATIC_VERSION: Final = 1
-CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
+# Mozilla's CA set as Debian ships it (ca-certificates 20250419~deb12u2, bookworm: the
+# /usr/share/ca-certificates/mozilla/*.crt files concatenated in name order; `nox -s ca_bundle`
+# refreshes it). Shipped rather than read from the host: a host's /etc/ssl also holds its local
+# and proxy CAs, which do not belong in an image and would make its digest machine-dependent.
+CA_BUNDLE: Final = Path(__file__).resolve().parent.parent / "data" / "ca-certificates.crt"
 CA_BUNDLE_PATH_IN_IMAGE: Final = "etc/ssl/certs/ca-certificates.crt"
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NONROOT: Final = 65532
@@ -73,7 +78,8 @@ class BaseImage:
 
 
 def ca_bundle_path() -> Path:
-    """The CA bundle the static base carries: CROSSYARD_CA_BUNDLE, else the host's."""
+    """The CA bundle the static base carries: CROSSYARD_CA_BUNDLE (e.g. one with the cluster's
+    own CA), else the one crossyard ships."""
     override = os.environ.get("CROSSYARD_CA_BUNDLE")
     return Path(override) if override else CA_BUNDLE
 
@@ -149,7 +155,7 @@ class BaseResolver:
             if not path.is_file():
                 raise ConfigurationError(
                     f"{file}: base `crossyard/static` carries the CA bundle {path}, which does not exist; "
-                    "install ca-certificates or set CROSSYARD_CA_BUNDLE to a PEM bundle"
+                    "set CROSSYARD_CA_BUNDLE to a PEM bundle (or unset it for the one crossyard ships)"
                 )
             self._ca_digest = sha256_file(path)
         return self._ca_digest
