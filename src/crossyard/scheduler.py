@@ -12,7 +12,6 @@ checked) and recorded under the job's ref and input key like an artifact, its on
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from .executors.docker import EngineExecutor, EngineRequest
 from .executors.local import ExecRequest
 from .oci import media
 from .oci.docker_archive import import_docker_archive
+from .oci.image import rfc3339
 from .oci.layout import Descriptor
 from .plan import ENGINE_KINDS, BuildGraph, Job
 from .sources import SourceResolver
@@ -40,7 +40,7 @@ IMAGE_ID_ANNOTATION = "dev.crossyard.docker.image-id"
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(int(time.time()))
 
 
 def run_annotations(node: str, began: str) -> dict[str, str]:

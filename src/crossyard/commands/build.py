@@ -31,9 +31,11 @@ from ..lock import (
 )
 from ..oci import media
 from ..plan import BUILD_KINDS, BuildGraph
+from ..plan import job_id as lock_id
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..scheduler import BuildReport, Scheduler
+from ..store import image_ref
 from ..workspace import Workspace
 
 
@@ -310,8 +312,8 @@ def _producible(project: Project) -> dict[str, set[str]]:
     """The lock ids the catalog can produce now, whatever this run selected."""
     recipes = project.catalog.recipes.values()
     return {
-        "artifacts": {f"{r.name}@{p.oci}" for r in recipes if r.kind in BUILD_KINDS for p in r.platforms},
-        "images": {f"{r.image.name}:{r.version}" for r in recipes if r.image is not None},
+        "artifacts": {lock_id(r.name, p) for r in recipes if r.kind in BUILD_KINDS for p in r.platforms},
+        "images": {image_ref(r.image.name, r.version) for r in recipes if r.image is not None},
     }
 
 
