@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ from crossyard.registry import server
 from crossyard.workspace import Workspace
 from helpers.images import tiny_image
 from helpers.pkiws import make_workspace
+from helpers.processes import stop, wait_started
 
 pytestmark = [pytest.mark.integration]
 
@@ -55,13 +54,7 @@ def _registry(ws: Workspace, tmp: Path) -> Iterator[tuple[str, list[subprocess.P
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     while procs:
-        p = procs.pop()
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop(procs.pop(), 10)
 
 
 def _restart(ws: Workspace, config: Path, procs: list[subprocess.Popen[bytes]], port: int) -> None:
@@ -90,19 +83,11 @@ def _containerd(tmp: Path) -> Iterator[Path]:
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 20
-        while not sock.exists():
-            assert proc.poll() is None, (tmp / "containerd.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "containerd did not start"
-            time.sleep(0.05)
+        wait_started(proc, sock.exists, what="containerd",
+                     log=lambda: (tmp / "containerd.log").read_text()[-2000:], timeout=20, interval=0.05)
         yield sock
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 

@@ -32,6 +32,7 @@ from conftest import binfmt_registered, require, require_tool, run_cli
 from crossyard.registry.server import free_port
 from helpers import dockerd
 from helpers.dockerd import FOREIGN_ENV, DockerdHandle, copy_example
+from helpers.processes import stop, wait_started
 
 pytestmark = [pytest.mark.integration]
 
@@ -168,11 +169,8 @@ def running_sshd(engine: DockerdHandle, root: Path) -> Iterator[SshEngine]:
     handle = SshEngine(host=f"ssh://root@{ALIAS}:{port}", dead_host=f"ssh://root@{DEAD_ALIAS}:{dead_port}",
                        bin_dir=bin_dir, root=root)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _banner(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"private sshd did not start (exit {process.poll()}):\n{log.read_text()}")
-            time.sleep(0.1)
+        wait_started(process, lambda: _banner(port), what="private sshd", log=log.read_text,
+                     timeout=START_TIMEOUT)
         yield handle
     finally:
         stop_sshd(process)
@@ -181,13 +179,7 @@ def running_sshd(engine: DockerdHandle, root: Path) -> Iterator[SshEngine]:
 def stop_sshd(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the listener and every session it forked (they live in their own sessions)."""
     pids = _descendants(process.pid)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop(process, STOP_TIMEOUT)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -2,25 +2,21 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import json
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from crossyard import certs
 from crossyard.errors import IntegrityError
 from crossyard.oci.layout import OciLayout
 from crossyard.registry.client import RegistryClient
+from helpers.https import serve_https
 from helpers.images import random_image
 from helpers.registry import running_registry
 
@@ -52,43 +48,10 @@ def test_registry_stopped_mid_push_then_completes(tmp_path: Path) -> None:
 
 
 def _certs(directory: Path) -> tuple[Path, Path, Path]:
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(1)
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.crt", directory / "tls.crt", directory / "tls.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca_path, cert_path, key_path
+    """A throwaway CA and a 127.0.0.1/localhost leaf, by crossyard's own certs module."""
+    ca = certs.create_ca(directory, common_name="test CA", lifetime=datetime.timedelta(days=1))
+    leaf = certs.issue_leaf(ca, directory, names=("127.0.0.1", "localhost"), lifetime=datetime.timedelta(days=1))
+    return ca.cert, leaf.cert, leaf.key
 
 
 @contextmanager
@@ -114,16 +77,8 @@ def _lying_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", ca
-    finally:
-        server.shutdown()
+    with serve_https(Handler, cert, key) as url:
+        yield url, ca
 
 
 def test_pull_with_lying_server_fails_and_stores_nothing(tmp_path: Path) -> None:

@@ -3,10 +3,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import ssl
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from crossyard.certs import create_ca, issue_leaf
 from crossyard.errors import ConfigurationError
 from crossyard.recipes import load_recipe
 from crossyard.sources import SourceResolver, tree_digest
+from helpers.https import serve_https
 
 
 def test_tree_digest_tracks_content_names_and_modes(tmp_path: Path) -> None:
@@ -66,16 +65,8 @@ def http_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(leaf.cert, leaf.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/pkg-1.0.tar.gz", body
-    finally:
-        server.shutdown()
+    with serve_https(Handler, leaf.cert, leaf.key) as url:
+        yield f"{url}/pkg-1.0.tar.gz", body
 
 
 def url_recipe(tmp_path: Path, url: str, sha: str) -> Path:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import pytest
 
 from conftest import REPO, require, require_tool
 from crossyard.registry.server import free_port
+from helpers.processes import stop, wait_started
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -155,20 +154,11 @@ def running_dockerd() -> Iterator[DockerdHandle]:
     handle = DockerdHandle(host=f"unix://{sock}", tls_host=f"tcp://127.0.0.1:{port}", cert_path=tls / "client",
                            root=root, pid=process.pid, log=log)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _ping(sock):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"private dockerd did not start (exit {process.poll()}):\n{handle.log_tail()}")
-            time.sleep(0.2)
+        wait_started(process, lambda: _ping(sock), what="private dockerd", log=handle.log_tail,
+                     timeout=START_TIMEOUT, interval=0.2)
         yield handle
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, STOP_TIMEOUT)
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -3,7 +3,6 @@ certs and registry server code. Stable API: `running_registry(tmp_path, users=..
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from crossyard import certs
 from crossyard.registry import server
+from helpers.processes import stop
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,13 +41,7 @@ class RegistryHandle:
     def stop(self) -> None:
         """Stop the registry (SIGTERM, then SIGKILL after 10 s)."""
         while self._proc:
-            p = self._proc.pop()
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop(self._proc.pop(), 10)
 
     @property
     def running(self) -> bool:
