@@ -52,6 +52,20 @@ def test_plan_imports_only_its_module(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["jobs"]  # it did plan
 
 
+def test_image_ls_does_not_load_the_build_command(tmp_path: Path) -> None:
+    """Modules that share a helper get it from report/, not from each other's command module."""
+    (tmp_path / "recipes").mkdir()
+    probe = (
+        "import json, sys\n"
+        "from crossyard.cli import main\n"
+        f"code = main(['-C', {str(tmp_path)!r}, 'image', 'ls', '--json'])\n"
+        "loaded = [m for m in ('crossyard.commands.build', 'crossyard.scheduler') if m in sys.modules]\n"
+        "print(json.dumps({'code': code, 'loaded': loaded}), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert json.loads(result.stderr.strip().splitlines()[-1]) == {"code": 0, "loaded": []}, result.stderr
+
+
 def test_help_and_unknown_command_list_every_command() -> None:
     helped = run_cli("--help")
     assert helped.returncode == 0

@@ -34,6 +34,7 @@ from ..plan import BUILD_KINDS, BuildGraph
 from ..plan import job_id as lock_id
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
+from ..report.tables import table_console
 from ..scheduler import BuildReport, Scheduler
 from ..store import image_ref
 from ..workspace import Workspace
@@ -99,12 +100,6 @@ def check_json_target(target: str | None, project: Project) -> None:
 
 def _console() -> Console:
     return Console(file=sys.stderr, highlight=False)
-
-
-def table_console(width: int) -> Console:
-    """Tables on stdout: the terminal's width on a terminal; piped into a file or a CI log
-    (where rich would assume 80 columns and fold every digest), `width`."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else width)
 
 
 # -- init ----------------------------------------------------------------------------------------

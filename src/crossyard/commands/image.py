@@ -14,9 +14,9 @@ from rich.table import Table
 from ..fsutil import atomic_write_text
 from ..images.export import FORMATS, export_image, platform_manifests
 from ..platforms import Platform
+from ..report.tables import table_console
 from ..store import Store
 from ..workspace import Workspace
-from .build import table_console
 
 
 def _store(args: argparse.Namespace) -> Store:
