@@ -265,9 +265,6 @@ class Scheduler:
                     )
         except CrossyardError as error:
             return replace(base, error=str(error), seconds=time.monotonic() - started), None
-        except ValueError as error:  # a builder refusing its options
-            failure = BuildError(f"{job.id}: {error}")
-            return replace(base, error=str(failure), seconds=time.monotonic() - started), None
         return (
             replace(base, status="built", outputs=artifact.digests, seconds=time.monotonic() - started),
             artifact,
