@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
@@ -273,9 +274,10 @@ def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
     for path in sorted(out.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[(doc["kind"], doc["metadata"]["name"])] = (doc, path)
-            assert doc["metadata"]["namespace"] == "edge"
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == "edge"
     assert {kind for kind, _ in docs} == {
-        "Deployment", "Service", "PersistentVolumeClaim", "Secret", "ConfigMap"}
+        "Namespace", "Deployment", "Service", "PersistentVolumeClaim", "Secret", "ConfigMap"}
 
     leaf = ws.state / "pki" / "registry"
     tls, tls_file = docs[("Secret", "registry-tls")]
@@ -308,6 +310,46 @@ def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
     assert mounts["tls"] == "/certs" and mounts["auth"] == "/auth"
     service = docs[("Service", "registry")][0]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def _k8s_objects(directory: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) in the order `kubectl apply -f DIR` applies them: files by name."""
+    return [(path.name, doc) for path in sorted(directory.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text())]
+
+
+@pytest.mark.parametrize("namespace", [None, "edge"])
+def test_k8s_manifests_declare_their_namespace_before_using_it(
+    tmp_path: Path, namespace: str | None
+) -> None:
+    """`kubectl apply -f DIR` on a new cluster: the Namespace comes first, so nothing fails with
+    "namespaces crossyard not found"."""
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    flags = ["--namespace", namespace] if namespace else []
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
+    assert result.returncode == 0, result.stderr
+    objects = _k8s_objects(out)
+    assert objects[0][0] == "00-namespace.yaml"
+    declared: set[str] = set()
+    for name, doc in objects:
+        if doc["kind"] == "Namespace":
+            assert "namespace" not in doc["metadata"]  # a Namespace is cluster-scoped
+            declared.add(doc["metadata"]["name"])
+        else:
+            assert doc["metadata"]["namespace"] in declared, f"{name} uses an undeclared namespace"
+    assert declared == {namespace or "crossyard"}
+
+
+def test_k8s_manifests_leave_the_clusters_own_namespaces_alone(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
+                     "--namespace", "kube-system")
+    assert result.returncode == 0, result.stderr
+    objects = _k8s_objects(out)
+    assert objects and all(doc["kind"] != "Namespace" for _, doc in objects)
+    assert {doc["metadata"]["namespace"] for _, doc in objects} == {"kube-system"}
 
 
 def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None:
