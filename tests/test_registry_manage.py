@@ -6,10 +6,12 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,6 +141,37 @@ def test_up_serves_tls_with_managed_users_then_down(tmp_path: Path) -> None:
         assert info.backend_pid is not None and not _alive(info.backend_pid)
         with socket.socket() as s:  # the address is free again
             s.bind((host, int(port)))
+
+
+@pytest.mark.integration
+def test_status_into_a_pipe_whose_reader_left_stops_quietly(tmp_path: Path) -> None:
+    """`crossyard registry status | head -1`: no traceback when head has gone."""
+    require_tool("docker-registry", "apt install docker-registry")
+    head = require_tool("head", "apt install coreutils")
+    ws = make_workspace(tmp_path)
+    cli = [sys.executable, "-m", "crossyard.cli", "-C", str(ws.root), "registry", "status"]
+    with stopped_after(ws):
+        _started(ws)
+        piped = subprocess.run(f"{shlex.join(cli)} | {head} -1", shell=True, capture_output=True,
+                               text=True, timeout=120)
+        assert (piped.stdout, piped.stderr) == ("registry: running, healthy\n", "")
+        for extra in ([], ["--json"]):
+            # Made certain rather than raced: head takes its one line and exits first, so
+            # every write status makes meets a pipe nobody reads.
+            read, write = os.pipe()
+            try:
+                os.write(write, b"first line\n")
+                first = subprocess.run([head, "-1"], stdin=read, capture_output=True, timeout=30)
+                os.close(read)
+                read = -1
+                status = subprocess.run([*cli, *extra], stdout=write, stderr=subprocess.PIPE,
+                                        text=True, timeout=120)
+            finally:
+                for fd in (read, write):
+                    if fd >= 0:
+                        os.close(fd)
+            assert first.stdout == b"first line\n"
+            assert (status.returncode, status.stderr) == (141, ""), status.stderr
 
 
 @pytest.mark.integration
