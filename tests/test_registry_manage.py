@@ -22,15 +22,15 @@ import httpx
 import pytest
 import yaml
 
-from conftest import require_tool, run_cli
+from conftest import require, require_tool, run_cli
 from crossyard import certs
 from crossyard.errors import ConfigurationError
 from crossyard.oci.layout import OciLayout
 from crossyard.registry import manager
-from crossyard.registry.client import RegistryClient, add_query
+from crossyard.registry.client import RegistryClient, RegistryError, add_query
 from crossyard.workspace import Workspace
-from helpers.images import tiny_image
-from helpers.managed import free_addr, make_workspace, stopped_after
+from helpers.images import random_image, tiny_image
+from helpers.managed import free_addr, make_workspace, stopped_after, tmpfs
 
 
 def _tls(bundle: Path) -> ssl.SSLContext:
@@ -128,6 +128,7 @@ def test_up_serves_tls_with_managed_users_then_down(tmp_path: Path) -> None:
         assert report["healthy"] and report["certificate"]["verified"]
         assert "127.0.0.1" in report["certificate"]["sans"]
         assert report["backend_pid"] == info.backend_pid
+        assert report["storage_free_bytes"] > 1 << 20 and "(FULL" not in status.stdout
 
         again = _up(ws, addr)
         assert again.returncode == 0 and "already running" in again.stdout
@@ -172,6 +173,45 @@ def test_status_into_a_pipe_whose_reader_left_stops_quietly(tmp_path: Path) -> N
                         os.close(fd)
             assert first.stdout == b"first line\n"
             assert (status.returncode, status.stderr) == (141, ""), status.stderr
+
+
+@pytest.mark.integration
+def test_a_full_registry_disk_says_so(tmp_path: Path) -> None:
+    """The registry's storage on a 2 MiB tmpfs and a 5 MiB push: the error names the full disk
+    and what to do, at once (no retries), instead of "HTTP 500"."""
+    require_tool("docker-registry", "apt install docker-registry")
+    require_tool("mount", "apt install mount")
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    ws = make_workspace(tmp_path)
+    random_image(OciLayout(ws.store_dir).ensure(), 5 << 20, "big:1")
+    env = {"CROSSYARD_KEY_PASSWORD": "", "CROSSYARD_REGISTRY": ""}
+    assert run_cli("-C", str(ws.root), "keys", "generate", env=env).returncode == 0
+    storage = ws.state / "registry" / "storage"
+    with tmpfs(storage, "2m"), stopped_after(ws):
+        info = _started(ws)
+        began = time.monotonic()
+        published = run_cli("-C", str(ws.root), "publish", "--no-build", env=env)
+        took = time.monotonic() - began
+        assert published.returncode == 1, published.stdout + published.stderr
+        error = published.stderr
+        assert f"registry {info.host} is out of disk space" in error, error
+        assert "no space left on device" in error and str(storage) in error
+        assert "free space where it stores blobs" in error and "Traceback" not in error
+        assert took < 5, f"{took:.1f}s: a full disk is not worth retrying"
+
+        # Full now, the registry cannot even start an upload; it says so with a bare errno.
+        small = OciLayout(tmp_path / "small").ensure()
+        tiny_image(small, b"small\n", "small:1")
+        with RegistryClient(info.url, ca_path=info.ca_bundle, username=info.username,
+                            password=info.password) as client, pytest.raises(
+            RegistryError, match=f"registry {info.host} is out of disk space"
+        ):
+            client.push_layout(small, "small:1", "small", "1")
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        status = run_cli("-C", str(ws.root), "registry", "status")
+        assert status.returncode == 0 and "(FULL: pushes fail)" in status.stdout, status.stdout
+        as_json = run_cli("-C", str(ws.root), "registry", "status", "--json")
+        assert json.loads(as_json.stdout)["storage_free_bytes"] < 1 << 20
 
 
 @pytest.mark.integration

@@ -11,6 +11,8 @@ from ..registry import k8s, manager, users
 from ..registry.paths import RegistryPaths
 from ..workspace import Workspace
 
+FULL_BELOW = 1 << 20  # bytes free: not even a small layer fits
+
 
 def _ws(args: argparse.Namespace) -> Workspace:
     return Workspace.find(explicit=args.workspace)
@@ -59,7 +61,7 @@ def _status(args: argparse.Namespace) -> int:
             "pid": info.pid, "backend_pid": info.backend_pid, "ca_bundle": str(info.ca_bundle),
             "username": info.username, "password_file": str(info.password_file),
             "http_status": health.http_status, "error": health.error,
-            "last_reload_error": info.last_reload_error,
+            "last_reload_error": info.last_reload_error, "storage_free_bytes": health.storage_free,
             "certificate": None if cert is None else {
                 "subject": cert.subject, "sans": list(cert.sans), "serial": f"{cert.serial:x}",
                 "not_after": cert.not_after.isoformat(), "sha256": cert.sha256,
@@ -70,6 +72,9 @@ def _status(args: argparse.Namespace) -> int:
     state = "healthy" if health.answering else f"NOT answering ({health.error})"
     lines = [f"registry: running, {state}",
              f"  supervisor:   pid {info.pid}, backend pid {info.backend_pid}", *_describe(info)]
+    if health.storage_free is not None:
+        lines.append(f"  free space:   {health.storage_free / 2**20:.1f} MiB where it stores blobs"
+                     + (" (FULL: pushes fail)" if health.storage_free < FULL_BELOW else ""))
     if cert is not None:
         days = (cert.not_after - datetime.datetime.now(datetime.UTC)).days
         lines += [

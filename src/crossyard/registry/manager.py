@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -82,6 +83,7 @@ class Health:
     http_status: int | None
     certificate: ServedCertificate | None
     error: str | None
+    storage_free: int | None = None  # bytes free where the registry stores blobs
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -214,11 +216,17 @@ def reload_if_running(workspace: Workspace) -> bool:
 
 
 def probe(info: RegistryInfo) -> Health:
-    """Ask the registry: GET /v2/ over TLS verified with the bundle, and the served certificate."""
+    """Ask the registry: GET /v2/ over TLS verified with the bundle, and the served certificate;
+    and the disk: a full one answers /v2/ but refuses every push."""
+    free = None
+    if info.storage is not None:
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(info.storage).free
     try:
         cert = fetch_certificate(info)
     except OSError as exc:
-        return Health(answering=False, http_status=None, certificate=None, error=str(exc))
+        return Health(answering=False, http_status=None, certificate=None, error=str(exc),
+                      storage_free=free)
     ctx = ssl.create_default_context(cafile=str(info.ca_bundle))
     host, port = _split(info.host)
     import http.client
@@ -234,7 +242,7 @@ def probe(info: RegistryInfo) -> Health:
     ok = code in (200, 401)
     return Health(
         answering=ok, http_status=code, certificate=cert,
-        error=None if ok else f"GET /v2/ gave HTTP {code}",
+        error=None if ok else f"GET /v2/ gave HTTP {code}", storage_free=free,
     )
 
 
