@@ -215,6 +215,41 @@ def test_a_full_registry_disk_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_a_copied_workspace_does_not_control_the_originals_registry(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path / "original")
+    copy = Workspace(root=tmp_path / "copy")
+    with stopped_after(ws), stopped_after(copy):
+        info = _started(ws)
+        subprocess.run(["cp", "-a", str(ws.root), str(copy.root)], check=True)
+        for args in (["status"], ["status", "--json"], ["down"], ["reload"],
+                     ["up", "--addr", info.host]):
+            refused = run_cli("-C", str(copy.root), "registry", *args)
+            assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+            assert "Traceback" not in refused.stderr
+            assert (f"the registry at {info.host} (supervisor pid {info.pid}) belongs to "
+                    f"workspace {ws.root}, not to {copy.root}") in refused.stderr
+            assert f"crossyard -C {ws.root} registry down" in refused.stderr
+            assert "registry up --addr" in refused.stderr
+        # A user or a certificate changed in the copy is the copy's: the original is not reloaded.
+        added = run_cli("-C", str(copy.root), "registry", "user", "add", "bob")
+        assert added.returncode == 0 and "reloaded" not in added.stdout, added.stderr
+        assert manager.status(ws) == info  # same supervisor, same backend: nothing was touched
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert run_cli("-C", str(ws.root), "registry", "status").returncode == 0
+
+        # The copy runs its own registry on another port; each workspace then sees its own.
+        own = _up(copy, free_addr())
+        assert own.returncode == 0, own.stderr
+        mine = manager.status(copy)
+        assert mine is not None and mine.pid != info.pid and mine.host != info.host
+        assert manager.status(ws) == info
+        assert run_cli("-C", str(copy.root), "registry", "down").returncode == 0
+        assert not _alive(mine.pid) and _alive(info.pid)
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+
+
+@pytest.mark.integration
 def test_user_add_and_rm_take_effect_on_the_running_registry(tmp_path: Path) -> None:
     require_tool("docker-registry", "apt install docker-registry")
     ws = make_workspace(tmp_path)

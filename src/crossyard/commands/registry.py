@@ -30,7 +30,10 @@ def _describe(info: manager.RegistryInfo) -> list[str]:
 
 def _up(args: argparse.Namespace) -> int:
     ws = _ws(args)
-    already = manager.status(ws)
+    try:
+        already = manager.status(ws)
+    except manager.ForeignRegistryError:
+        already = None  # `up` refuses that one's address, or starts ours elsewhere
     info = manager.up(ws, addr=args.addr)
     verb = "already running" if already is not None else "running"
     print("\n".join([f"registry {verb} at {info.url} (supervisor pid {info.pid})",
@@ -92,7 +95,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    if manager.reload_if_running(_ws(args)):
+    ws = _ws(args)
+    manager.status(ws)  # another workspace's registry (this one is a copy): say so, exit 2
+    if manager.reload_if_running(ws):
         print("registry reloaded")
         return 0
     print("registry is not running")
