@@ -149,11 +149,15 @@ def down(workspace: Workspace) -> bool:
     if not paths.state.exists():
         return False
     with _locked(paths):
-        running = _running_state(paths)
-        if running is not None and not _ours(workspace, running):
-            raise _foreign(workspace, running)
-        state = running or _read_state(paths)
-        return False if state is None else _stop(paths, state)
+        state = _read_state(paths)
+        if state is None:
+            return False
+        owner = _started_for(state)
+        if owner is not None and owner != str(_root(workspace)):
+            raise _foreign(workspace, {**state, "workspace": owner})
+        if owner is None:
+            state = {**state, "pid": 0}  # whatever runs at that pid now is not this registry
+        return _stop(paths, state)
 
 
 def _stop(paths: RegistryPaths, state: dict[str, Any]) -> bool:
@@ -423,18 +427,25 @@ def _read_state(paths: RegistryPaths) -> dict[str, Any] | None:
 
 
 def _running_state(paths: RegistryPaths) -> dict[str, Any] | None:
-    """The state file, if the supervisor it names runs, with `workspace` set to the workspace
-    that supervisor was started for: from its command line, which the kernel keeps and no copy
-    of the state file changes. None if it is gone, or its pid is now another supervisor's."""
+    """The state file if the supervisor it names serves, with `workspace` set to the workspace
+    that supervisor was started for (see `_started_for`)."""
     state = _read_state(paths)
     if state is None or state.get("status") not in ("ready", "degraded"):
         return None
+    owner = _started_for(state)
+    return None if owner is None else {**state, "workspace": owner}
+
+
+def _started_for(state: dict[str, Any]) -> str | None:
+    """The workspace the supervisor `state` names was started for, from its command line: the
+    kernel keeps that, and no copy of the state file changes it. None if that supervisor is
+    gone (its pid dead, or now another process's, another supervisor's included)."""
     argv = _argv(int(state.get("pid", 0)))
     if argv is None or SUPERVISOR_MODULE not in argv:
         return None
     if _flag(argv, "--instance") != state.get("instance"):
         return None
-    return {**state, "workspace": _flag(argv, "--workspace")}
+    return _flag(argv, "--workspace")
 
 
 def _root(workspace: Workspace) -> Path:
