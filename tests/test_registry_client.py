@@ -137,7 +137,7 @@ def test_retries_with_backoff_on_503_then_gives_up_clearly(tmp_path: Path) -> No
             assert direct.has_manifest("app", "1", digest)
         proxy.faults[:] = [Fault("GET", times=-1, status=503)]
         with _client(proxy.url, reg, retries=2) as client, pytest.raises(
-            RegistryError, match=r"HTTP 503 \(gave up after 3 attempts\)"
+            RegistryError, match=r"HTTP 503: injected fault \(gave up after 3 attempts\)"
         ):
             client.ping()
         assert len([r for r in proxy.log if r.fault and r.method == "GET"]) == 3

@@ -6,28 +6,31 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
 import pytest
 import yaml
 
-from conftest import require_tool, run_cli
+from conftest import require, require_tool, run_cli
 from crossyard import certs
 from crossyard.errors import ConfigurationError
 from crossyard.oci.layout import OciLayout
 from crossyard.registry import manager
-from crossyard.registry.client import RegistryClient, add_query
+from crossyard.registry.client import RegistryClient, RegistryError, add_query
 from crossyard.workspace import Workspace
-from helpers.images import tiny_image
-from helpers.managed import free_addr, make_workspace, stopped_after
+from helpers.images import random_image, tiny_image
+from helpers.managed import free_addr, make_workspace, stopped_after, tmpfs
 
 
 def _tls(bundle: Path) -> ssl.SSLContext:
@@ -125,6 +128,7 @@ def test_up_serves_tls_with_managed_users_then_down(tmp_path: Path) -> None:
         assert report["healthy"] and report["certificate"]["verified"]
         assert "127.0.0.1" in report["certificate"]["sans"]
         assert report["backend_pid"] == info.backend_pid
+        assert report["storage_free_bytes"] > 1 << 20 and "(FULL" not in status.stdout
 
         again = _up(ws, addr)
         assert again.returncode == 0 and "already running" in again.stdout
@@ -138,6 +142,111 @@ def test_up_serves_tls_with_managed_users_then_down(tmp_path: Path) -> None:
         assert info.backend_pid is not None and not _alive(info.backend_pid)
         with socket.socket() as s:  # the address is free again
             s.bind((host, int(port)))
+
+
+@pytest.mark.integration
+def test_status_into_a_pipe_whose_reader_left_stops_quietly(tmp_path: Path) -> None:
+    """`crossyard registry status | head -1`: no traceback when head has gone."""
+    require_tool("docker-registry", "apt install docker-registry")
+    head = require_tool("head", "apt install coreutils")
+    ws = make_workspace(tmp_path)
+    cli = [sys.executable, "-m", "crossyard.cli", "-C", str(ws.root), "registry", "status"]
+    with stopped_after(ws):
+        _started(ws)
+        piped = subprocess.run(f"{shlex.join(cli)} | {head} -1", shell=True, capture_output=True,
+                               text=True, timeout=120)
+        assert (piped.stdout, piped.stderr) == ("registry: running, healthy\n", "")
+        for extra in ([], ["--json"]):
+            # Made certain rather than raced: head takes its one line and exits first, so
+            # every write status makes meets a pipe nobody reads.
+            read, write = os.pipe()
+            try:
+                os.write(write, b"first line\n")
+                first = subprocess.run([head, "-1"], stdin=read, capture_output=True, timeout=30)
+                os.close(read)
+                read = -1
+                status = subprocess.run([*cli, *extra], stdout=write, stderr=subprocess.PIPE,
+                                        text=True, timeout=120)
+            finally:
+                for fd in (read, write):
+                    if fd >= 0:
+                        os.close(fd)
+            assert first.stdout == b"first line\n"
+            assert (status.returncode, status.stderr) == (141, ""), status.stderr
+
+
+@pytest.mark.integration
+def test_a_full_registry_disk_says_so(tmp_path: Path) -> None:
+    """The registry's storage on a 2 MiB tmpfs and a 5 MiB push: the error names the full disk
+    and what to do, at once (no retries), instead of "HTTP 500"."""
+    require_tool("docker-registry", "apt install docker-registry")
+    require_tool("mount", "apt install mount")
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    ws = make_workspace(tmp_path)
+    random_image(OciLayout(ws.store_dir).ensure(), 5 << 20, "big:1")
+    env = {"CROSSYARD_KEY_PASSWORD": "", "CROSSYARD_REGISTRY": ""}
+    assert run_cli("-C", str(ws.root), "keys", "generate", env=env).returncode == 0
+    storage = ws.state / "registry" / "storage"
+    with tmpfs(storage, "2m"), stopped_after(ws):
+        info = _started(ws)
+        began = time.monotonic()
+        published = run_cli("-C", str(ws.root), "publish", "--no-build", env=env)
+        took = time.monotonic() - began
+        assert published.returncode == 1, published.stdout + published.stderr
+        error = published.stderr
+        assert f"registry {info.host} is out of disk space" in error, error
+        assert "no space left on device" in error and str(storage) in error
+        assert "free space where it stores blobs" in error and "Traceback" not in error
+        assert took < 5, f"{took:.1f}s: a full disk is not worth retrying"
+
+        # Full now, the registry cannot even start an upload; it says so with a bare errno.
+        small = OciLayout(tmp_path / "small").ensure()
+        tiny_image(small, b"small\n", "small:1")
+        with RegistryClient(info.url, ca_path=info.ca_bundle, username=info.username,
+                            password=info.password) as client, pytest.raises(
+            RegistryError, match=f"registry {info.host} is out of disk space"
+        ):
+            client.push_layout(small, "small:1", "small", "1")
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        status = run_cli("-C", str(ws.root), "registry", "status")
+        assert status.returncode == 0 and "(FULL: pushes fail)" in status.stdout, status.stdout
+        as_json = run_cli("-C", str(ws.root), "registry", "status", "--json")
+        assert json.loads(as_json.stdout)["storage_free_bytes"] < 1 << 20
+
+
+@pytest.mark.integration
+def test_a_copied_workspace_does_not_control_the_originals_registry(tmp_path: Path) -> None:
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path / "original")
+    copy = Workspace(root=tmp_path / "copy")
+    with stopped_after(ws), stopped_after(copy):
+        info = _started(ws)
+        subprocess.run(["cp", "-a", str(ws.root), str(copy.root)], check=True)
+        for args in (["status"], ["status", "--json"], ["down"], ["reload"],
+                     ["up", "--addr", info.host]):
+            refused = run_cli("-C", str(copy.root), "registry", *args)
+            assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+            assert "Traceback" not in refused.stderr
+            assert (f"the registry at {info.host} (supervisor pid {info.pid}) belongs to "
+                    f"workspace {ws.root}, not to {copy.root}") in refused.stderr
+            assert f"crossyard -C {ws.root} registry down" in refused.stderr
+            assert "registry up --addr" in refused.stderr
+        # A user or a certificate changed in the copy is the copy's: the original is not reloaded.
+        added = run_cli("-C", str(copy.root), "registry", "user", "add", "bob")
+        assert added.returncode == 0 and "reloaded" not in added.stdout, added.stderr
+        assert manager.status(ws) == info  # same supervisor, same backend: nothing was touched
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert run_cli("-C", str(ws.root), "registry", "status").returncode == 0
+
+        # The copy runs its own registry on another port; each workspace then sees its own.
+        own = _up(copy, free_addr())
+        assert own.returncode == 0, own.stderr
+        mine = manager.status(copy)
+        assert mine is not None and mine.pid != info.pid and mine.host != info.host
+        assert manager.status(ws) == info
+        assert run_cli("-C", str(copy.root), "registry", "down").returncode == 0
+        assert not _alive(mine.pid) and _alive(info.pid)
+        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
 
 
 @pytest.mark.integration
@@ -273,9 +382,10 @@ def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
     for path in sorted(out.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[(doc["kind"], doc["metadata"]["name"])] = (doc, path)
-            assert doc["metadata"]["namespace"] == "edge"
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == "edge"
     assert {kind for kind, _ in docs} == {
-        "Deployment", "Service", "PersistentVolumeClaim", "Secret", "ConfigMap"}
+        "Namespace", "Deployment", "Service", "PersistentVolumeClaim", "Secret", "ConfigMap"}
 
     leaf = ws.state / "pki" / "registry"
     tls, tls_file = docs[("Secret", "registry-tls")]
@@ -308,6 +418,46 @@ def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
     assert mounts["tls"] == "/certs" and mounts["auth"] == "/auth"
     service = docs[("Service", "registry")][0]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def _k8s_objects(directory: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) in the order `kubectl apply -f DIR` applies them: files by name."""
+    return [(path.name, doc) for path in sorted(directory.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text())]
+
+
+@pytest.mark.parametrize("namespace", [None, "edge"])
+def test_k8s_manifests_declare_their_namespace_before_using_it(
+    tmp_path: Path, namespace: str | None
+) -> None:
+    """`kubectl apply -f DIR` on a new cluster: the Namespace comes first, so nothing fails with
+    "namespaces crossyard not found"."""
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    flags = ["--namespace", namespace] if namespace else []
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
+    assert result.returncode == 0, result.stderr
+    objects = _k8s_objects(out)
+    assert objects[0][0] == "00-namespace.yaml"
+    declared: set[str] = set()
+    for name, doc in objects:
+        if doc["kind"] == "Namespace":
+            assert "namespace" not in doc["metadata"]  # a Namespace is cluster-scoped
+            declared.add(doc["metadata"]["name"])
+        else:
+            assert doc["metadata"]["namespace"] in declared, f"{name} uses an undeclared namespace"
+    assert declared == {namespace or "crossyard"}
+
+
+def test_k8s_manifests_leave_the_clusters_own_namespaces_alone(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
+                     "--namespace", "kube-system")
+    assert result.returncode == 0, result.stderr
+    objects = _k8s_objects(out)
+    assert objects and all(doc["kind"] != "Namespace" for _, doc in objects)
+    assert {doc["metadata"]["namespace"] for _, doc in objects} == {"kube-system"}
 
 
 def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None:

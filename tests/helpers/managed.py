@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from conftest import REPO
@@ -31,4 +32,19 @@ def stopped_after(ws: Workspace) -> Iterator[Workspace]:
     try:
         yield ws
     finally:
-        manager.down(ws)
+        with suppress(manager.ForeignRegistryError):  # another workspace's: not ours to stop
+            manager.down(ws)
+
+
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. "2m") mounted at `path` (needs root); unmounted at the end, pass
+    or fail (lazily if something still holds it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                   check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(path)], capture_output=True, check=False)

@@ -76,6 +76,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--format", choices=FORMATS, default="oci",
                         help="oci: layout dir, or oci-archive if PATH ends .tar; docker-archive: `docker load` tar")
     export.add_argument("-o", "--output", required=True, metavar="PATH")
-    export.add_argument("--platform", default=None, help="one platform, e.g. linux/riscv64 (docker-archive needs it "
+    export.add_argument("-p", "--platform", default=None, help="one platform, e.g. linux/riscv64 (docker-archive needs it "
                         "when the image has several)")
     export.set_defaults(func=cmd_export)

@@ -11,6 +11,8 @@ from ..registry import k8s, manager, users
 from ..registry.paths import RegistryPaths
 from ..workspace import Workspace
 
+FULL_BELOW = 1 << 20  # bytes free: not even a small layer fits
+
 
 def _ws(args: argparse.Namespace) -> Workspace:
     return Workspace.find(explicit=args.workspace)
@@ -28,7 +30,10 @@ def _describe(info: manager.RegistryInfo) -> list[str]:
 
 def _up(args: argparse.Namespace) -> int:
     ws = _ws(args)
-    already = manager.status(ws)
+    try:
+        already = manager.status(ws)
+    except manager.ForeignRegistryError:
+        already = None  # `up` refuses that one's address, or starts ours elsewhere
     info = manager.up(ws, addr=args.addr)
     verb = "already running" if already is not None else "running"
     print("\n".join([f"registry {verb} at {info.url} (supervisor pid {info.pid})",
@@ -59,7 +64,7 @@ def _status(args: argparse.Namespace) -> int:
             "pid": info.pid, "backend_pid": info.backend_pid, "ca_bundle": str(info.ca_bundle),
             "username": info.username, "password_file": str(info.password_file),
             "http_status": health.http_status, "error": health.error,
-            "last_reload_error": info.last_reload_error,
+            "last_reload_error": info.last_reload_error, "storage_free_bytes": health.storage_free,
             "certificate": None if cert is None else {
                 "subject": cert.subject, "sans": list(cert.sans), "serial": f"{cert.serial:x}",
                 "not_after": cert.not_after.isoformat(), "sha256": cert.sha256,
@@ -70,6 +75,9 @@ def _status(args: argparse.Namespace) -> int:
     state = "healthy" if health.answering else f"NOT answering ({health.error})"
     lines = [f"registry: running, {state}",
              f"  supervisor:   pid {info.pid}, backend pid {info.backend_pid}", *_describe(info)]
+    if health.storage_free is not None:
+        lines.append(f"  free space:   {health.storage_free / 2**20:.1f} MiB where it stores blobs"
+                     + (" (FULL: pushes fail)" if health.storage_free < FULL_BELOW else ""))
     if cert is not None:
         days = (cert.not_after - datetime.datetime.now(datetime.UTC)).days
         lines += [
@@ -87,7 +95,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    if manager.reload_if_running(_ws(args)):
+    ws = _ws(args)
+    manager.status(ws)  # another workspace's registry (this one is a copy): say so, exit 2
+    if manager.reload_if_running(ws):
         print("registry reloaded")
         return 0
     print("registry is not running")

@@ -8,8 +8,10 @@ from there. Pulling checks every byte against its digest before anything is stor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import re
 import ssl
 import threading
 import time
@@ -142,7 +144,7 @@ class RegistryClient:
 
     def _check(self, response: httpx.Response, what: str) -> httpx.Response:
         if response.status_code >= 500 or response.status_code == 429:
-            raise _ServerError(f"{what}: HTTP {response.status_code}")
+            raise self._server_error(response, what)
         if response.status_code == 401:
             raise ConfigurationError(
                 f"registry {self.host} refused credentials for {self.username or 'anonymous'} "
@@ -155,6 +157,20 @@ class RegistryClient:
                 "ask the registry's admin for push rights"
             )
         return response
+
+    def _server_error(self, response: httpx.Response, what: str) -> Exception:
+        """A 5xx/429 to retry (_ServerError, with what the registry said), or, when the registry
+        is out of disk space, a RegistryError that says so: no retry frees a disk."""
+        full = _error_text(response)
+        said = full if len(full) <= 400 else full[:399] + "…"
+        if _disk_full(full):
+            return RegistryError(
+                f"registry {self.host} is out of disk space ({what}: {said}): free space where it "
+                "stores blobs (delete images nobody needs and run its garbage collection, e.g. "
+                "`docker-registry garbage-collect CONFIG`) or give it a bigger disk, then push "
+                "again; blobs the registry already holds are not sent twice"
+            )
+        return _ServerError(f"{what}: HTTP {response.status_code}" + (f": {said}" if said else ""))
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         what = f"{method} {urlsplit(url).path}"
@@ -277,7 +293,7 @@ class RegistryClient:
                     # when a dropped request's bytes land after we asked where it stood); the
                     # status check below then says so and the upload starts over.
                     if response.status_code >= 500 or response.status_code in (404, 416):
-                        raise _ServerError(f"PATCH: HTTP {response.status_code}")
+                        raise self._server_error(response, "PATCH")
                 except (httpx.TransportError, _ServerError) as exc:
                     failures += 1
                     if failures > self._retries:
@@ -489,6 +505,32 @@ def _file_slice(handle: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
 
 class _ServerError(Exception):
     pass
+
+
+def _error_text(response: httpx.Response) -> str:
+    """What an error response says: distribution's `{"errors": [{message, detail}]}` as
+    "message: detail", else the body's text."""
+    try:
+        body = response.read()
+    except (httpx.HTTPError, httpx.StreamError):
+        return ""
+    try:
+        errors = json.loads(body)["errors"]
+        text = "; ".join(
+            ": ".join(part if isinstance(part, str) else json.dumps(part, sort_keys=True)
+                      for part in (e.get("message"), e.get("detail")) if part)
+            for e in errors
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        text = body.decode("utf-8", "replace").strip()
+    return text
+
+
+def _disk_full(said: str) -> bool:
+    """distribution reports ENOSPC as the Go error text or, from its filesystem driver, as
+    `{"Enclosed": {"Err": 28, ...}}` (a PathError with the bare errno)."""
+    return "no space left on device" in said.lower() or re.search(
+        rf'"Err": {errno.ENOSPC}\b', said) is not None
 
 
 def _range_end(header: str) -> int:

@@ -23,6 +23,9 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _SECRET_KIND = re.compile(r"^kind:\s*Secret\s*$", re.MULTILINE)
+_NAMESPACE_KIND = re.compile(r"^kind:\s*Namespace\s*$", re.MULTILINE)
+# Every cluster has these (and refuses to delete most): no Namespace manifest for them.
+_CLUSTER_NAMESPACES: Final = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +85,10 @@ def render(workspace: Workspace, options: K8sOptions) -> dict[str, str]:
         "htpasswd_b64": _b64(htpasswd),
         "http_secret_b64": _b64(http_secret.encode()),
     }
-    return {t.name: server.fill_template(t, values) for t in k8s_templates(workspace.root)}
+    rendered = {t.name: server.fill_template(t, values) for t in k8s_templates(workspace.root)}
+    if options.namespace in _CLUSTER_NAMESPACES:
+        return {n: text for n, text in rendered.items() if not _NAMESPACE_KIND.search(text)}
+    return rendered
 
 
 def write_manifests(workspace: Workspace, directory: Path, *, options: K8sOptions) -> list[Path]:

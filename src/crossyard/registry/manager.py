@@ -4,6 +4,13 @@
 and runs CNCF distribution behind it; a reload (after a certificate rotation or a user change)
 swaps the backend without refusing a connection. The supervisor's state file is the only thing
 this module reads to find it.
+
+A running registry belongs to one workspace: `up` gives its supervisor the workspace's resolved
+path and a random instance id on its command line, and the supervisor writes the id into its
+state. A state file names a running registry only if the process at its pid is a supervisor
+started with that id; the registry is this workspace's only if that supervisor's path is this
+workspace's. So a copy of a workspace (`cp -a`, whose state file names the original's registry)
+neither reports, stops nor reloads the original's.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -46,6 +55,11 @@ SUPERVISOR_MODULE: Final = "crossyard.registry.supervisor"
 
 class RegistryStateError(CrossyardError):
     """The managed registry did not do what was asked (start, reload, stop)."""
+
+
+class ForeignRegistryError(ConfigurationError):
+    """The registry this workspace's state names runs for another workspace (this one is a copy
+    or a move of it): not this workspace's to report on or stop."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +96,7 @@ class Health:
     http_status: int | None
     certificate: ServedCertificate | None
     error: str | None
+    storage_free: int | None = None  # bytes free where the registry stores blobs
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -91,7 +106,7 @@ def up(workspace: Workspace, *, addr: str | None = None) -> RegistryInfo:
     paths = RegistryPaths.of(workspace)
     with _locked(paths):
         running = _running_state(paths)
-        if running is not None:
+        if running is not None and _ours(workspace, running):
             info = _info(workspace, running)
             if info.host != settings.addr.authority:
                 raise ConfigurationError(
@@ -99,6 +114,9 @@ def up(workspace: Workspace, *, addr: str | None = None) -> RegistryInfo:
                     f"`crossyard registry down` first to move it to {settings.addr.authority}"
                 )
             return info
+        if running is not None and str(running["addr"]) == settings.addr.listen:
+            raise _foreign(workspace, running)
+        # Another workspace's registry elsewhere is left alone; this one gets its own.
         server.find_binary()
         leaf = pki.ensure_leaf(workspace, settings.cert)
         _check_names(leaf.cert, settings)
@@ -132,7 +150,14 @@ def down(workspace: Workspace) -> bool:
         return False
     with _locked(paths):
         state = _read_state(paths)
-        return False if state is None else _stop(paths, state)
+        if state is None:
+            return False
+        owner = _started_for(state)
+        if owner is not None and owner != str(_root(workspace)):
+            raise _foreign(workspace, {**state, "workspace": owner})
+        if owner is None:
+            state = {**state, "pid": 0}  # whatever runs at that pid now is not this registry
+        return _stop(paths, state)
 
 
 def _stop(paths: RegistryPaths, state: dict[str, Any]) -> bool:
@@ -160,9 +185,14 @@ def _stop(paths: RegistryPaths, state: dict[str, Any]) -> bool:
 
 
 def status(workspace: Workspace) -> RegistryInfo | None:
-    """The running managed registry, or None (no network check; see `probe`)."""
+    """The running managed registry, or None (no network check; see `probe`).
+    ForeignRegistryError if the one the state names is another workspace's."""
     state = _running_state(RegistryPaths.of(workspace))
-    return None if state is None else _info(workspace, state)
+    if state is None:
+        return None
+    if not _ours(workspace, state):
+        raise _foreign(workspace, state)
+    return _info(workspace, state)
 
 
 def reload_if_running(workspace: Workspace) -> bool:
@@ -173,8 +203,8 @@ def reload_if_running(workspace: Workspace) -> bool:
     """
     paths = RegistryPaths.of(workspace)
     state = _running_state(paths)
-    if state is None:
-        return False
+    if state is None or not _ours(workspace, state):
+        return False  # another workspace's registry serves that one's certificate and users
     cert_name = str(state.get("cert", "registry"))
     before = int(state.get("reloads", 0))
     pid = int(state["pid"])
@@ -214,11 +244,17 @@ def reload_if_running(workspace: Workspace) -> bool:
 
 
 def probe(info: RegistryInfo) -> Health:
-    """Ask the registry: GET /v2/ over TLS verified with the bundle, and the served certificate."""
+    """Ask the registry: GET /v2/ over TLS verified with the bundle, and the served certificate;
+    and the disk: a full one answers /v2/ but refuses every push."""
+    free = None
+    if info.storage is not None:
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(info.storage).free
     try:
         cert = fetch_certificate(info)
     except OSError as exc:
-        return Health(answering=False, http_status=None, certificate=None, error=str(exc))
+        return Health(answering=False, http_status=None, certificate=None, error=str(exc),
+                      storage_free=free)
     ctx = ssl.create_default_context(cafile=str(info.ca_bundle))
     host, port = _split(info.host)
     import http.client
@@ -234,7 +270,7 @@ def probe(info: RegistryInfo) -> Health:
     ok = code in (200, 401)
     return Health(
         answering=ok, http_status=code, certificate=cert,
-        error=None if ok else f"GET /v2/ gave HTTP {code}",
+        error=None if ok else f"GET /v2/ gave HTTP {code}", storage_free=free,
     )
 
 
@@ -351,8 +387,9 @@ def _spawn(
     fd = sock.fileno()
     with paths.supervisor_log.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", SUPERVISOR_MODULE, "--workspace", str(workspace.root),
-             "--addr", settings.addr.listen, "--cert", settings.cert, "--listen-fd", str(fd)],
+            [sys.executable, "-m", SUPERVISOR_MODULE, "--workspace", str(_root(workspace)),
+             "--instance", secrets.token_hex(16), "--addr", settings.addr.listen,
+             "--cert", settings.cert, "--listen-fd", str(fd)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,),
             start_new_session=True, cwd=workspace.root, env=env,
         )
@@ -390,24 +427,74 @@ def _read_state(paths: RegistryPaths) -> dict[str, Any] | None:
 
 
 def _running_state(paths: RegistryPaths) -> dict[str, Any] | None:
+    """The state file if the supervisor it names serves, with `workspace` set to the workspace
+    that supervisor was started for (see `_started_for`)."""
     state = _read_state(paths)
     if state is None or state.get("status") not in ("ready", "degraded"):
         return None
-    return state if _supervisor_alive(int(state.get("pid", 0))) else None
+    owner = _started_for(state)
+    return None if owner is None else {**state, "workspace": owner}
 
 
-def _is_process(pid: int, marker: str) -> bool:
-    """`pid` is a live (not zombie) process whose command line mentions `marker`."""
+def _started_for(state: dict[str, Any]) -> str | None:
+    """The workspace the supervisor `state` names was started for, from its command line: the
+    kernel keeps that, and no copy of the state file changes it. None if that supervisor is
+    gone (its pid dead, or now another process's, another supervisor's included)."""
+    argv = _argv(int(state.get("pid", 0)))
+    if argv is None or SUPERVISOR_MODULE not in argv:
+        return None
+    if _flag(argv, "--instance") != state.get("instance"):
+        return None
+    return _flag(argv, "--workspace")
+
+
+def _root(workspace: Workspace) -> Path:
+    return workspace.root.resolve()
+
+
+def _ours(workspace: Workspace, running: dict[str, Any]) -> bool:
+    return running.get("workspace") == str(_root(workspace))
+
+
+def _foreign(workspace: Workspace, running: dict[str, Any]) -> ForeignRegistryError:
+    owner, pid, here = running.get("workspace"), running.get("pid"), _root(workspace)
+    host = Address.parse(str(running["addr"]), where=str(RegistryPaths.of(workspace).state))
+    stop = (f"(a copy of it?): stop it from there with `crossyard -C {owner} registry down`"
+            if owner and Path(owner).is_dir()
+            else f"(moved here?): that workspace is gone, so stop it with `kill {pid}`")
+    return ForeignRegistryError(
+        f"the registry at {host.authority} (supervisor pid {pid}) belongs to workspace {owner}, "
+        f"not to {here} {stop}; or run this workspace's own registry on another port with "
+        f"`crossyard -C {here} registry up --addr HOST:PORT`"
+    )
+
+
+def _argv(pid: int) -> list[str] | None:
+    """The command line of live (not zombie) process `pid`, or None."""
     if pid <= 0:
-        return False
+        return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return False
+        return None
     if stat.rpartition(")")[2].split()[0] in ("Z", "X"):
-        return False
-    return marker.encode() in cmdline
+        return None
+    return cmdline.decode(errors="surrogateescape").split("\0")
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value after `name` in `argv` (None if absent: a supervisor from before the flag)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == name:
+            return argv[i + 1]
+    return None
+
+
+def _is_process(pid: int, marker: str) -> bool:
+    """`pid` is a live (not zombie) process whose command line mentions `marker`."""
+    argv = _argv(pid)
+    return argv is not None and marker in "\0".join(argv)
 
 
 def _supervisor_alive(pid: int) -> bool:

@@ -5,7 +5,8 @@
       users/NAME.password   one managed user per file (0600); htpasswd is rendered from these
       htpasswd              bcrypt htpasswd (0600)
       http.secret           distribution's upload-state secret (0600), stable across reloads
-      state.json            the supervisor's state: pid, addr, current backend (atomic writes)
+      state.json            the supervisor's state: pid, instance id, workspace, addr, current
+                            backend (atomic writes)
       supervisor.log        the supervisor's log
       backends/N/           generation N: config.yml, TLS pair and htpasswd snapshots
       logs/backend-N.log    generation N's registry log

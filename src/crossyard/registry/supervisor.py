@@ -86,6 +86,7 @@ class Backend:
 @dataclass(kw_only=True)
 class Supervisor:
     workspace: Workspace
+    instance: str  # from `up`; with the workspace's path, it ties this process to its state
     addr: Address
     cert_name: str
     sock: socket.socket
@@ -109,6 +110,8 @@ class Supervisor:
     def write_state(self) -> None:
         state = {
             "pid": os.getpid(),
+            "instance": self.instance,
+            "workspace": str(self.workspace.root),
             "addr": self.addr.listen,
             "url": self.addr.url,
             "cert": self.cert_name,
@@ -390,6 +393,7 @@ def _die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crossyard.registry.supervisor")
     parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--instance", required=True, help="random id `up` gave this supervisor")
     parser.add_argument("--addr", required=True)
     parser.add_argument("--cert", required=True, help="leaf profile name")
     parser.add_argument("--listen-fd", type=int, required=True)
@@ -402,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.setblocking(False)
     supervisor = Supervisor(
         workspace=Workspace(root=args.workspace.resolve()),
+        instance=args.instance,
         addr=Address.parse(args.addr, where="--addr"),
         cert_name=args.cert,
         sock=sock,

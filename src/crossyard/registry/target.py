@@ -2,16 +2,17 @@
 
 Order: an explicit `--registry`/`--ca`, then CROSSYARD_REGISTRY / CROSSYARD_REGISTRY_CA /
 CROSSYARD_REGISTRY_USERNAME / _PASSWORD, then the workspace's managed registry
-(`crossyard registry up`).
+(`crossyard registry up`). A URL may carry `user:password@`: those are the credentials (before
+the variables), and the URL is kept without them, so nothing that prints it shows the password.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from ..workspace import Workspace
@@ -24,7 +25,7 @@ class Target:
     host: str  # host:port, as in image references
     ca_path: Path | None  # None: the system's trust store
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     origin: str  # where the choice came from, for messages
     password_file: Path | None = None  # the managed registry's, to tell users how to log in
 
@@ -36,6 +37,25 @@ class Target:
 def _normalize(url: str) -> str:
     url = url.strip().rstrip("/")
     return url if "://" in url else "https://" + url
+
+
+def _without_credentials(url: str, origin: str) -> tuple[str, str | None, str | None]:
+    """(URL without `user:password@`, user, password), percent-decoded; the URL's port checked
+    here, with the password already gone from what the message shows."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    clean = urlunsplit(parts._replace(netloc=hostport)) if at else url
+    try:
+        _ = urlsplit(clean).port  # raises on a port that is not one
+    except ValueError:
+        raise ConfigurationError(
+            f"{origin}: {clean} is not a registry address; write HOST[:PORT] or "
+            "https://[USER:PASSWORD@]HOST[:PORT]"
+        ) from None
+    if not at:
+        return clean, None, None
+    user, colon, password = userinfo.partition(":")
+    return clean, unquote(user) or None, unquote(password) if colon else None
 
 
 def resolve_target(
@@ -51,11 +71,12 @@ def resolve_target(
                 f"CA bundle {ca_path} (--ca / CROSSYARD_REGISTRY_CA) does not exist; "
                 "the workspace's own is .crossyard/pki/ca/bundle.crt"
             )
-        full = _normalize(url)
+        full, user, password = _without_credentials(_normalize(url), origin)
         return Target(
             url=full, host=urlsplit(full).netloc, ca_path=ca_path,
-            username=os.environ.get("CROSSYARD_REGISTRY_USERNAME"),
-            password=os.environ.get("CROSSYARD_REGISTRY_PASSWORD"), origin=origin,
+            username=user or os.environ.get("CROSSYARD_REGISTRY_USERNAME") or None,
+            password=password or os.environ.get("CROSSYARD_REGISTRY_PASSWORD") or None,
+            origin=origin,
         )
     from . import manager
 
