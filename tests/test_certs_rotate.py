@@ -271,6 +271,7 @@ def test_interrupted_switch_is_finished_by_the_next_command(tmp_path: Path, cras
     assert rotation.phase == 2 and rotation.interrupted
     r = _cli(ws, "status", "--threshold-days", "0.01")
     assert "switch was interrupted: run `crossyard certs switch-ca`" in r.stdout
+    assert rotation.next_command == "crossyard certs switch-ca"
     assert layout.bundle.read_bytes() == staged_bundle
     r = _cli(ws, "switch-ca")
     assert r.returncode == 0, r.stderr

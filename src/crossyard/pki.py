@@ -131,6 +131,8 @@ class Rotation:
     @property
     def next_command(self) -> str | None:
         """The command that takes the rotation one step further."""
+        if self.interrupted:
+            return "crossyard certs switch-ca"
         return (None, "crossyard certs switch-ca", "crossyard certs retire-ca")[self.phase]
 
     def advice(self, now: datetime.datetime) -> str:

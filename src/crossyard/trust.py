@@ -1,8 +1,9 @@
 """Trust material for registry clients, rendered from the workspace CA bundle. Pure: each renderer
 returns {relative path: bytes} and the caller decides where it goes.
 
-During a CA rotation's overlap the bundle holds two CAs (current first, then previous) and every
-format trusts both, so a node keeps pulling whichever certificate the registry presents:
+During a CA rotation the bundle holds two CAs (the new one first, then the old one) and every
+format trusts both, so a node keeps pulling whichever certificate the registry presents; what is
+rendered after `certs rotate --ca` stays exact through `certs switch-ca`:
 
 - docker:     certs.d/<host:port>/ca.crt holding both CAs (Docker reads every *.crt there), plus
               client.cert/client.key for mTLS.
