@@ -49,6 +49,8 @@ def _main(capsys: pytest.CaptureFixture[str], ws_root: Path, *args: str) -> tupl
         ('names = ["registry.example.com"]\n',
          ["'registry.example.com' is outside the CA's permitted names", "certs/ca.toml"]),
         ('names = ["localhost"\n', ["registry.toml", "malformed TOML"]),
+        ('names = ["localhost"]\nlifetime = "99999999d"\n',
+         ["registry.toml", "`lifetime` = '99999999d' is out of range", "between 1s and 36500d"]),
     ],
 )
 def test_bad_leaf_profile(
@@ -72,6 +74,8 @@ def test_bad_leaf_profile(
         ('permitted_dns = ["*.local"]\n', ["ca.toml", "`permitted_dns`"]),
         ('permitted_dns = []\npermitted_ips = []\n', ["ca.toml", "could sign nothing"]),
         ('overlap = "soon"\n', ["ca.toml", "`overlap`"]),
+        ('lifetime = "99999999d"\n', ["ca.toml", "`lifetime`", "between 1s and 36500d"]),
+        ('overlap = "1d"\nswitch_after = "2d"\n', ["ca.toml", "`switch_after`", "`overlap`"]),
     ],
 )
 def test_bad_ca_profile(
@@ -93,6 +97,15 @@ def test_issue_options_need_san(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 2 and "positive" in err
     code, err = _main(capsys, ws.root, "issue", "x", "--san", "10.0.0.300")
     assert code == 2 and "--san" in err and "not a valid IP address" in err
+    code, err = _main(capsys, ws.root, "issue", "x", "--san", "localhost", "--days", "5",
+                      "--lifetime", "12h")
+    assert code == 2 and "--days 5 and --lifetime 12h" in err and "give one" in err
+    code, err = _main(capsys, ws.root, "issue", "x", "--san", "localhost", "--days", "99999999")
+    assert code == 2 and "`--days` = 99999999 is out of range" in err and "36500d" in err
+    code, err = _main(capsys, ws.root, "issue", "x", "--san", "localhost", "--lifetime",
+                      "99999999d")
+    assert code == 2 and "`--lifetime`" in err and "out of range" in err
+    assert not (ws.pki_dir / "x").exists()
     assert _main(capsys, ws.root, "issue", "x", "--san", "localhost", "--lifetime", "12h")[0] == 0
 
 
@@ -171,3 +184,31 @@ def test_trust_bad_input(tmp_path: Path) -> None:
     code, err = _cli(ws.root, "trust", "--format", "docker", "--host", "reg:5000", "--client",
                      "registry")
     assert code == 2 and "not a client certificate" in err
+
+
+def test_corrupt_ca_certificate_advice_leads_out(tmp_path: Path) -> None:
+    """Every command that meets a corrupt ca.crt says the same thing, and that thing works:
+    no advice sends the user to a command that fails the same way."""
+    ws = make_workspace(tmp_path)
+    assert _cli(ws.root, "issue", "registry")[0] == 0
+    layout = pki.Pki.of(ws)
+    layout.ca.cert.write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+    for args in (["status"], ["init"], ["rotate"], ["rotate", "--ca"], ["issue", "registry"]):
+        code, err = _cli(ws.root, *args)
+        assert code == 2, (args, err)
+        assert f"{layout.ca.cert}" in err, (args, err)
+        assert "restore it from your backup" in err, (args, err)
+        assert "`crossyard certs init --force`" in err, (args, err)
+        assert "run `crossyard certs init` to" not in err, (args, err)
+    code, err = _cli(ws.root, "init", "--force")
+    assert code == 0, err
+    assert _cli(ws.root, "rotate")[0] == 0  # re-issues the leaf from the new CA
+    assert _cli(ws.root, "status", "--threshold-days", "1")[0] == 0
+
+    # A corrupt bundle (what `certs trust` reads) is rewritten from the CA by `certs init`.
+    layout.bundle.write_bytes(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    trust = ["trust", "--format", "docker", "--host", "localhost:5000"]
+    code, err = _cli(ws.root, *trust)
+    assert code == 2 and "is corrupt" in err and "`crossyard certs init` rewrites it" in err
+    assert _cli(ws.root, "init")[0] == 0
+    assert _cli(ws.root, *trust)[0] == 0

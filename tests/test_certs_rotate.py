@@ -1,5 +1,5 @@
-"""Leaf renewal at two thirds of life, CA rotation with an overlap bundle, and retire-ca — with
-real short lifetimes and real OpenSSL verification."""
+"""Leaf renewal at two thirds of life, and the CA rotation's three phases (stage, switch,
+retire) with their refusals — with real short lifetimes and real OpenSSL verification."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from conftest import require_tool, run_cli
 from crossyard import certs, pki
 from crossyard.errors import ConfigurationError
+from crossyard.workspace import Workspace
 from helpers.pkiws import CA_TOML, REGISTRY_TOML, load, make_workspace, openssl_verify, serial
 
 SHORT = 'names = ["short.cluster.local"]\nlifetime = "6s"\n'
@@ -93,7 +94,19 @@ def test_rotate_renews_adhoc_leaf_with_its_own_names(tmp_path: Path) -> None:
     assert after.lifetime == info.lifetime
 
 
-def test_rotate_ca_overlap_then_retire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    r = run_cli("--workspace", str(ws.root), "certs", *args)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def _rotation(ws: Workspace) -> dict:  # type: ignore[type-arg]
+    r = _cli(ws, "status", "--json", "--threshold-days", "0.01")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)["ca_rotation"]  # type: ignore[no-any-return]
+
+
+def test_ca_rotation_in_three_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     openssl = require_tool("openssl", "apt-get install openssl")
     ws = make_workspace(tmp_path, profiles={"registry": REGISTRY_TOML, "long": LONG})
     layout = pki.Pki.of(ws)
@@ -104,8 +117,52 @@ def test_rotate_ca_overlap_then_retire(tmp_path: Path, monkeypatch: pytest.Monke
     shutil.copy(layout.ca.cert, old_ca)
     shutil.copy(leaf.cert, old_leaf)
     assert len(certs.load_bundle(layout.bundle)) == 1
+    assert _rotation(ws)["phase"] == 0
 
-    # Every leaf is signed only once the bundle already trusts the CA that signs it.
+    # Out of order: nothing is staged, so there is nothing to switch to.
+    r = _cli(ws, "switch-ca")
+    assert r.returncode == 2 and "`crossyard certs rotate --ca`" in r.stderr, r.stderr
+
+    # Phase 1: the new CA is staged and trusted; every leaf still comes from the old CA, so a
+    # client holding only the pre-rotation trust keeps verifying what servers present.
+    r = _cli(ws, "rotate", "--ca")
+    assert r.returncode == 0, r.stderr
+    assert "new CA staged" in r.stdout and "re-issued" not in r.stdout
+    assert "crossyard certs switch-ca" in r.stdout and "crossyard certs trust" in r.stdout
+    assert leaf.cert.read_bytes() == old_leaf.read_bytes()
+    assert layout.ca.cert.read_bytes() == old_ca.read_bytes()
+    new_ca = tmp_path / "new-ca.crt"
+    shutil.copy(layout.next_ca.cert, new_ca)
+    assert layout.next_ca.key.stat().st_mode & 0o777 == 0o600
+    assert certs.load_bundle(layout.bundle) == [load(new_ca), load(old_ca)]
+    staged_bundle = layout.bundle.read_bytes()
+    assert openssl_verify(openssl, old_ca, leaf.cert).returncode == 0
+    assert openssl_verify(openssl, layout.bundle, leaf.cert).returncode == 0
+    state = json.loads(layout.state.read_text())
+    end = datetime.datetime.fromisoformat(state["overlap_end"])
+    assert datetime.timedelta(minutes=59) < end - datetime.datetime.now(datetime.UTC) <= (
+        datetime.timedelta(hours=1)
+    )
+    rotation = _rotation(ws)
+    assert (rotation["phase"], rotation["name"], rotation["next"]) == (
+        1, "staged", "crossyard certs switch-ca")
+    r = _cli(ws, "status", "--threshold-days", "0.01")
+    assert "[next-ca]" in r.stdout and "CA rotation: phase 1 of 3 (staged)" in r.stdout
+    assert "next: give every client the trust bundle" in r.stdout
+    # Plain renewal in phase 1 still signs with the current (old) CA.
+    assert pki.rotate(ws, force=True) == ["long", "registry"]
+    assert openssl_verify(openssl, old_ca, leaf.cert).returncode == 0
+
+    # Out of order in phase 1: no second rotation, no retiring the CA that signs everything.
+    r = _cli(ws, "rotate", "--ca")
+    assert r.returncode == 2 and "in progress (phase 1" in r.stderr
+    assert "crossyard certs switch-ca" in r.stderr
+    r = _cli(ws, "retire-ca", "--force")
+    assert r.returncode == 2 and "crossyard certs switch-ca" in r.stderr
+    assert layout.bundle.read_bytes() == staged_bundle
+
+    # Phase 2: every leaf is re-issued by the new CA, signed only once the bundle already
+    # trusts it; the bundle is byte for byte what phase 1 distributed.
     seen: list[int] = []
     original = pki._issue
 
@@ -116,65 +173,114 @@ def test_rotate_ca_overlap_then_retire(tmp_path: Path, monkeypatch: pytest.Monke
         return original(p, profile)
 
     monkeypatch.setattr(pki, "_issue", checked)
-    assert sorted(pki.rotate(ws, ca=True)) == ["long", "registry"]
+    renewed = pki.switch_ca(ws)
     monkeypatch.undo()
+    assert sorted(r.name for r in renewed) == ["long", "registry"]
+    assert {r.reason for r in renewed} == {"issued by a CA that is no longer current"}
     assert seen == [2, 2]
-
-    new_ca = layout.ca.cert
-    bundle = certs.load_bundle(layout.bundle)
-    assert len(bundle) == 2
-    assert bundle[0] == load(new_ca) and bundle[1] == load(old_ca)
+    assert layout.ca.cert.read_bytes() == new_ca.read_bytes()
     assert layout.previous_ca.read_bytes() == old_ca.read_bytes()
-    state = json.loads(layout.state.read_text())
-    end = datetime.datetime.fromisoformat(state["overlap_end"])
-    assert datetime.timedelta(minutes=59) < end - datetime.datetime.now(datetime.UTC) <= (
-        datetime.timedelta(hours=1)
-    )
-
-    # The new leaf verifies with the new CA only; the old leaf with the old CA only; the
-    # bundle (what clients trust during the overlap) accepts both.
+    assert not layout.next_ca.cert.exists() and not layout.next_ca.key.exists()
+    assert layout.bundle.read_bytes() == staged_bundle
     assert openssl_verify(openssl, new_ca, leaf.cert).returncode == 0
-    assert openssl_verify(openssl, old_ca, leaf.cert).returncode != 0
-    assert openssl_verify(openssl, old_ca, old_leaf).returncode == 0
-    assert openssl_verify(openssl, new_ca, old_leaf).returncode != 0
+    assert openssl_verify(openssl, old_ca, leaf.cert).returncode != 0  # old trust fails now
     assert openssl_verify(openssl, layout.bundle, leaf.cert).returncode == 0
     assert openssl_verify(openssl, layout.bundle, old_leaf).returncode == 0
+    rotation = _rotation(ws)
+    assert (rotation["phase"], rotation["name"], rotation["next"]) == (
+        2, "switched", "crossyard certs retire-ca")
+    r = _cli(ws, "status", "--threshold-days", "0.01")
+    assert "[previous-ca]" in r.stdout and "CA rotation: phase 2 of 3 (switched)" in r.stdout
+    r = _cli(ws, "switch-ca")
+    assert r.returncode == 2 and "crossyard certs retire-ca" in r.stderr
 
-    # Status shows both CAs and the overlap; a second CA rotation and early retire are refused.
-    r = run_cli("--workspace", str(ws.root), "certs", "status", "--threshold-days", "0.01")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "[previous-ca]" in r.stdout and "overlap ends" in r.stdout
-    with pytest.raises(ConfigurationError, match="already in progress"):
-        pki.rotate(ws, ca=True)
-    r = run_cli("--workspace", str(ws.root), "certs", "retire-ca")
+    # Phase 3, not before the overlap ends unless forced.
+    r = _cli(ws, "retire-ca")
     assert r.returncode == 2
     assert "overlap lasts until" in r.stderr and "--force" in r.stderr
     assert len(certs.load_bundle(layout.bundle)) == 2
-
-    r = run_cli("--workspace", str(ws.root), "certs", "retire-ca", "--force")
+    r = _cli(ws, "retire-ca", "--force")
     assert r.returncode == 0, r.stderr
-    bundle = certs.load_bundle(layout.bundle)
-    assert bundle == [load(new_ca)]
+    assert certs.load_bundle(layout.bundle) == [load(new_ca)]
     assert not layout.previous_ca.exists() and not layout.state.exists()
     assert openssl_verify(openssl, layout.bundle, leaf.cert).returncode == 0
     assert openssl_verify(openssl, layout.bundle, old_leaf).returncode != 0
-    r = run_cli("--workspace", str(ws.root), "certs", "retire-ca")
+    assert _rotation(ws)["phase"] == 0
+    r = _cli(ws, "retire-ca")
     assert r.returncode == 0 and "no previous CA" in r.stdout
 
 
 def test_retire_after_overlap_needs_no_force(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path, ca=CA_TOML.replace('overlap = "1h"', 'overlap = "2s"'))
     pki.ensure_leaf(ws, "registry")
-    r = run_cli("--workspace", str(ws.root), "certs", "rotate", "--ca")
+    assert _cli(ws, "rotate", "--ca").returncode == 0
+    r = _cli(ws, "switch-ca")
     assert r.returncode == 0, r.stderr
     assert "re-issued registry: issued by a CA that is no longer current" in r.stdout
-    assert "retire-ca" in r.stdout
+    assert "registry not running" in r.stdout and "retire-ca" in r.stdout
     end = pki.overlap_end(ws)
     assert end is not None
     _sleep_until(end + datetime.timedelta(seconds=1))
-    pki.retire_ca(ws)
+    assert pki.retire_ca(ws)
     assert len(certs.load_bundle(pki.Pki.of(ws).bundle)) == 1
     assert pki.overlap_end(ws) is None
+
+
+def test_switch_after_lets_scheduled_rotate_switch(tmp_path: Path) -> None:
+    ca = CA_TOML.replace('overlap = "1h"', 'overlap = "1h"\nswitch_after = "3s"')
+    ws = make_workspace(tmp_path, ca=ca)
+    leaf = pki.ensure_leaf(ws, "registry")
+    before = serial(leaf.cert)
+    assert _cli(ws, "rotate", "--ca").returncode == 0
+    rotation = pki.rotation(ws)
+    assert rotation.phase == 1 and rotation.switch_at is not None
+    assert "`crossyard certs rotate` does it from" in rotation.advice(rotation.switch_at
+                                                                     - datetime.timedelta(1))
+    r = _cli(ws, "rotate")  # the scheduled run, before the switch point: nothing changes
+    assert r.returncode == 0 and "switched" not in r.stdout, r.stdout
+    assert serial(leaf.cert) == before and pki.rotation(ws).phase == 1
+    _sleep_until(rotation.switch_at)
+    r = _cli(ws, "rotate")
+    assert r.returncode == 0, r.stderr
+    assert "switched to the staged CA" in r.stdout
+    assert "re-issued registry: issued by a CA that is no longer current" in r.stdout
+    assert pki.rotation(ws).phase == 2 and serial(leaf.cert) != before
+
+    bad = make_workspace(tmp_path / "bad", ca=CA_TOML.replace(
+        'overlap = "1h"', 'overlap = "1h"\nswitch_after = "2h"'))
+    r = _cli(bad, "rotate", "--ca")
+    assert r.returncode == 2
+    assert "ca.toml" in r.stderr and "`switch_after`" in r.stderr and "shorter than" in r.stderr
+
+
+@pytest.mark.parametrize("crash", ["after-previous", "mid-pair"])
+def test_interrupted_switch_is_finished_by_the_next_command(tmp_path: Path, crash: str) -> None:
+    openssl = require_tool("openssl", "apt-get install openssl")
+    ws = make_workspace(tmp_path)
+    layout = pki.Pki.of(ws)
+    leaf = pki.ensure_leaf(ws, "registry")
+    pki.rotate(ws, ca=True)
+    staged_bundle = layout.bundle.read_bytes()
+    new_ca = layout.next_ca.cert.read_bytes()
+    # What a switch leaves behind when killed: the old CA kept as previous.crt, and maybe the
+    # staged key already in ca.key beside the old certificate.
+    shutil.copy(layout.ca.cert, layout.previous_ca)
+    if crash == "mid-pair":
+        shutil.copy(layout.next_ca.key, layout.ca.key)
+    rotation = pki.rotation(ws)
+    assert rotation.phase == 2 and rotation.interrupted
+    r = _cli(ws, "status", "--threshold-days", "0.01")
+    assert "switch was interrupted: run `crossyard certs switch-ca`" in r.stdout
+    assert rotation.next_command == "crossyard certs switch-ca"
+    assert layout.bundle.read_bytes() == staged_bundle
+    r = _cli(ws, "switch-ca")
+    assert r.returncode == 0, r.stderr
+    assert layout.ca.cert.read_bytes() == new_ca
+    assert certs.key_matches(load(layout.ca.cert), certs.load_private_key(layout.ca.key, fix=""))
+    assert not layout.next_ca.cert.exists()
+    assert layout.bundle.read_bytes() == staged_bundle
+    assert openssl_verify(openssl, layout.ca.cert, leaf.cert).returncode == 0
+    assert not pki.rotation(ws).interrupted
 
 
 def test_retire_refuses_while_a_leaf_still_uses_the_old_ca(tmp_path: Path) -> None:
@@ -183,13 +289,29 @@ def test_retire_refuses_while_a_leaf_still_uses_the_old_ca(tmp_path: Path) -> No
     leaf = pki.ensure_leaf(ws, "registry")
     keep_crt, keep_key = leaf.cert.read_bytes(), leaf.key.read_bytes()
     pki.rotate(ws, ca=True)
+    pki.switch_ca(ws)
     leaf.cert.write_bytes(keep_crt)  # as if the re-issue had never happened
     leaf.key.write_bytes(keep_key)
     with pytest.raises(ConfigurationError, match="still issued by the previous CA"):
         pki.retire_ca(ws, force=True)
     assert pki.rotate(ws) == ["registry"]
     pki.retire_ca(ws, force=True)
-    assert not layout.previous_ca.exists()
+    assert not layout.previous_ca.exists() and not layout.next_ca.cert.exists()
+
+
+def test_rotate_ca_force_starts_over(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    layout = pki.Pki.of(ws)
+    pki.ensure_leaf(ws, "registry")
+    pki.rotate(ws, ca=True)
+    first = layout.next_ca.cert.read_bytes()
+    assert _cli(ws, "rotate", "--ca", "--force").returncode == 0  # phase 1: replace the staged
+    assert layout.next_ca.cert.read_bytes() != first
+    assert len(certs.load_bundle(layout.bundle)) == 2
+    pki.switch_ca(ws)
+    assert _cli(ws, "rotate", "--ca", "--force").returncode == 0  # phase 2: previous dropped
+    assert not layout.previous_ca.exists() and pki.rotation(ws).phase == 1
+    assert len(certs.load_bundle(layout.bundle)) == 2
 
 
 def test_concurrent_rotations_leave_matching_pairs(tmp_path: Path) -> None:
@@ -228,4 +350,4 @@ def test_rotate_ca_checks_leaves_against_new_constraints_first(tmp_path: Path) -
     with pytest.raises(ConfigurationError, match="'localhost' is outside"):
         pki.rotate(ws, ca=True)
     assert (layout.ca.cert.read_bytes(), layout.bundle.read_bytes()) == before
-    assert not layout.previous_ca.exists()
+    assert not layout.previous_ca.exists() and not layout.next_ca.cert.exists()

@@ -102,3 +102,44 @@ def test_status_without_ca_is_a_clear_error(tmp_path: Path) -> None:
     code, _, err = _status(ws.root)
     assert code == 2
     assert "no CA at" in err and "crossyard certs init" in err
+
+
+def test_status_is_not_ok_without_the_ca_key_and_its_advice_works(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    leaf = pki.ensure_leaf(ws, "registry")
+    ca_key = pki.Pki.of(ws).ca.key
+    ca_key.unlink()
+    code, out, err = _status(ws.root)
+    assert code == 1, out + err
+    assert "ca [ca] KEY MISSING" in out and "registry [leaf] ok" in out
+    assert f"ca [ca]: key missing ({ca_key})" in err
+    assert "restore it from your backup" in err and "`crossyard certs rotate --ca`" in err
+    code, out, _ = _status(ws.root, "--json")
+    rows = {c["role"]: c for c in json.loads(out)["certificates"]}
+    assert code == 1 and rows["ca"]["state"] == "key-missing"
+    assert rows["ca"]["key_problem"] == "key missing"
+
+    # The advice is a real way out: staging needs no old key, the switch re-issues the leaf
+    # from the new CA, and everything is ok again.
+    for step in (["rotate", "--ca"], ["switch-ca"]):
+        r = run_cli("--workspace", str(ws.root), "certs", *step)
+        assert r.returncode == 0, (step, r.stdout + r.stderr)
+    code, out, err = _status(ws.root, "--threshold-days", "0.01")
+    assert code == 0, out + err
+    ca_cert, _ = certs.load_ca(pki.Pki.of(ws).ca)
+    assert certs.issued_by(certs.load_cert(leaf.cert, fix=""), ca_cert)
+
+
+def test_status_flags_a_leaf_key_that_is_missing_or_wrong(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    leaf = pki.ensure_leaf(ws, "registry")
+    leaf.key.write_bytes(pki.Pki.of(ws).ca.key.read_bytes())  # a key, but not this one
+    code, out, err = _status(ws.root)
+    assert code == 1 and "registry [leaf] KEY MISMATCH" in out
+    assert "run `crossyard certs rotate` to re-issue registry" in err
+    leaf.key.write_bytes(b"garbage")
+    code, out, err = _status(ws.root)
+    assert code == 1 and "registry [leaf] KEY UNREADABLE" in out
+    r = run_cli("--workspace", str(ws.root), "certs", "rotate")
+    assert r.returncode == 0 and "re-issued registry: key unreadable" in r.stdout, r.stderr
+    assert _status(ws.root)[0] == 0

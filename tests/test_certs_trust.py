@@ -26,6 +26,7 @@ def overlap_ws(tmp_path: Path):  # type: ignore[no-untyped-def]
     pki.ensure_leaf(ws, "registry")
     pki.ensure_leaf(ws, "node1")
     pki.rotate(ws, ca=True)
+    pki.switch_ca(ws)
     return ws
 
 
@@ -76,17 +77,91 @@ def test_containerd_hosts_toml_lists_ca_paths(overlap_ws) -> None:  # type: igno
 
 def test_talos_patch_carries_base64_bundle(overlap_ws) -> None:  # type: ignore[no-untyped-def]
     cas = _cas(overlap_ws)
-    files = trust.render("talos", host=HOST, cas=cas)
+    files = trust.render("talos", host=HOST, cas=cas, talos_version="1.11")
+    assert set(files) == {"talos-registry-patch.yaml"}
     doc = yaml.safe_load(files["talos-registry-patch.yaml"])
     tls = doc["machine"]["registries"]["config"][HOST]["tls"]
     assert base64.b64decode(tls["ca"]) == b"".join(cas)
     assert set(tls) == {"ca"}
     client = trust.ClientIdentity(cert=b"CERT\n", key=b"KEY\n")
-    files = trust.render("talos", host=HOST, cas=cas, client=client)
+    files = trust.render("talos", host=HOST, cas=cas, client=client, talos_version="v1.9.5")
     doc = yaml.safe_load(files["talos-registry-patch.yaml"])
     ident = doc["machine"]["registries"]["config"][HOST]["tls"]["clientIdentity"]
     assert base64.b64decode(ident["crt"]) == b"CERT\n"
     assert trust.is_secret("talos-registry-patch.yaml", files["talos-registry-patch.yaml"], client)
+
+
+# The fields of Talos's RegistryTLSConfig and TrustedRootsConfig v1alpha1 documents
+# (pkg/machinery/config/types/cri/registry_tls.go, types/security): nothing else is allowed.
+_TALOS_FIELDS = {
+    "RegistryTLSConfig": ({"apiVersion", "kind", "name"},
+                          {"ca", "clientIdentity", "insecureSkipVerify"}),
+    "TrustedRootsConfig": ({"apiVersion", "kind", "name", "certificates"}, set()),
+}
+
+
+def _pem_certs(text: str) -> list[bytes]:
+    from cryptography import x509
+
+    return [certs.pem(c) for c in x509.load_pem_x509_certificates(text.encode())]
+
+
+def test_talos_documents_for_112_and_later(overlap_ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    openssl = require_tool("openssl", "apt-get install openssl")
+    cas = _cas(overlap_ws)
+    layout = pki.Pki.of(overlap_ws)
+    node = layout.leaf("node1")
+    client = trust.ClientIdentity(cert=node.cert.read_bytes(), key=node.key.read_bytes())
+    for version in ("1.12", "v1.13.0", "2.0"):
+        files = trust.render("talos", host=HOST, cas=cas, client=client, talos_version=version)
+        assert set(files) == {"talos-registry-tls.yaml"}, version
+    text = files["talos-registry-tls.yaml"]
+    docs = list(yaml.safe_load_all(text))
+    assert [d["kind"] for d in docs] == ["RegistryTLSConfig", "TrustedRootsConfig"]
+    for doc in docs:
+        required, optional = _TALOS_FIELDS[doc["kind"]]
+        assert doc["apiVersion"] == "v1alpha1"
+        assert required <= set(doc) <= required | optional, doc.keys()
+        assert all(isinstance(doc[k], str) for k in required)
+    tls, roots = docs
+    assert tls["name"] == HOST  # the endpoint as in https://HOST/v2/
+    assert _pem_certs(tls["ca"]) == list(cas) == _pem_certs(roots["certificates"])
+    assert roots["name"] == "crossyard-registry-ca"
+    assert set(tls["clientIdentity"]) == {"cert", "key"}  # PEM, not base64 as in the old patch
+    assert tls["clientIdentity"]["cert"].encode() == client.cert.strip()
+    assert tls["clientIdentity"]["key"].encode() == client.key.strip()
+    assert trust.is_secret("talos-registry-tls.yaml", text, client)
+    # The CA text Talos gets verifies the registry leaf (both CAs present during the overlap).
+    (tmp_path / "talos-ca.pem").write_text(tls["ca"] + "\n")
+    assert openssl_verify(openssl, tmp_path / "talos-ca.pem", layout.leaf("registry").cert
+                          ).returncode == 0
+
+    # Without a client: no clientIdentity, and nothing secret (so it may be printed).
+    plain = trust.render("talos", host="[fd00::5]:5000", cas=cas[:1], talos_version="1.12")
+    docs = list(yaml.safe_load_all(plain["talos-registry-tls.yaml"]))
+    assert "clientIdentity" not in docs[0] and docs[0]["name"] == "[fd00::5]:5000"
+    assert not trust.is_secret("talos-registry-tls.yaml", plain["talos-registry-tls.yaml"], None)
+
+    # Without --talos-version both forms are written; a bad version names the flag.
+    assert set(trust.render("talos", host=HOST, cas=cas)) == {
+        "talos-registry-tls.yaml", "talos-registry-patch.yaml"}
+    with pytest.raises(ConfigurationError, match="--talos-version 'latest'"):
+        trust.render("talos", host=HOST, cas=cas, talos_version="latest")
+    with pytest.raises(ConfigurationError, match="only to --format talos"):
+        trust.render("docker", host=HOST, cas=cas, talos_version="1.12")
+
+    out = tmp_path / "talos"
+    r = run_cli("--workspace", str(overlap_ws.root), "certs", "trust", "--format", "talos",
+                "--host", HOST, "--talos-version", "1.12", "--client", "node1", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    written = out / "talos-registry-tls.yaml"
+    assert written.stat().st_mode & 0o777 == 0o600  # holds the client key
+    assert next(yaml.safe_load_all(written.read_text()))["kind"] == "RegistryTLSConfig"
+    r = run_cli("--workspace", str(overlap_ws.root), "certs", "trust", "--format", "talos",
+                "--host", HOST, "--talos-version", "1.12")
+    assert r.returncode == 0, r.stderr
+    assert [d["kind"] for d in yaml.safe_load_all(r.stdout)] == [
+        "RegistryTLSConfig", "TrustedRootsConfig"]
 
 
 def test_k8s_configmap(overlap_ws) -> None:  # type: ignore[no-untyped-def]

@@ -5,9 +5,7 @@ reads hosts.toml. Before, during and after the overlap, and the negative control
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +17,10 @@ from crossyard import certs, pki, trust
 from crossyard.oci.layout import OciLayout
 from crossyard.registry import server
 from crossyard.workspace import Workspace
+from helpers.containerd import ctr_fetch, running_containerd, untrusted
 from helpers.images import tiny_image
 from helpers.pkiws import make_workspace
-from helpers.processes import stop, wait_started
+from helpers.processes import stop
 
 pytestmark = [pytest.mark.integration]
 
@@ -63,34 +62,6 @@ def _restart(ws: Workspace, config: Path, procs: list[subprocess.Popen[bytes]], 
     server.wait_ready(f"https://127.0.0.1:{port}", pki.Pki.of(ws).bundle)
 
 
-@contextmanager
-def _containerd(tmp: Path) -> Iterator[Path]:
-    """A private containerd (own root, state and socket; CRI off) for `ctr content fetch`."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    # A unix socket path must stay under ~108 bytes: keep it out of pytest's long tmp path.
-    sock_dir = Path(tempfile.mkdtemp(prefix="cy-ctd-"))
-    sock = sock_dir / "sock"
-    config = tmp / "containerd.toml"
-    config.write_text(
-        "version = 2\n"
-        f'root = "{tmp / "ctd-root"}"\nstate = "{tmp / "ctd-state"}"\n'
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-        f'[grpc]\n  address = "{sock}"\n'
-    )
-    with (tmp / "containerd.log").open("wb") as log:
-        proc = subprocess.Popen(
-            ["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_started(proc, sock.exists, what="containerd",
-                     log=lambda: (tmp / "containerd.log").read_text()[-2000:], timeout=20, interval=0.05)
-        yield sock
-    finally:
-        stop(proc, 10)
-        shutil.rmtree(sock_dir, ignore_errors=True)
-
-
 def _render(ws: Workspace, fmt: str, host: str, out: Path) -> Path:
     cas = tuple(certs.pem(c) for c in certs.load_bundle(pki.Pki.of(ws).bundle))
     for relpath, content in trust.render(fmt, host=host, cas=cas).items():
@@ -108,16 +79,8 @@ def _skopeo_push(cert_dir: Path, src: Path, host: str, tag: str) -> subprocess.C
 
 
 def _ctr_fetch(sock: Path, hosts_dir: Path, host: str, tag: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ctr", "--address", str(sock), "content", "fetch", "--hosts-dir", str(hosts_dir),
-         "--user", f"{USER}:{PASSWORD}", "--platform", "linux/riscv64", f"{host}/demo:{tag}"],
-        capture_output=True, text=True, timeout=120,
-    )
+    return ctr_fetch(sock, hosts_dir, f"{host}/demo:{tag}", f"{USER}:{PASSWORD}")
 
-
-def _untrusted(result: subprocess.CompletedProcess[str]) -> bool:
-    text = (result.stdout + result.stderr).lower()
-    return result.returncode != 0 and "x509: certificate signed by unknown authority" in text
 
 
 def test_docker_and_containerd_trust_through_a_ca_rotation(tmp_path: Path) -> None:
@@ -128,7 +91,7 @@ def test_docker_and_containerd_trust_through_a_ca_rotation(tmp_path: Path) -> No
     src = tmp_path / "oci"
     tiny_image(OciLayout(src).ensure(), b"hello from crossyard\n", "v1")
 
-    with _registry(ws, tmp_path / "reg") as (host, procs), _containerd(tmp_path / "ctd") as sock:
+    with _registry(ws, tmp_path / "reg") as (host, procs), running_containerd(tmp_path / "ctd") as sock:
         port = int(host.rsplit(":", 1)[1])
         config = tmp_path / "reg" / "registry.yml"
 
@@ -143,26 +106,31 @@ def test_docker_and_containerd_trust_through_a_ca_rotation(tmp_path: Path) -> No
         # Negative control: trust material from an unrelated CA is refused.
         stranger = make_workspace(tmp_path / "stranger")
         pki.ensure_ca(stranger)
-        assert _untrusted(_skopeo_push(_render(stranger, "docker", host, tmp_path / "s") / host,
+        assert untrusted(_skopeo_push(_render(stranger, "docker", host, tmp_path / "s") / host,
                                        src, host, "x"))
-        assert _untrusted(_ctr_fetch(sock, _render(stranger, "containerd", host,
+        assert untrusted(_ctr_fetch(sock, _render(stranger, "containerd", host,
                                                    tmp_path / "s2"), host, "one"))
 
-        # CA rotation: the overlap bundle is rendered while the registry still serves the old
-        # leaf, then the registry restarts on the new one; clients with the bundle never fail.
+        # Phase 1 (`rotate --ca`): the new CA is staged, the registry keeps its old leaf, so the
+        # pre-rotation trust still works; the trust rendered now holds both CAs.
         pki.rotate(ws, ca=True)
+        assert _skopeo_push(docker1, src, host, "one-staged").returncode == 0
+        assert _ctr_fetch(sock, ctd1, host, "one").returncode == 0
         docker2 = _render(ws, "docker", host, tmp_path / "docker2") / host
         ctd2 = _render(ws, "containerd", host, tmp_path / "ctd2")
         assert _skopeo_push(docker2, src, host, "two-old-leaf").returncode == 0
         assert _ctr_fetch(sock, ctd2, host, "one").returncode == 0
+        # Phase 2 (`switch-ca`): the registry restarts on a leaf from the new CA; clients with
+        # the phase-1 trust never fail.
+        pki.switch_ca(ws)
         _restart(ws, config, procs, port)
         r = _skopeo_push(docker2, src, host, "two-new-leaf")
         assert r.returncode == 0, r.stderr
         r = _ctr_fetch(sock, ctd2, host, "two-new-leaf")
         assert r.returncode == 0, r.stderr
         # Clients still on the old CA alone cannot reach the re-issued registry.
-        assert _untrusted(_skopeo_push(docker1, src, host, "stale"))
-        assert _untrusted(_ctr_fetch(sock, ctd1, host, "one"))
+        assert untrusted(_skopeo_push(docker1, src, host, "stale"))
+        assert untrusted(_ctr_fetch(sock, ctd1, host, "one"))
 
         # retire-ca: the new CA alone is enough.
         pki.retire_ca(ws, force=True)

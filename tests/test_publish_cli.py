@@ -184,9 +184,9 @@ def test_publish_and_verify_bad_input_exit_2(
     store = OciLayout(ws / ".crossyard" / "store").ensure()
     tiny_image(store, b"cli\n", "hello-go:0.1.0")
 
-    def fails(*argv: str, says: str) -> None:
+    def fails(*argv: str, says: str, code: int = 2) -> None:
         capsys.readouterr()
-        assert main(["--workspace", str(ws), *argv]) == 2, argv
+        assert main(["--workspace", str(ws), *argv]) == code, argv
         err = capsys.readouterr().err
         assert says in err, err
         assert "Traceback" not in err
@@ -206,8 +206,9 @@ def test_publish_and_verify_bad_input_exit_2(
         assert main(["--workspace", str(ws), "verify", "hello-go:0.1.0"]) == 0
         other = tmp_path / "other"
         assert main(["--workspace", str(ws), "keys", "generate", "--dir", str(other)]) == 0
+        # A signature that does not verify is a finding (exit 1), not bad input.
         fails("verify", "hello-go:0.1.0", "--key", str(other / "cosign.pub"),
-              says="verifies with this key")
+              says="verifies with this key", code=1)
         fails("verify", "no-such-image:1", says="not found in the registry")
         fails("publish", "no-such-recipe", says="unknown recipe or image name")
         # tampered payload: a signature layer whose payload names another image
@@ -223,7 +224,7 @@ def test_publish_and_verify_bad_input_exit_2(
             payload = real.replace(b"second", b"evil")
             pub.attach(client, "second", digest, "sig", payload, signing.SIMPLESIGNING_MEDIA_TYPE,
                        {signing.SIGNATURE_ANNOTATION: signing.sign_bytes(key, real)})
-        fails("verify", "second:1", says="payload was changed")
+        fails("verify", "second:1", says="payload was changed", code=1)
 
 
 @pytest.mark.integration

@@ -9,6 +9,7 @@ lifetime names the file and key. Profiles never hold private keys.
     key_type = "ecdsa-p256"    # or "rsa-3072"   usage = ["server"]      # and/or "client"
     lifetime = "3650d"                           lifetime = "90d"        # d, h, m or s
     overlap = "30d"            # old CA trusted this long after `rotate --ca`
+    switch_after = "7d"        # optional: `certs rotate` switches to the staged CA this late
     permitted_dns = ["localhost", "local"]
     permitted_ips = ["127.0.0.0/8", "10.0.0.0/8"]
 """
@@ -30,11 +31,14 @@ USAGES: Final = ("server", "client")
 CA_PROFILE: Final = "ca"
 
 CA_KEYS: Final = (
-    "common_name", "key_type", "lifetime", "overlap", "permitted_dns", "permitted_ips",
+    "common_name", "key_type", "lifetime", "overlap", "switch_after", "permitted_dns",
+    "permitted_ips",
 )
 LEAF_KEYS: Final = ("names", "common_name", "usage", "lifetime", "key_type")
 
 _UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# 100 years: far beyond any sensible certificate, and still inside X.509's year-9999 limit.
+MAX_LIFETIME_DAYS: Final = 36500
 _LIFETIME_RE: Final = re.compile(r"^\s*(\d+)\s*([dhms])\s*$")
 _LABEL_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -54,6 +58,9 @@ class CaProfile:
     key_type: str = "ecdsa-p256"
     lifetime: datetime.timedelta = datetime.timedelta(days=3650)
     overlap: datetime.timedelta = datetime.timedelta(days=30)
+    # When set, `certs rotate` switches leaves to a staged CA this long after `rotate --ca`
+    # (inside the overlap); without it only `certs switch-ca` does.
+    switch_after: datetime.timedelta | None = None
     permitted_dns: tuple[str, ...] = DEFAULT_PERMITTED_DNS
     permitted_ips: tuple[str, ...] = DEFAULT_PERMITTED_IPS
 
@@ -82,7 +89,21 @@ def parse_lifetime(value: Any, *, key: str, file: Path | str) -> datetime.timede
             f"{file}: `{key}` = {value!r} is not a lifetime; write a positive whole number "
             'followed by d, h, m or s, e.g. "90d", "12h" or "30s"'
         )
-    return datetime.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    return check_lifetime(
+        int(match.group(1)) * _UNITS[match.group(2)], shown=repr(value), key=key, file=file
+    )
+
+
+def check_lifetime(
+    seconds: int, *, shown: str, key: str, file: Path | str
+) -> datetime.timedelta:
+    """A lifetime within 1s..MAX_LIFETIME_DAYS, or an error naming where it came from."""
+    if not 0 < seconds <= MAX_LIFETIME_DAYS * _UNITS["d"]:
+        raise ConfigurationError(
+            f"{file}: `{key}` = {shown} is out of range; a lifetime is between 1s and "
+            f'{MAX_LIFETIME_DAYS}d (100 years), e.g. "90d"'
+        )
+    return datetime.timedelta(seconds=seconds)
 
 
 def classify_name(name: str, *, where: str) -> tuple[str, str]:
@@ -152,6 +173,20 @@ def parse_ca(data: dict[str, Any], *, file: Path) -> CaProfile:
             f"{file}: `permitted_dns` and `permitted_ips` are both empty, so the CA could sign "
             "nothing; list the cluster's DNS suffixes and IP ranges"
         )
+    overlap = (
+        parse_lifetime(data["overlap"], key="overlap", file=file)
+        if "overlap" in data else defaults.overlap
+    )
+    switch_after = (
+        parse_lifetime(data["switch_after"], key="switch_after", file=file)
+        if "switch_after" in data else None
+    )
+    if switch_after is not None and switch_after >= overlap:
+        raise ConfigurationError(
+            f"{file}: `switch_after` = {data['switch_after']!r} must be shorter than `overlap` "
+            f"({data.get('overlap', '30d')!r}): the switch to the new CA happens inside the "
+            "overlap, while clients still trust the previous CA"
+        )
     return CaProfile(
         common_name=_str(data.get("common_name", defaults.common_name), key="common_name", file=file),
         key_type=_key_type(data.get("key_type", defaults.key_type), file=file),
@@ -159,10 +194,8 @@ def parse_ca(data: dict[str, Any], *, file: Path) -> CaProfile:
             parse_lifetime(data["lifetime"], key="lifetime", file=file)
             if "lifetime" in data else defaults.lifetime
         ),
-        overlap=(
-            parse_lifetime(data["overlap"], key="overlap", file=file)
-            if "overlap" in data else defaults.overlap
-        ),
+        overlap=overlap,
+        switch_after=switch_after,
         permitted_dns=dns,
         permitted_ips=ips,
     )

@@ -221,7 +221,10 @@ def load_bundle(path: Path) -> list[x509.Certificate]:
             f"trust bundle {path} is missing; run `crossyard certs init`"
         ) from None
     except ValueError as exc:
-        raise ConfigurationError(f"trust bundle {path} is corrupt ({exc})") from None
+        raise ConfigurationError(
+            f"trust bundle {path} is corrupt ({exc}); `crossyard certs init` rewrites it from the "
+            "CA certificates"
+        ) from None
 
 
 def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
@@ -230,18 +233,27 @@ def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
     return bool(cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki))
 
 
+# Ways out that do not lead back here: `certs init --force` never reads the old CA.
+CA_CERT_FIX = (
+    "restore it from your backup, or start over with `crossyard certs init --force` (a new CA "
+    "at once: every certificate is re-issued from it, and each client fails until it has the "
+    "new trust from `crossyard certs trust`)"
+)
+# Staging a new CA needs only the old certificate, so a lost key is replaced without downtime.
+CA_KEY_FIX = (
+    "restore it from your backup, or replace the CA without downtime: `crossyard certs rotate "
+    "--ca` (needs only the CA certificate), give clients the new trust (`crossyard certs "
+    "trust`), then `crossyard certs switch-ca`; or start over with `crossyard certs init "
+    "--force` (clients fail until they trust the new CA)"
+)
+
+
 def load_ca(ca: CertPaths) -> tuple[x509.Certificate, PrivateKey]:
-    fix = (
-        "restore it from your backup, or start over with `crossyard certs init --force` (every "
-        "client must then trust the new CA)"
-    )
-    cert = load_cert(ca.cert, fix=fix)
-    key = load_private_key(ca.key, fix=fix)
+    cert = load_cert(ca.cert, fix=CA_CERT_FIX)
+    key = load_private_key(ca.key, fix=CA_KEY_FIX)
     if not key_matches(cert, key):
         raise ConfigurationError(
-            f"CA key {ca.key} does not belong to {ca.cert} (an interrupted CA rotation?); run "
-            "`crossyard certs rotate --ca --force` to make a new CA while clients keep trusting "
-            f"{ca.cert.name}, or {fix}"
+            f"CA key {ca.key} does not belong to {ca.cert}; {CA_KEY_FIX}"
         )
     return cert, key
 
@@ -389,8 +401,10 @@ def info(cert: x509.Certificate, path: Path) -> CertInfo:
     )
 
 
-def inspect(path: Path) -> CertInfo:
-    return info(load_cert(path, fix="re-issue it with `crossyard certs rotate --force`"), path)
+def inspect(
+    path: Path, *, fix: str = "re-issue it with `crossyard certs rotate --force`"
+) -> CertInfo:
+    return info(load_cert(path, fix=fix), path)
 
 
 def expiry(cert_path: Path) -> datetime.datetime:

@@ -1,14 +1,25 @@
 """The workspace PKI under `.crossyard/pki/`: which certificates exist, when they are renewed,
 and how the CA is rotated without a moment where a client trusts neither CA.
 
-    ca/ca.crt, ca/ca.key   the current CA
-    ca/previous.crt        the CA being retired, kept during a CA rotation's overlap
-    ca/bundle.crt          what clients trust: the current CA, plus the previous one during overlap
-    ca/state.json          when the overlap ends (written by `rotate --ca`, read by `retire-ca`)
+    ca/ca.crt, ca/ca.key   the current CA: it signs every leaf
+    ca/next.crt, .key      phase 1: the new CA, staged (trusted, signs nothing yet)
+    ca/previous.crt        phase 2: the old CA, still trusted until `retire-ca`
+    ca/bundle.crt          what clients trust: newest CA first, both during a rotation
+    ca/state.json          when each phase began and when the overlap ends
     <name>/tls.crt, .key   a leaf issued from profile certs/<name>.toml
 
-A CA rotation writes the two-CA bundle before anything is signed by the new CA, so a client that
-re-reads bundle.crt per connection trusts every certificate a server may present at any moment.
+A CA rotation goes in three explicit steps, the way trust-manager users roll a CA:
+
+1. `certs rotate --ca` stages the new CA: the bundle holds new + old, every server keeps its
+   leaf from the old CA, so a client still holding only the old trust keeps working. Now give
+   every client the new bundle (`certs trust`).
+2. `certs switch-ca` (or `certs rotate` once `switch_after` in certs/ca.toml has passed) makes
+   the new CA current and re-issues every leaf from it. Clients without the new trust fail
+   from here on; the bundle is unchanged, so what step 1 distributed is still right.
+3. `certs retire-ca`, after the overlap, drops the old CA from the bundle.
+
+Which phase holds is read from the files (next.crt, previous.crt), so an interrupted step is
+seen, and a half-done switch is finished, by the next command.
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from . import certprofiles, certs
 from .certs import CertPaths
@@ -49,6 +62,10 @@ class Pki:
     @property
     def ca(self) -> CertPaths:
         return CertPaths(cert=self.ca_dir / "ca.crt", key=self.ca_dir / "ca.key")
+
+    @property
+    def next_ca(self) -> CertPaths:
+        return CertPaths(cert=self.ca_dir / "next.crt", key=self.ca_dir / "next.key")
 
     @property
     def previous_ca(self) -> Path:
@@ -86,13 +103,78 @@ class Renewal:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RotateResult:
+    """What `rotate` did: the leaves it re-issued, and the CA step it took, if any."""
+
+    renewals: tuple[Renewal, ...]
+    staged: bool = False  # `--ca`: a new CA is staged (phase 1)
+    switched: bool = False  # `switch_after` had passed: leaves now come from the new CA
+
+
+PHASES = ("none", "staged", "switched")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rotation:
+    """Where a CA rotation stands: phase 0 (none), 1 (new CA staged) or 2 (switched to it)."""
+
+    phase: int
+    since: datetime.datetime | None = None
+    overlap_end: datetime.datetime | None = None
+    switch_at: datetime.datetime | None = None  # `certs rotate` switches from then (phase 1)
+    interrupted: bool = False  # a switch stopped half-way; the next command finishes it
+
+    @property
+    def name(self) -> str:
+        return PHASES[self.phase]
+
+    @property
+    def next_command(self) -> str | None:
+        """The command that takes the rotation one step further."""
+        if self.interrupted:
+            return "crossyard certs switch-ca"
+        return (None, "crossyard certs switch-ca", "crossyard certs retire-ca")[self.phase]
+
+    def advice(self, now: datetime.datetime) -> str:
+        """What to do next, in words, naming the command."""
+        if self.phase == 1:
+            when = ""
+            if self.switch_at is not None:
+                when = (
+                    "; `crossyard certs rotate` does it now" if now >= self.switch_at else
+                    f"; `crossyard certs rotate` does it from {_iso(self.switch_at)}"
+                )
+            return (
+                "give every client the trust bundle that now holds both CAs (`crossyard certs "
+                "trust --format docker|containerd|talos|k8s --host HOST:PORT -o DIR`), then "
+                f"run `crossyard certs switch-ca`{when}"
+            )
+        if self.phase == 2:
+            if self.interrupted:
+                return "a switch was interrupted: run `crossyard certs switch-ca` to finish it"
+            if self.overlap_end is not None and now < self.overlap_end:
+                return (
+                    f"once every client has the new trust, after {_iso(self.overlap_end)}, run "
+                    "`crossyard certs retire-ca`"
+                )
+            return "run `crossyard certs retire-ca` (the overlap has ended)"
+        return "no CA rotation in progress; `crossyard certs rotate --ca` starts one"
+
+
+def _iso(when: datetime.datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Entry:
-    """One row of `certs status`: a role (`ca`, `previous-ca`, or a leaf's name) and its cert."""
+    """One row of `certs status`: a role (`ca`, `next-ca`, `previous-ca`, `leaf`) and its cert.
+    `key_problem`: why the private key cannot serve this certificate (None when it can)."""
 
     name: str
     role: str
     info: certs.CertInfo
     key: Path | None = None
+    key_problem: str | None = None
 
     @property
     def key_exposed(self) -> bool:
@@ -160,37 +242,48 @@ def _now() -> datetime.datetime:
 # --- the CA -----------------------------------------------------------------------------------
 
 
-def _new_ca(
-    profile: certprofiles.CaProfile, ca: CertPaths,
-    *, permitted_dns: tuple[str, ...] | None = None, permitted_ips: tuple[str, ...] | None = None,
-) -> x509.Certificate:
-    cert, key = certs.build_ca(
-        common_name=_ca_name(profile),
-        lifetime=profile.lifetime,
-        permitted_dns=profile.permitted_dns if permitted_dns is None else permitted_dns,
-        permitted_ips=profile.permitted_ips if permitted_ips is None else permitted_ips,
-        key_type=profile.key_type,
-    )
-    certs.write_pair(ca, cert, key)
-    return cert
-
-
 def _ca_name(profile: certprofiles.CaProfile) -> str:
     """The profile's name plus the creation time: during an overlap the two CAs (and which one
     issued a leaf) are told apart at a glance in `certs status`."""
     return f"{profile.common_name} {_now():%Y-%m-%d %H:%M:%S}"
 
 
+def _build_ca(
+    profile: certprofiles.CaProfile,
+    *, permitted_dns: tuple[str, ...] | None = None, permitted_ips: tuple[str, ...] | None = None,
+) -> tuple[x509.Certificate, certs.PrivateKey]:
+    return certs.build_ca(
+        common_name=_ca_name(profile),
+        lifetime=profile.lifetime,
+        permitted_dns=profile.permitted_dns if permitted_dns is None else permitted_dns,
+        permitted_ips=profile.permitted_ips if permitted_ips is None else permitted_ips,
+        key_type=profile.key_type,
+    )
+
+
+def _ca_cert(pki: Pki) -> x509.Certificate:
+    """The current CA's certificate (its key is needed only to sign)."""
+    return certs.load_cert(pki.ca.cert, fix=certs.CA_CERT_FIX)
+
+
 def _write_bundle(pki: Pki, cas: list[x509.Certificate]) -> None:
     atomic_write_bytes(pki.bundle, b"".join(certs.pem(c) for c in cas))
 
 
-def _current_bundle(pki: Pki) -> list[x509.Certificate]:
-    """The current CA, then the previous one while it is kept."""
-    fix = "run `crossyard certs init` to create the CA"
-    cas = [certs.load_cert(pki.ca.cert, fix=fix)]
-    if pki.previous_ca.exists():
+def _bundle_certs(pki: Pki) -> list[x509.Certificate]:
+    """What clients must trust now, newest CA first: the same two CAs in the same order in
+    phases 1 and 2, so trust written during phase 1 is still exact after the switch."""
+    staged = pki.next_ca.cert.exists()
+    previous = pki.previous_ca.exists()
+    newest = (
+        certs.load_cert(pki.next_ca.cert, fix="run `crossyard certs rotate --ca --force`")
+        if staged else _ca_cert(pki)
+    )
+    cas = [newest]
+    if previous:
         cas.append(certs.load_cert(pki.previous_ca, fix="run `crossyard certs retire-ca --force`"))
+    elif staged:
+        cas.append(_ca_cert(pki))
     return cas
 
 
@@ -203,28 +296,34 @@ def init_ca(
     permitted_ips: tuple[str, ...] | None = None,
 ) -> tuple[CertPaths, bool]:
     """Create the CA from certs/ca.toml (or defaults); (paths, created). `force` starts over:
-    no overlap, the old CA is forgotten, and leaves are re-issued by the next rotate/ensure."""
+    no overlap, any rotation in progress is forgotten, and leaves are re-issued by the next
+    rotate/ensure."""
     pki = Pki.of(workspace)
     profile = certprofiles.load_ca(certs_dir(workspace))
     if pki.ca.cert.exists() and not force:
-        _ensure_bundle(pki)
+        _settle(pki)
         return pki.ca, False
     if permitted_dns is not None:
         permitted_dns = tuple(
             "." * d.startswith(".") + certprofiles.classify_dns_subtree(d, file="--permit-dns")
             for d in permitted_dns
         )
-    cert = _new_ca(profile, pki.ca, permitted_dns=permitted_dns, permitted_ips=permitted_ips)
+    cert, key = _build_ca(profile, permitted_dns=permitted_dns, permitted_ips=permitted_ips)
+    certs.write_pair(pki.ca, cert, key)
     _write_bundle(pki, [cert])
-    pki.previous_ca.unlink(missing_ok=True)
-    pki.state.unlink(missing_ok=True)
+    for stale in (pki.next_ca.cert, pki.next_ca.key, pki.previous_ca, pki.state):
+        stale.unlink(missing_ok=True)
     return pki.ca, True
 
 
-def _ensure_bundle(pki: Pki) -> None:
-    """bundle.crt holds exactly the current (and previous) CA; rewrite it if not."""
-    cas = _current_bundle(pki)
-    want = b"".join(certs.pem(c) for c in cas)
+def _settle(pki: Pki) -> None:
+    """Finish a switch that was interrupted, then make bundle.crt hold exactly what the phase
+    says (a stage interrupted before its bundle write is completed here too)."""
+    if pki.next_ca.cert.exists() and pki.previous_ca.exists():
+        _finish_switch(pki)
+    elif not pki.next_ca.cert.exists():
+        pki.next_ca.key.unlink(missing_ok=True)
+    want = b"".join(certs.pem(c) for c in _bundle_certs(pki))
     try:
         have = pki.bundle.read_bytes()
     except FileNotFoundError:
@@ -247,84 +346,132 @@ def _read_state(pki: Pki) -> dict[str, str]:
         return {}
     except (OSError, ValueError) as exc:
         raise ConfigurationError(
-            f"{pki.state} is corrupt ({exc}); delete it and run `crossyard certs retire-ca "
-            "--force` once the old CA is no longer needed"
+            f"{pki.state} is corrupt ({exc}); delete it (the rotation's phase is kept in the "
+            "certificate files; only its times are lost)"
         ) from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{pki.state} is corrupt (not an object); delete it")
     return {str(k): str(v) for k, v in data.items()}
 
 
-def overlap_end(workspace: Workspace) -> datetime.datetime | None:
-    """When the previous CA may be retired, or None when no CA rotation is in progress."""
-    pki = Pki.of(workspace)
-    if not pki.previous_ca.exists():
-        return None
-    value = _read_state(pki).get("overlap_end")
+def _write_state(pki: Pki, state: dict[str, str]) -> None:
+    atomic_write_text(pki.state, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def _state_time(pki: Pki, state: dict[str, str], key: str) -> datetime.datetime | None:
+    value = state.get(key)
     if value is None:
         return None
     try:
         return datetime.datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigurationError(f"{pki.state}: `overlap_end` {value!r} is not a time") from None
+        raise ConfigurationError(
+            f"{pki.state}: `{key}` {value!r} is not a time; delete the file (only the "
+            "rotation's times are lost)"
+        ) from None
 
 
-def _rotate_ca(workspace: Workspace, *, force: bool) -> None:
+def rotation(workspace: Workspace) -> Rotation:
+    """The CA rotation's phase, from the files; its times from state.json."""
+    pki = Pki.of(workspace)
+    staged = pki.next_ca.cert.exists()
+    previous = pki.previous_ca.exists()
+    if not staged and not previous:
+        return Rotation(phase=0)
+    state = _read_state(pki)
+    phase = 2 if previous else 1
+    return Rotation(
+        phase=phase,
+        since=_state_time(pki, state, "switched_at" if phase == 2 else "staged_at"),
+        overlap_end=_state_time(pki, state, "overlap_end"),
+        switch_at=_state_time(pki, state, "switch_at") if phase == 1 else None,
+        interrupted=staged and previous,
+    )
+
+
+def overlap_end(workspace: Workspace) -> datetime.datetime | None:
+    """When the previous CA may be retired, or None when no CA rotation is in progress."""
+    return rotation(workspace).overlap_end
+
+
+def _in_progress(current: Rotation) -> str:
+    since = f" since {_iso(current.since)}" if current.since else ""
+    return f"a CA rotation is in progress (phase {current.phase}, {current.name}{since})"
+
+
+def _stage_ca(workspace: Workspace, *, force: bool) -> None:
+    """Phase 1: create the new CA beside the current one and trust both. Signs nothing."""
     pki = Pki.of(workspace)
     profile = certprofiles.load_ca(certs_dir(workspace))
-    if not pki.ca.cert.exists():
+    current = rotation(workspace)
+    now = _now()
+    if current.phase and not force:
         raise ConfigurationError(
-            f"there is no CA at {pki.ca.cert} to rotate; run `crossyard certs init`"
+            f"{_in_progress(current)}; next: {current.advice(now)}. Pass --force to start a new "
+            "rotation anyway (a staged CA is replaced, so clients must take the trust again; a "
+            "previous CA is dropped at once)"
         )
-    end = overlap_end(workspace)
-    if pki.previous_ca.exists() and not force:
-        when = f" (overlap ends {end.isoformat(timespec='seconds')})" if end else ""
-        raise ConfigurationError(
-            f"a CA rotation is already in progress: {pki.previous_ca} is still trusted{when}; run "
-            "`crossyard certs retire-ca` first, or pass --force to drop that CA now"
-        )
-    old = certs.load_cert(pki.ca.cert, fix="run `crossyard certs init --force`")
-    new, new_key = certs.build_ca(
-        common_name=_ca_name(profile), lifetime=profile.lifetime,
-        permitted_dns=profile.permitted_dns, permitted_ips=profile.permitted_ips,
-        key_type=profile.key_type,
-    )
+    if current.phase == 2:
+        _retire(pki)
+    old = _ca_cert(pki)
+    new, new_key = _build_ca(profile)
     # Every leaf must fit the new CA's name constraints before anything is written, or the
-    # rotation would stop half-way with leaves the new CA refuses to sign.
+    # switch would stop half-way with leaves the new CA refuses to sign.
     for name in pki.leaf_names():
         certs.check_constraints(new, profile_for(workspace, name).names)
-    # Order matters: clients learn the new CA before anything signed by it can be served; the
-    # previous CA stays trusted until retire-ca.
+    state = {"staged_at": _iso(now), "overlap_end": _iso(now + profile.overlap)}
+    if profile.switch_after is not None:
+        state["switch_at"] = _iso(now + profile.switch_after)
+    _write_state(pki, state)
+    certs.write_pair(pki.next_ca, new, new_key)
     _write_bundle(pki, [new, old])
-    atomic_write_bytes(pki.previous_ca, certs.pem(old))
-    atomic_write_text(
-        pki.state,
-        json.dumps(
-            {
-                "overlap_end": (_now() + profile.overlap).isoformat(timespec="seconds"),
-                "previous_sha256": certs.info(old, pki.previous_ca).fingerprint,
-            },
-            indent=2, sort_keys=True,
-        ) + "\n",
-    )
-    certs.write_pair(pki.ca, new, new_key)
+
+
+def _finish_switch(pki: Pki) -> None:
+    """The part of a switch that is repeated until it completes: the staged pair becomes the
+    current one, then the staged files go (certificate first: it is what marks phase 1)."""
+    fix = "stage a new CA with `crossyard certs rotate --ca --force`"
+    new = certs.load_cert(pki.next_ca.cert, fix=fix)
+    key = certs.load_private_key(pki.next_ca.key, fix=fix)
+    if not certs.key_matches(new, key):
+        raise ConfigurationError(f"{pki.next_ca.key} does not belong to {pki.next_ca.cert}; {fix}")
+    certs.write_pair(pki.ca, new, key)
+    state = _read_state(pki)
+    state.setdefault("switched_at", _iso(_now()))
+    _write_state(pki, state)
+    pki.next_ca.cert.unlink()
+    pki.next_ca.key.unlink(missing_ok=True)
+
+
+def _switch(workspace: Workspace) -> tuple[Renewal, ...]:
+    pki = Pki.of(workspace)
+    current = rotation(workspace)
+    if current.phase == 0:
+        raise ConfigurationError(
+            "no new CA is staged, so there is nothing to switch to; start a CA rotation with "
+            "`crossyard certs rotate --ca`"
+        )
+    if current.phase == 2 and not current.interrupted:
+        raise ConfigurationError(f"{_in_progress(current)}; next: {current.advice(_now())}")
+    if not current.interrupted:
+        # Kept first: from here on the files say "phase 2", and the old CA stays trusted.
+        atomic_write_bytes(pki.previous_ca, certs.pem(_ca_cert(pki)))
+    _finish_switch(pki)
+    plan = plan_rotation(workspace)
+    for renewal in plan:
+        _issue(pki, profile_for(workspace, renewal.name))
+    return tuple(plan)
 
 
 @_locked
-def retire_ca(workspace: Workspace, *, force: bool = False) -> None:
-    """Drop the previous CA from the trust bundle once the overlap has ended (or `force`)."""
-    pki = Pki.of(workspace)
-    if not pki.previous_ca.exists():
-        return
-    end = overlap_end(workspace)
-    now = _now()
-    if end is not None and now < end and not force:
-        raise ConfigurationError(
-            f"the CA overlap lasts until {end.isoformat(timespec='seconds')} ({pki.state}); "
-            "clients may still hold certificates from the previous CA. Run `crossyard certs "
-            "retire-ca` after that, or pass --force if every client trusts the new CA"
-        )
-    current, _ = certs.load_ca(pki.ca)
+def switch_ca(workspace: Workspace) -> tuple[Renewal, ...]:
+    """Phase 2: the staged CA becomes current and every leaf is re-issued from it (the caller
+    reloads servers). The bundle is unchanged: both CAs stay trusted until `retire_ca`."""
+    return _switch(workspace)
+
+
+def _retire(pki: Pki) -> None:
+    current = _ca_cert(pki)
     previous = certs.load_cert(pki.previous_ca, fix="delete it")
     stale = [
         name for name in pki.leaf_names()
@@ -339,6 +486,33 @@ def retire_ca(workspace: Workspace, *, force: bool = False) -> None:
     _write_bundle(pki, [current])
     pki.previous_ca.unlink()
     pki.state.unlink(missing_ok=True)
+
+
+@_locked
+def retire_ca(workspace: Workspace, *, force: bool = False) -> bool:
+    """Phase 3: drop the previous CA from the trust bundle once the overlap has ended (or
+    `force`). False when no CA rotation was in progress."""
+    pki = Pki.of(workspace)
+    current = rotation(workspace)
+    now = _now()
+    if current.phase == 0:
+        return False
+    if current.phase == 1:
+        raise ConfigurationError(
+            f"{_in_progress(current)}: the new CA signs nothing yet and the current one cannot "
+            f"be retired; next: {current.advice(now)}"
+        )
+    if current.interrupted:
+        _finish_switch(pki)
+    end = current.overlap_end
+    if end is not None and now < end and not force:
+        raise ConfigurationError(
+            f"the CA overlap lasts until {_iso(end)} ({pki.state}); clients may still hold "
+            "certificates from the previous CA. Run `crossyard certs retire-ca` after that, or "
+            "pass --force if every client trusts the new CA"
+        )
+    _retire(pki)
+    return True
 
 
 # --- leaves -----------------------------------------------------------------------------------
@@ -392,6 +566,24 @@ def issue(
     return _issue(Pki.of(workspace), profile)
 
 
+def key_problem(cert: x509.Certificate, path: Path) -> str | None:
+    """Why the private key at `path` cannot serve `cert` ("key missing", "key unreadable",
+    "key does not match certificate"), or None. Reads the key, never shows it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "key missing"
+    except OSError:
+        return "key unreadable"
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        return "key unreadable"
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        return "key unreadable"
+    return None if certs.key_matches(cert, key) else "key does not match certificate"
+
+
 def _why_renew(
     pki: Pki, name: str, profile: certprofiles.LeafProfile, ca_cert: x509.Certificate,
     *, now: datetime.datetime, due: bool,
@@ -400,12 +592,14 @@ def _why_renew(
     paths = pki.leaf(name)
     if not paths.cert.exists():
         return "missing"
-    cert = _leaf_cert(pki, name)
-    if not paths.key.exists():
-        return "key missing"
-    key = certs.load_private_key(paths.key, fix="run `crossyard certs rotate --force`")
-    if not certs.key_matches(cert, key):
-        return "key does not match certificate"
+    try:
+        cert = _leaf_cert(pki, name)
+    except ConfigurationError:
+        return "certificate unreadable"
+    problem = key_problem(cert, paths.key)
+    if problem is not None:
+        return problem
+    certs.load_private_key(paths.key, fix="run `crossyard certs rotate --force`")  # mode check
     if not certs.issued_by(cert, ca_cert):
         return "issued by a CA that is no longer current"
     info = certs.info(cert, paths.cert)
@@ -426,18 +620,18 @@ def ensure_leaf(workspace: Workspace, name: str) -> CertPaths:
     longer matches its profile or was issued by a CA that is no longer current."""
     certprofiles.check_name(name)
     profile = certprofiles.load_leaf(certs_dir(workspace), name)
-    ca = ensure_ca(workspace)
+    ensure_ca(workspace)
     pki = Pki.of(workspace)
-    ca_cert, _ = certs.load_ca(ca)
-    if _why_renew(pki, name, profile, ca_cert, now=_now(), due=False) is not None:
+    if _why_renew(pki, name, profile, _ca_cert(pki), now=_now(), due=False) is not None:
         _issue(pki, profile)
     return pki.leaf(name)
 
 
 def plan_rotation(workspace: Workspace, *, force: bool = False) -> list[Renewal]:
-    """Which issued leaves `rotate` would re-issue now, and why (reads only)."""
+    """Which issued leaves `rotate` would re-issue now, and why (reads only; needs no CA key,
+    so a lost key is found only when something must be signed)."""
     pki = Pki.of(workspace)
-    ca_cert, _ = certs.load_ca(pki.ca)
+    ca_cert = _ca_cert(pki)
     now = _now()
     plan = []
     for name in pki.leaf_names():
@@ -451,46 +645,62 @@ def plan_rotation(workspace: Workspace, *, force: bool = False) -> list[Renewal]
 
 
 @_locked
-def rotate_plan(
-    workspace: Workspace, *, force: bool = False, ca: bool = False
-) -> list[Renewal]:
-    """`rotate`, returning why each leaf was re-issued."""
+def rotate_plan(workspace: Workspace, *, force: bool = False, ca: bool = False) -> RotateResult:
+    """`rotate`: with `ca`, stage a new CA (phase 1; `force` starts over during a rotation);
+    without, switch to a staged CA whose `switch_at` has passed, then re-issue leaves past two
+    thirds of their life (every leaf with `force`). Certificates only: reloading servers is
+    the caller's job."""
     ensure_ca(workspace)
+    switched: tuple[Renewal, ...] | None = None
     if ca:
-        _rotate_ca(workspace, force=force)
-    plan = plan_rotation(workspace, force=force)
+        _stage_ca(workspace, force=force)
+    else:
+        current = rotation(workspace)
+        if current.phase == 1 and current.switch_at is not None and _now() >= current.switch_at:
+            switched = _switch(workspace)
+    plan = plan_rotation(workspace, force=force and not ca)
     pki = Pki.of(workspace)
     for renewal in plan:
         _issue(pki, profile_for(workspace, renewal.name))
-    return plan
+    return RotateResult(
+        renewals=(switched or ()) + tuple(plan), staged=ca, switched=switched is not None
+    )
 
 
 def rotate(workspace: Workspace, *, force: bool = False, ca: bool = False) -> list[str]:
-    """Re-issue leaves past two thirds of their life (all with `force`); with `ca`, first make a
-    new CA and publish old+new in bundle.crt, then re-issue every leaf from it. Returns the names
-    re-issued. Certificates only: reloading servers is the caller's job."""
-    return [r.name for r in rotate_plan(workspace, force=force, ca=ca)]
+    """`rotate_plan`, returning the names re-issued."""
+    return [r.name for r in rotate_plan(workspace, force=force, ca=ca).renewals]
 
 
 # --- status -----------------------------------------------------------------------------------
 
 
 def entries(workspace: Workspace) -> list[Entry]:
-    """Every certificate in the workspace PKI: the CA, the previous CA, then each leaf."""
+    """Every certificate in the workspace PKI: the CA, the staged or previous CA, then each
+    leaf, each with what is wrong with its private key (if it has one)."""
     pki = Pki.of(workspace)
     if not pki.ca.cert.exists():
         raise ConfigurationError(
             f"no CA at {pki.ca.cert}; run `crossyard certs init` first"
         )
-    rows = [Entry(name="ca", role="ca", info=certs.inspect(pki.ca.cert), key=pki.ca.key)]
+
+    def entry(name: str, role: str, cert_path: Path, key: Path | None, fix: str) -> Entry:
+        cert = certs.load_cert(cert_path, fix=fix)
+        return Entry(
+            name=name, role=role, info=certs.info(cert, cert_path), key=key,
+            key_problem=None if key is None else key_problem(cert, key),
+        )
+
+    rows = [entry("ca", "ca", pki.ca.cert, pki.ca.key, certs.CA_CERT_FIX)]
+    if pki.next_ca.cert.exists():
+        rows.append(entry("ca", "next-ca", pki.next_ca.cert, pki.next_ca.key,
+                          "stage a new CA with `crossyard certs rotate --ca --force`"))
     if pki.previous_ca.exists():
-        rows.append(
-            Entry(name="ca", role="previous-ca", info=certs.inspect(pki.previous_ca))
-        )
+        rows.append(entry("ca", "previous-ca", pki.previous_ca, None,
+                          "run `crossyard certs retire-ca --force`"))
     rows += [
-        Entry(
-            name=name, role="leaf", info=certs.inspect(pki.leaf(name).cert), key=pki.leaf(name).key
-        )
+        entry(name, "leaf", pki.leaf(name).cert, pki.leaf(name).key,
+              f"re-issue it with `crossyard certs issue {name}`")
         for name in pki.leaf_names()
     ]
     return rows

@@ -1,15 +1,20 @@
 """Trust material for registry clients, rendered from the workspace CA bundle. Pure: each renderer
 returns {relative path: bytes} and the caller decides where it goes.
 
-During a CA rotation's overlap the bundle holds two CAs (current first, then previous) and every
-format trusts both, so a node keeps pulling whichever certificate the registry presents:
+During a CA rotation the bundle holds two CAs (the new one first, then the old one) and every
+format trusts both, so a node keeps pulling whichever certificate the registry presents; what is
+rendered after `certs rotate --ca` stays exact through `certs switch-ca`:
 
 - docker:     certs.d/<host:port>/ca.crt holding both CAs (Docker reads every *.crt there), plus
               client.cert/client.key for mTLS.
 - containerd: certs.d/<host:port>/hosts.toml with `ca` as an array of paths (relative paths are
               resolved against the hosts.toml directory), the CA files beside it; no restart.
-- talos:      a machine-config patch setting machine.registries.config."<host:port>".tls.ca to
-              the base64 PEM bundle (and clientIdentity for mTLS).
+- talos:      Talos 1.12+ takes registry trust as documents of their own: a multi-document
+              talos-registry-tls.yaml with a `RegistryTLSConfig` (name = HOST:PORT, `ca` = the
+              PEM bundle, `clientIdentity` for mTLS) and a `TrustedRootsConfig` (the bundle in
+              the node's trusted roots). Older Talos reads the v1alpha1 patch
+              talos-registry-patch.yaml (machine.registries.config."<host:port>".tls, base64).
+              `--talos-version` picks one; without it both are written.
 - k8s:        a ConfigMap holding the bundle as ca.crt, for workloads and node agents to mount.
 """
 
@@ -44,6 +49,7 @@ class TrustInput:
     client: ClientIdentity | None = None
     namespace: str = "kube-system"
     name: str = "crossyard-registry-ca"
+    talos_version: tuple[int, int] | None = None
 
     @property
     def bundle(self) -> bytes:
@@ -111,10 +117,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _talos(t: TrustInput) -> dict[str, bytes]:
+# The first Talos that takes RegistryTLSConfig / TrustedRootsConfig documents.
+TALOS_DOCUMENTS: Final = (1, 12)
+_TALOS_VERSION_RE: Final = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?$")
+
+
+def parse_talos_version(text: str) -> tuple[int, int]:
+    match = _TALOS_VERSION_RE.match(text.strip())
+    if match is None:
+        raise ConfigurationError(
+            f"--talos-version {text!r} is not a Talos version; give MAJOR.MINOR as "
+            "`talosctl version` prints it, e.g. 1.12 (or 1.11 for the older patch)"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def _talos_patch(t: TrustInput) -> bytes:
     lines = [
-        "# Talos machine-config patch (v1alpha1): trust the crossyard registry CA bundle.",
-        "# Apply with `talosctl patch machineconfig --patch @talos-registry-patch.yaml`.",
+        "# Talos machine-config patch (v1alpha1, Talos before 1.12): trust the crossyard",
+        "# registry CA bundle. Apply with",
+        "# `talosctl patch machineconfig --patch @talos-registry-patch.yaml`.",
         "machine:",
         "  registries:",
         "    config:",
@@ -128,7 +150,56 @@ def _talos(t: TrustInput) -> dict[str, bytes]:
             f"            crt: {_b64(t.client.cert)}",
             f"            key: {_b64(t.client.key)}",
         ]
-    return {"talos-registry-patch.yaml": ("\n".join(lines) + "\n").encode()}
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _block(pem: bytes, indent: int) -> list[str]:
+    """A PEM text as the lines of a YAML literal block (`|-`) at `indent`."""
+    return [" " * indent + line for line in pem.decode().strip("\n").splitlines()]
+
+
+def _talos_documents(t: TrustInput) -> bytes:
+    if not _K8S_NAME_RE.match(t.name) or len(t.name) > 63:
+        raise ConfigurationError(
+            f"--name {t.name!r} is not usable as the TrustedRootsConfig name (lowercase "
+            "letters, digits, '-')"
+        )
+    lines = [
+        "# Talos 1.12+ machine-config documents: trust the crossyard registry CA bundle (both",
+        "# CAs during a CA rotation). Apply with",
+        "# `talosctl patch machineconfig --patch @talos-registry-tls.yaml`.",
+        "apiVersion: v1alpha1",
+        "kind: RegistryTLSConfig",
+        f"name: {json.dumps(t.host)}",
+        "ca: |-",
+        *_block(t.bundle, 2),
+    ]
+    if t.client is not None:
+        lines += [
+            "clientIdentity:",
+            "  cert: |-", *_block(t.client.cert, 4),
+            "  key: |-", *_block(t.client.key, 4),
+        ]
+    lines += [
+        "---",
+        "# The same CAs among the node's trusted roots, for what Talos itself fetches over TLS;",
+        "# the CA's name constraints keep it from vouching for names outside the cluster.",
+        "apiVersion: v1alpha1",
+        "kind: TrustedRootsConfig",
+        f"name: {t.name}",
+        "certificates: |-",
+        *_block(t.bundle, 2),
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _talos(t: TrustInput) -> dict[str, bytes]:
+    out = {}
+    if t.talos_version is None or t.talos_version >= TALOS_DOCUMENTS:
+        out["talos-registry-tls.yaml"] = _talos_documents(t)
+    if t.talos_version is None or t.talos_version < TALOS_DOCUMENTS:
+        out["talos-registry-patch.yaml"] = _talos_patch(t)
+    return out
 
 
 def _k8s(t: TrustInput) -> dict[str, bytes]:
@@ -178,8 +249,10 @@ def render(
     client: ClientIdentity | None = None,
     namespace: str = "kube-system",
     name: str = "crossyard-registry-ca",
+    talos_version: str | None = None,
 ) -> dict[str, bytes]:
-    """{relative path: content} for `fmt`; `cas` are PEM CA certificates, current first."""
+    """{relative path: content} for `fmt`; `cas` are PEM CA certificates, newest first.
+    `talos_version` (MAJOR.MINOR) picks the Talos form; None writes both."""
     renderer = RENDERERS.get(fmt)
     if renderer is None:
         raise ConfigurationError(
@@ -187,9 +260,12 @@ def render(
         )
     if not cas:
         raise ConfigurationError("the trust bundle is empty; run `crossyard certs init`")
+    if talos_version is not None and fmt != "talos":
+        raise ConfigurationError("--talos-version applies only to --format talos")
     return renderer(
         TrustInput(
-            host=parse_host(host), cas=tuple(cas), client=client, namespace=namespace, name=name
+            host=parse_host(host), cas=tuple(cas), client=client, namespace=namespace, name=name,
+            talos_version=None if talos_version is None else parse_talos_version(talos_version),
         )
     )
 
@@ -198,4 +274,11 @@ def is_secret(relpath: str, content: bytes, client: ClientIdentity | None) -> bo
     """Whether a rendered file holds a private key (written 0600, never printed)."""
     if relpath.endswith(".key"):
         return True
-    return client is not None and (client.key in content or _b64(client.key).encode() in content)
+    if client is None:
+        return False
+    # A full-width line of the key's body, so an indented copy (a YAML block) is caught too;
+    # a short last line could occur by chance in a certificate.
+    body = [line for line in client.key.splitlines() if len(line.strip()) >= 48]
+    return client.key in content or _b64(client.key).encode() in content or any(
+        line.strip() in content for line in body
+    )

@@ -1,4 +1,4 @@
-"""`crossyard certs init|issue|status|rotate|retire-ca|trust`: the workspace CA under
+"""`crossyard certs init|issue|status|rotate|switch-ca|retire-ca|trust`: the workspace CA under
 .crossyard/pki/, the leaves issued from certs/*.toml, and trust material for registry clients."""
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ def _issue(args: argparse.Namespace) -> int:
             f"--days/--lifetime/--usage apply only to an ad hoc certificate (with --san); for "
             f"`{name}` set `lifetime`/`usage` in certs/{name}.toml"
         )
+    if args.days is not None and args.lifetime:
+        raise ConfigurationError(
+            f"--days {args.days} and --lifetime {args.lifetime} both set the lifetime; give one"
+        )
     if args.days is not None and args.days <= 0:
         raise ConfigurationError(f"--days {args.days}: give a positive number of days")
     if args.san:
@@ -60,7 +64,10 @@ def _issue(args: argparse.Namespace) -> int:
         sans = [certprofiles.classify_name(s, where=where) for s in args.san]
         lifetime = (
             certprofiles.parse_lifetime(args.lifetime, key="--lifetime", file="command line")
-            if args.lifetime else datetime.timedelta(days=args.days if args.days is not None else 90)
+            if args.lifetime else certprofiles.check_lifetime(
+                86400 * (args.days if args.days is not None else 90),
+                shown=str(args.days), key="--days", file="command line",
+            )
         )
         dns = tuple(dict.fromkeys(n for k, n in sans if k == "dns"))
         ips = tuple(dict.fromkeys(n for k, n in sans if k == "ip"))
@@ -73,12 +80,29 @@ def _issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(info: certs.CertInfo, now: datetime.datetime, threshold: datetime.timedelta) -> str:
-    if now >= info.not_after:
+_KEY_STATES = {
+    "key missing": "key-missing", "key unreadable": "key-unreadable",
+    "key does not match certificate": "key-mismatch",
+}
+
+
+def _state(entry: pki.Entry, now: datetime.datetime, threshold: datetime.timedelta) -> str:
+    if now >= entry.info.not_after:
         return "expired"
-    if info.not_after - now <= threshold:
+    if entry.key_problem is not None:
+        return _KEY_STATES[entry.key_problem]
+    if entry.info.not_after - now <= threshold:
         return "expiring"
     return "ok"
+
+
+def _key_fix(entry: pki.Entry) -> str:
+    """The way out for a certificate whose private key is gone or wrong."""
+    if entry.role == "ca":
+        return certs.CA_KEY_FIX
+    if entry.role == "next-ca":
+        return "stage a new CA with `crossyard certs rotate --ca --force`"
+    return f"run `crossyard certs rotate` to re-issue {entry.name}"
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -106,26 +130,36 @@ def _status(args: argparse.Namespace) -> int:
                 "days_left": round(seconds / _DAY, 3),
                 "seconds_left": int(seconds),
                 "renew_due": info.renew_due(now),
-                "state": _state(info, now, threshold),
+                "state": _state(entry, now, threshold),
+                "key_problem": entry.key_problem,
                 "path": str(info.path),
                 "key_exposed": entry.key_exposed,
                 "sha256": info.fingerprint,
             }
         )
     problems = [r for r in rows if r["state"] != "ok"]
-    end = pki.overlap_end(ws)
+    rotation = pki.rotation(ws)
     if args.json:
         summary = {
             "threshold_days": args.threshold_days,
             "ok": not problems,
-            "ca_overlap_end": end.isoformat() if end else None,
+            "ca_overlap_end": rotation.overlap_end.isoformat() if rotation.overlap_end else None,
+            "ca_rotation": {
+                "phase": rotation.phase,
+                "name": rotation.name,
+                "since": rotation.since.isoformat() if rotation.since else None,
+                "overlap_end": rotation.overlap_end.isoformat() if rotation.overlap_end else None,
+                "switch_at": rotation.switch_at.isoformat() if rotation.switch_at else None,
+                "next": rotation.next_command,
+                "advice": rotation.advice(now),
+            },
             "certificates": rows,
         }
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         for r in rows:
             sans = ", ".join(r["dns_names"] + r["ip_addresses"]) or "-"
-            mark = {"ok": "ok", "expiring": "EXPIRING", "expired": "EXPIRED"}[r["state"]]
+            mark = r["state"].upper().replace("-", " ") if r["state"] != "ok" else "ok"
             due = " (renewal due: run `crossyard certs rotate`)" if (
                 r["renew_due"] and r["role"] == "leaf" and r["state"] == "ok"
             ) else ""
@@ -136,6 +170,14 @@ def _status(args: argparse.Namespace) -> int:
                 f"  issuer:  {r['issuer']}\n"
                 f"  expires: {r['not_after']} ({r['days_left']:.1f} days left)"
             )
+        if rotation.phase:
+            since = f" since {rotation.since.isoformat()}" if rotation.since else ""
+            print(
+                f"CA rotation: phase {rotation.phase} of 3 ({rotation.name}){since}"
+                + (f"; overlap ends {rotation.overlap_end.isoformat()}"
+                   if rotation.overlap_end else "")
+                + f"\n  next: {rotation.advice(now)}"
+            )
         for r, entry in zip(rows, entries, strict=True):
             if r["key_exposed"]:
                 print(
@@ -143,49 +185,75 @@ def _status(args: argparse.Namespace) -> int:
                     f"others; run `chmod 600 {entry.key}` and rotate it",
                     file=sys.stderr,
                 )
-        if end is not None:
-            print(f"CA rotation overlap ends {end.isoformat()}; then run `crossyard certs retire-ca`")
-        if problems:
-            names = ", ".join(f"{r['name']} ({r['state']})" for r in problems)
+            if entry.key_problem is not None:
+                print(
+                    f"{r['name']} [{r['role']}]: {entry.key_problem} ({entry.key}); "
+                    f"{_key_fix(entry)}",
+                    file=sys.stderr,
+                )
+        expiry = [r for r in problems if r["state"] in ("expired", "expiring")]
+        if expiry:
+            names = ", ".join(f"{r['name']} ({r['state']})" for r in expiry)
             print(
-                f"{len(problems)} certificate(s) expired or expiring within "
+                f"{len(expiry)} certificate(s) expired or expiring within "
                 f"{args.threshold_days:g} days: {names}; run `crossyard certs rotate`",
                 file=sys.stderr,
             )
     return 1 if problems else 0
 
 
-def _rotate(args: argparse.Namespace) -> int:
+def _reload(ws: Workspace) -> None:
     from ..registry import manager
 
-    ws = _ws(args)
-    renewed = pki.rotate_plan(ws, force=args.force, ca=args.ca)
-    if args.ca:
-        print(f"new CA: {pki.Pki.of(ws).ca.cert}")
-        end = pki.overlap_end(ws)
-        print(
-            f"trust bundle now holds the new and the previous CA: {pki.Pki.of(ws).bundle}; "
-            f"distribute it (`crossyard certs trust`), then `crossyard certs retire-ca` after "
-            f"{end.isoformat() if end else 'the overlap'}"
-        )
-    for r in renewed:
-        print(f"re-issued {r.name}: {r.reason}")
-    if not renewed:
-        print("nothing to rotate: every certificate is within the first two thirds of its life")
-        return 0
     reloaded = manager.reload_if_running(ws)
     print("registry reloaded with the new certificate" if reloaded else "registry not running")
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    result = pki.rotate_plan(ws, force=args.force, ca=args.ca)
+    layout = pki.Pki.of(ws)
+    now = datetime.datetime.now(datetime.UTC)
+    if result.staged:
+        print(
+            f"new CA staged: {layout.next_ca.cert}; the trust bundle {layout.bundle} now holds "
+            "it and the current CA, and servers keep their certificates from the current CA"
+        )
+    if result.switched:
+        print("switched to the staged CA (its `switch_after` in certs/ca.toml has passed)")
+    for r in result.renewals:
+        print(f"re-issued {r.name}: {r.reason}")
+    if result.staged or result.switched:
+        print(f"next: {pki.rotation(ws).advice(now)}")
+    if not result.renewals:
+        if not result.staged:
+            print("nothing to rotate: every certificate is within the first two thirds of its life")
+        return 0
+    _reload(ws)
+    return 0
+
+
+def _switch(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    renewed = pki.switch_ca(ws)
+    print(f"the new CA is current: {pki.Pki.of(ws).ca.cert}; the previous CA stays trusted")
+    for r in renewed:
+        print(f"re-issued {r.name}: {r.reason}")
+    if renewed:
+        _reload(ws)
+    print(f"next: {pki.rotation(ws).advice(datetime.datetime.now(datetime.UTC))}")
     return 0
 
 
 def _retire(args: argparse.Namespace) -> int:
     ws = _ws(args)
-    layout = pki.Pki.of(ws)
-    if not layout.previous_ca.exists():
+    if not pki.retire_ca(ws, force=args.force):
         print("no previous CA to retire")
         return 0
-    pki.retire_ca(ws, force=args.force)
-    print(f"previous CA retired; trust bundle now holds only the current CA: {layout.bundle}")
+    print(
+        f"previous CA retired; trust bundle now holds only the current CA: "
+        f"{pki.Pki.of(ws).bundle} (refresh clients with `crossyard certs trust` to drop it there)"
+    )
     return 0
 
 
@@ -206,7 +274,7 @@ def _trust(args: argparse.Namespace) -> int:
         client = trust.ClientIdentity(cert=certs.pem(cert), key=paths.key.read_bytes())
     files = trust.render(
         args.format, host=args.host, cas=cas, client=client, namespace=args.namespace,
-        name=args.name,
+        name=args.name, talos_version=args.talos_version,
     )
     if args.output is None:
         if any(trust.is_secret(p, c, client) for p, c in files.items()):
@@ -253,13 +321,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(func=_status)
 
     rotate = sub.add_parser(
-        "rotate", help="renew leaves past 2/3 of their life; --ca makes a new CA first"
+        "rotate", help="renew leaves past 2/3 of their life; --ca stages a new CA (phase 1)"
     )
-    rotate.add_argument("--ca", action="store_true", help="new CA, old+new trusted during overlap")
-    rotate.add_argument("--force", action="store_true", help="renew every leaf now")
+    rotate.add_argument(
+        "--ca", action="store_true",
+        help="stage a new CA: trusted beside the current one, signing nothing yet",
+    )
+    rotate.add_argument(
+        "--force", action="store_true",
+        help="renew every leaf now; with --ca, start over during a CA rotation",
+    )
     rotate.set_defaults(func=_rotate)
 
-    retire = sub.add_parser("retire-ca", help="drop the previous CA after the overlap")
+    switch = sub.add_parser(
+        "switch-ca", help="phase 2: re-issue every leaf from the staged CA and reload the registry"
+    )
+    switch.set_defaults(func=_switch)
+
+    retire = sub.add_parser("retire-ca", help="phase 3: drop the previous CA after the overlap")
     retire.add_argument("--force", action="store_true", help="retire before the overlap ends")
     retire.set_defaults(func=_retire)
 
@@ -269,5 +348,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tr.add_argument("-o", "--output", type=Path, help="write files under DIR (default: print)")
     tr.add_argument("--client", help="also install client certificate NAME (mTLS)")
     tr.add_argument("--namespace", default="kube-system", help="k8s: ConfigMap namespace")
-    tr.add_argument("--name", default="crossyard-registry-ca", help="k8s: ConfigMap name")
+    tr.add_argument(
+        "--name", default="crossyard-registry-ca",
+        help="k8s: ConfigMap name; talos: TrustedRootsConfig name",
+    )
+    tr.add_argument(
+        "--talos-version", metavar="MAJOR.MINOR",
+        help="talos: 1.12 or later writes RegistryTLSConfig + TrustedRootsConfig documents "
+        "(talos-registry-tls.yaml), older the machine.registries patch; default: both files",
+    )
     tr.set_defaults(func=_trust)

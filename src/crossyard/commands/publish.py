@@ -103,7 +103,11 @@ def _verify(args: argparse.Namespace) -> int:
     target = resolve_target(workspace, registry=args.registry, ca=args.ca)
     with target.client() as client:
         repo, ref = _split(args.ref, target.host)
-        result = pub.verify(client, repo, ref, public, require_provenance=args.provenance)
+        try:
+            result = pub.verify(client, repo, ref, public, require_provenance=args.provenance)
+        except signing.VerificationError as finding:  # a finding (exit 1), not a usage error
+            print(f"crossyard: verification failed: {finding}", file=sys.stderr)
+            return 1
     notes = [f"signature by {key_path.name} ok"]
     if result.files:
         notes.append(f"{len(result.files)} file signature(s) ok")

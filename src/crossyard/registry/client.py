@@ -127,6 +127,12 @@ class RegistryClient:
             try:
                 return action()
             except (httpx.TransportError, _ServerError) as exc:
+                if "certificate has expired" in str(exc):  # more trust cannot fix this
+                    raise ConfigurationError(
+                        f"registry {self.host}: its TLS certificate has expired ({exc}); renew "
+                        "it: for the workspace's managed registry run `crossyard certs rotate` "
+                        "(re-issues it and reloads the registry)"
+                    ) from exc
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # retrying cannot fix trust
                     raise ConfigurationError(
                         f"registry {self.host}: its TLS certificate is not trusted by "
