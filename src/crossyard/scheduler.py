@@ -22,7 +22,7 @@ from typing import Protocol
 
 from .builders import BuildInput, BuildScript, JobPaths, builder_for
 from .builders.dockerfile import DockerfileBuilder
-from .checks import check_elf, smoke_test
+from .checks import SmokeTests, check_elf
 from .engine import DockerEngine
 from .errors import BuildError, CrossyardError
 from .executors import Executor
@@ -113,6 +113,7 @@ class Scheduler:
         self.reporter = reporter or SilentReporter()
         self.engine = engine  # one connection per engine job, made only when one runs
         self._store_lock = threading.Lock()
+        self.smoke = SmokeTests()
 
     def run(self, graph: BuildGraph) -> BuildReport:
         started = time.monotonic()
@@ -181,6 +182,7 @@ class Scheduler:
             # Ctrl-C or SIGTERM: stop the running jobs (they clean up as failed ones do) and
             # start none of the queued ones, then let the interruption through.
             self.executor.cancel()
+            self.smoke.cancel()  # smoke tests run in sessions of their own: Ctrl-C does not reach them
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         else:
@@ -255,7 +257,7 @@ class Scheduler:
             with self.executor.run(request) as outputs:
                 check_elf(job.id, outputs, job.platform)
                 if job.recipe.test is not None:
-                    smoke_test(job.id, outputs, job.recipe.test, job.platform, job.toolchain.sysroot)
+                    self.smoke.run(job.id, outputs, job.recipe.test, job.platform, job.toolchain.sysroot)
                 with self._store_lock:
                     artifact = self.store.put_artifact(
                         recipe=job.recipe.name, platform=job.platform, input_key=key, files=outputs,
