@@ -325,11 +325,12 @@ class Store:
         if descriptor is None:
             return None
         try:
-            artifact = self.artifact(descriptor)  # the manifest is hashed as it is read
+            manifest = self.layout.read_json(descriptor.digest)  # hashed as it is read
         except IntegrityError:
             return None
+        artifact = self._artifact(descriptor, manifest)
         if verify:
-            config = self.layout.read_json(descriptor.digest).get("config") or {}
+            config = manifest.get("config") or {}
             blobs = [(f.digest, f.size) for f in artifact.files]
             blobs.append((str(config.get("digest", "")), int(config.get("size", -1))))
             intact = all(self.layout.check_blob(d, size) is None for d, size in blobs)
@@ -362,7 +363,9 @@ class Store:
         return destination
 
     def artifact(self, descriptor: Descriptor) -> StoredArtifact:
-        manifest = self.layout.read_json(descriptor.digest)
+        return self._artifact(descriptor, self.layout.read_json(descriptor.digest))
+
+    def _artifact(self, descriptor: Descriptor, manifest: dict[str, Any]) -> StoredArtifact:
         notes = manifest.get("annotations", {})
         files = []
         for layer in manifest.get("layers", []):
@@ -445,9 +448,14 @@ class Store:
         apply: bool = False,
     ) -> GcPlan:
         """Drop the index entries that no `keep_keys` (artifact input keys) or `keep_digests`
-        (image indexes, bases) name and that were stored before `recent_since`, unless an entry
+        (image indexes) name and that were stored before `recent_since`, unless an entry
         kept refers to them; then the blobs nothing kept reaches. A dry run unless `apply`:
-        then index.json is rewritten first (atomically, under its lock), blobs deleted after."""
+        then index.json is rewritten first (atomically, under its lock), blobs deleted after.
+
+        A build running meanwhile writes blobs before their index entry: unreferenced blobs
+        younger than IN_FLIGHT_GRACE_S and blobs written or reused (touched) since gc began are
+        spared. One it reuses untouched (an intact base layer) can still go; the next build
+        then finds its image incomplete and assembles it again."""
         if not self.layout.index_path.exists():
             return GcPlan(drop=(), keep=(), recent=(), blobs=(), in_flight=0)
         started = time.time()

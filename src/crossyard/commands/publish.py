@@ -23,7 +23,6 @@ from ..fsutil import atomic_write_text
 from ..lock import Lock, read_lock
 from ..oci import media
 from ..oci.layout import Descriptor
-from ..platforms import Platform
 from ..provenance import JobRecord, job_record, provenance_statement
 from ..recipes import Recipe
 from ..registry import publish as pub
@@ -193,7 +192,7 @@ def _built(store: Store, lock: Lock, lock_path: Path) -> _Built:
     an older version, a deleted recipe or a failed experiment is not (`crossyard store gc` drops
     those). Each is looked up by input key or index digest, never by a moving ref."""
     missing = []
-    by_key = store.cached_keys() if store.layout.index_path.exists() else {}
+    by_key = store.cached_keys()
     artifacts = {}
     for entry in lock.entries.values():
         if not entry.reproducible:
@@ -203,7 +202,7 @@ def _built(store: Store, lock: Lock, lock_path: Path) -> _Built:
             missing.append(f"{entry.id} (input key {entry.input_key})")
         else:
             artifacts[entry.id] = found
-    by_digest = {d.digest: d for d in store.layout.manifests()} if by_key or lock.images else {}
+    by_digest = {d.digest: d for d in store.layout.manifests()}
     images = {}
     for image in lock.images.values():
         found = by_digest.get(image.index)
@@ -249,12 +248,12 @@ def _publish(args: argparse.Namespace) -> int:
             f"nothing to publish: {workspace.lock_path} records no builds (run `crossyard build`)"
         )
     wanted = set(args.recipes or ())
-    platforms = {Platform.parse(p).oci for text in args.platform for p in text.split(",") if p}
     images: list[tuple[str, str, str, Descriptor]] = []  # name, version, recipe, index entry
     binaries: dict[str, list[Descriptor]] = defaultdict(list)
+    # Every platform the lock records, whatever -p built: the `version` index covers them all.
     for entry_id, entry in sorted(built.artifacts.items()):
-        recipe_name, _, platform = entry_id.partition("@")
-        if (not wanted or recipe_name in wanted) and (not platforms or platform in platforms):
+        recipe_name = entry_id.partition("@")[0]
+        if not wanted or recipe_name in wanted:
             binaries[recipe_name].append(entry)
     for ref, (recipe_name, entry) in sorted(built.images.items()):
         name, _, version = ref.rpartition(":")

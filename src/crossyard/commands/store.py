@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from ..store import GcPlan, Store, entry_label
 from ..workspace import Workspace
 
 DEFAULT_KEEP_DAYS = 7
-DIGEST_IN_BASE = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -168,13 +166,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
             "`crossyard build` first (it writes the lock), then `crossyard store gc`"
         )
     lock = read_lock(workspace.lock_path)
-    keep_digests = {image.index for image in lock.images.values()}
-    # A registry base pulled into the store (`HOST/REPO@sha256:…`) is kept with the image on it.
-    keep_digests |= {m.group(1) for image in lock.images.values()
-                     if (m := DIGEST_IN_BASE.search(image.base))}
     plan = store.gc(
         keep_keys={entry.input_key for entry in lock.entries.values()},
-        keep_digests=keep_digests,
+        keep_digests={image.index for image in lock.images.values()},
         recent_since=time.time() - args.keep_days * 86400,
         apply=args.apply,
     )
@@ -204,7 +198,8 @@ def _gc_render(store: Store, plan: GcPlan, args: argparse.Namespace) -> None:
     recent = (f", and {len(plan.recent)} built in the last {args.keep_days} days (--keep-days 0 "
               "drops those too)") if plan.recent else ""
     out.write(f"{store.root}: {verb} {len(plan.drop)} index entries and {len(plan.blobs)} blobs, "
-              f"{_size(plan.size)}; kept {len(plan.keep)} entries: crossyard.lock's{recent}\n")
+              f"{_size(plan.size)}; kept {len(plan.keep)} entries: what crossyard.lock names, what "
+              f"refers to it{recent}\n")
     if plan.in_flight:
         out.write(f"left {plan.in_flight} unreferenced blobs younger than an hour alone "
                   "(a build may be writing them)\n")
