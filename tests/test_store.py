@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -92,3 +93,21 @@ def test_put_image_tags_and_finds_by_key(tmp_path: Path) -> None:
     assert store.find_image("sha256:" + "9" * 64) is None  # the tag moved to the newer entry
     store.layout.blob_path(layer.descriptor.digest).unlink()
     assert store.find_image("k") is None  # an incomplete tree is not a cache hit
+
+
+def test_a_corrupt_blob_is_a_miss_only_when_verified_and_writing_it_again_repairs_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    key = "sha256:" + "1" * 64
+    artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key=key, files=files(tmp_path, "bytes"))
+    path = store.file_path(artifact.files[0])
+    path.write_bytes(b"bytez")  # same size, other bytes
+    assert store.find(key) is not None  # existence only: what `plan` asks
+    assert store.find(key, verify=True) is None  # what a build trusts as cached
+    assert store.layout.check_blob(artifact.files[0].digest) == (
+        "is corrupt: its bytes hash to sha256:" + hashlib.sha256(b"bytez").hexdigest())
+    config = store.layout.blob_path("sha256:" + hashlib.sha256(b"{}").hexdigest())
+    config.write_bytes(b"[]")
+    store.put_artifact(recipe="hello", platform=ARM64, input_key=key, files=files(tmp_path, "bytes"))
+    assert path.read_bytes() == b"bytes" and config.read_bytes() == b"{}"  # both replaced
+    assert store.find(key, verify=True) is not None
+    assert store.verify().ok

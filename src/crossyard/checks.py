@@ -1,9 +1,15 @@
 """Checks every artifact passes before it enters the store: the ELF header names the job's
-platform, and the recipe's smoke test prints what it expects (under qemu-user when foreign)."""
+platform, and the recipe's smoke test prints what it expects (under qemu-user when foreign)
+within its `[test] timeout`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,8 +18,6 @@ from .errors import BuildError, ConfigurationError
 from .platforms import Platform
 from .recipes import Test
 from .toolchains import qemu_command
-
-SMOKE_TIMEOUT = 120
 
 
 def check_elf(label: str, files: Mapping[str, Path], platform: Platform) -> None:
@@ -34,25 +38,70 @@ def smoke_argv(path: Path, args: tuple[str, ...], platform: Platform, sysroot: s
     return [qemu, "-L", sysroot, str(path), *args]
 
 
-def smoke_test(label: str, files: Mapping[str, Path], test: Test, platform: Platform, sysroot: str) -> str:
-    """Run the test; return its output. A wrong exit status or output is a `BuildError`."""
-    name, *args = test.run
-    path = files.get(name)
-    if path is None:
-        raise BuildError(f"{label}: [test] run names `{name}`, but the outputs are {', '.join(sorted(files))}")
-    argv = smoke_argv(path, tuple(args), platform, sysroot)
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC", **dict(test.env)}
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=SMOKE_TIMEOUT,
-                                stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{label}: smoke test `{' '.join(test.run)}` did not finish in {SMOKE_TIMEOUT}s") from None
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise BuildError(f"{label}: smoke test `{' '.join(test.run)}` exited with status {result.returncode}",
-                         tail=output[-2000:])
-    if test.expect is not None and test.expect not in result.stdout:
-        raise BuildError(
-            f"{label}: smoke test `{' '.join(test.run)}` printed no `{test.expect}`", tail=output[-2000:]
-        )
-    return result.stdout
+class SmokeTests:
+    """Runs recipes' smoke tests, each in a session (process group) of its own: when the test
+    ends, times out or the build is cancelled, the whole group is killed, so a test that forks
+    (a daemon, a child that sleeps; under qemu-user each is another qemu) leaves nothing running.
+    `cancel` is safe to call from another thread while tests run."""
+
+    def __init__(self) -> None:
+        self._running: set[int] = set()  # process group ids
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            groups = list(self._running)
+        for group in groups:
+            _kill_group(group)
+
+    def run(self, label: str, files: Mapping[str, Path], test: Test, platform: Platform, sysroot: str) -> str:
+        """Run the test; return its output. A wrong exit status or output is a `BuildError`."""
+        name, *args = test.run
+        path = files.get(name)
+        if path is None:
+            raise BuildError(f"{label}: [test] run names `{name}`, but the outputs are {', '.join(sorted(files))}")
+        argv = smoke_argv(path, tuple(args), platform, sysroot)
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC", **dict(test.env)}
+        shown = " ".join(test.run)
+        # Output goes to files, not pipes: a child that outlives the test would hold a pipe open
+        # and keep a reader waiting after the test itself is done.
+        with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+            with self._lock:
+                if self._cancelled:
+                    raise BuildError(f"{label}: cancelled")
+                process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                           env=env, start_new_session=True)
+                self._running.add(process.pid)
+            timed_out = False
+            try:
+                process.wait(timeout=test.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group(process.pid)  # what the test started ends with it
+                process.wait()
+                with self._lock:
+                    self._running.discard(process.pid)
+            stdout.seek(0)
+            stderr.seek(0)
+            out = stdout.read().decode(errors="replace")
+            output = out + stderr.read().decode(errors="replace")
+        if self._cancelled:
+            raise BuildError(f"{label}: cancelled")
+        if timed_out:
+            raise BuildError(f"{label}: smoke test `{shown}` did not finish in {test.timeout}s "
+                             "([test] timeout); it was stopped with every process it started",
+                             tail=output[-2000:])
+        if process.returncode != 0:
+            raise BuildError(f"{label}: smoke test `{shown}` exited with status {process.returncode}",
+                             tail=output[-2000:])
+        if test.expect is not None and test.expect not in out:
+            raise BuildError(f"{label}: smoke test `{shown}` printed no `{test.expect}`", tail=output[-2000:])
+        return out
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)

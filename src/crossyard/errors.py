@@ -54,6 +54,12 @@ class IntegrityError(CrossyardError):
     return_code = 1
 
 
+class StorageError(CrossyardError):
+    """The disk under crossyard's state is full: nothing half-written is kept; make room."""
+
+    return_code = 1
+
+
 def suggest(word: str, known: Iterable[str]) -> str:
     """' (did you mean `x`?)' for the nearest known word, or ''."""
     match = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)

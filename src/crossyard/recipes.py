@@ -34,7 +34,8 @@ TOP_KEYS: Final = (
     "source_date_epoch", "source", "test", "platform", "image", *("go", "c", "rust", "dockerfile"),
 )
 SOURCE_KEYS: Final = ("path", "git", "commit", "url", "sha256", "subdir", "exclude")
-TEST_KEYS: Final = ("run", "expect", "env")
+TEST_KEYS: Final = ("run", "expect", "env", "timeout")
+DEFAULT_TEST_TIMEOUT: Final = 120  # seconds
 OPTION_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "go": ("package", "output", "ldflags", "tags", "cgo", "env"),
     "c": ("sources", "cflags", "ldflags", "libs", "output", "headers", "build", "make_args", "cmake_args", "outputs", "static"),
@@ -94,6 +95,8 @@ class Test:
     run: tuple[str, ...]
     expect: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    # Not in the input key (`normalized`): how long a test may take does not change an output.
+    timeout: int = DEFAULT_TEST_TIMEOUT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -444,10 +447,17 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
         if "run" not in table:
             raise ConfigurationError(f"{file}: [test] needs `run` (the output file to run and its arguments)")
         env = _table(table.get("env", {}), key="test.env", file=file)
+        timeout = table.get("timeout", DEFAULT_TEST_TIMEOUT)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+            raise ConfigurationError(
+                f"{file}: [test] timeout = {timeout!r}: give the smoke test's time limit in seconds, "
+                f"a whole number above 0 (default {DEFAULT_TEST_TIMEOUT})"
+            )
         test = Test(
             run=_str_list(table["run"], key="test.run", file=file),
             expect=table.get("expect"),
             env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
+            timeout=timeout,
         )
     image = None
     if "image" in data:

@@ -22,9 +22,9 @@ from typing import Protocol
 
 from .builders import BuildInput, BuildScript, JobPaths, builder_for
 from .builders.dockerfile import DockerfileBuilder
-from .checks import check_elf, smoke_test
+from .checks import SmokeTests, check_elf
 from .engine import DockerEngine
-from .errors import BuildError, CrossyardError
+from .errors import BuildError, CrossyardError, IntegrityError
 from .executors import Executor
 from .executors.docker import EngineExecutor, EngineRequest
 from .executors.local import ExecRequest
@@ -113,6 +113,7 @@ class Scheduler:
         self.reporter = reporter or SilentReporter()
         self.engine = engine  # one connection per engine job, made only when one runs
         self._store_lock = threading.Lock()
+        self.smoke = SmokeTests()
 
     def run(self, graph: BuildGraph) -> BuildReport:
         started = time.monotonic()
@@ -181,6 +182,7 @@ class Scheduler:
             # Ctrl-C or SIGTERM: stop the running jobs (they clean up as failed ones do) and
             # start none of the queued ones, then let the interruption through.
             self.executor.cancel()
+            self.smoke.cancel()  # smoke tests run in sessions of their own: Ctrl-C does not reach them
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         else:
@@ -195,7 +197,9 @@ class Scheduler:
         return result
 
     def _cached(self, key: str, cached_keys: Mapping[str, Descriptor]) -> StoredArtifact | None:
-        return self.store.find(key, index=cached_keys) if key in cached_keys else None
+        # Hashed, not just found: a corrupt blob would otherwise pass as cached (and --locked
+        # with it) until a push fails on it. A miss rebuilds the job, which replaces the blob.
+        return self.store.find(key, index=cached_keys, verify=True) if key in cached_keys else None
 
     def _job_images(self) -> dict[str, Descriptor]:
         """Input key → index entry of every job image (`dockerfile` jobs' per-platform manifests)."""
@@ -211,11 +215,13 @@ class Scheduler:
         if descriptor is None or descriptor.media_type != media.MANIFEST or descriptor.artifact_type is not None:
             return None
         layout = self.store.layout
-        if not layout.has_blob(descriptor.digest):
+        try:
+            manifest = layout.read_json(descriptor.digest)  # hashed as it is read
+        except IntegrityError:
             return None
-        manifest = layout.read_json(descriptor.digest)
-        if not all(layout.has_blob(d["digest"]) for d in [manifest["config"], *manifest.get("layers", [])]):
-            return None
+        blobs = [manifest["config"], *manifest.get("layers", [])]
+        if not all(layout.check_blob(d["digest"], int(d["size"])) is None for d in blobs):
+            return None  # missing or corrupt: build it again
         notes = descriptor.annotations or {}
         return StoredArtifact(
             recipe=notes.get(media.ANNOTATION_RECIPE, ""), platform=notes.get(media.ANNOTATION_PLATFORM, ""),
@@ -255,7 +261,7 @@ class Scheduler:
             with self.executor.run(request) as outputs:
                 check_elf(job.id, outputs, job.platform)
                 if job.recipe.test is not None:
-                    smoke_test(job.id, outputs, job.recipe.test, job.platform, job.toolchain.sysroot)
+                    self.smoke.run(job.id, outputs, job.recipe.test, job.platform, job.toolchain.sysroot)
                 with self._store_lock:
                     artifact = self.store.put_artifact(
                         recipe=job.recipe.name, platform=job.platform, input_key=key, files=outputs,

@@ -7,27 +7,41 @@ job's input key, which is the cache: a job whose key is already in the index is 
 
 The newest artifact of a recipe x platform also carries `org.opencontainers.image.ref.name =
 <recipe>:<os>-<arch>`, so `skopeo`/`oras` can address it; older entries stay (keyed by input key)
-so switching back to an earlier source is free too.
+so switching back to an earlier source is free too, until `gc` drops what neither the lock nor a
+recent build needs.
+
+A cache hit is trusted only after its blobs are hashed (`find(verify=True)`, `find_image`): a
+corrupt artifact is rebuilt, and writing it again replaces the damaged blob. `verify` hashes
+the whole store and follows every reference.
 """
 
 from __future__ import annotations
 
+import calendar
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
+from .errors import IntegrityError
 from .fsutil import atomic_writer
-from .hashing import CHUNK
+from .hashing import CHUNK, split_digest
 from .oci import media
 from .oci.copy import INDEX_TYPES, MANIFEST_TYPES, children
-from .oci.image import tag
-from .oci.layout import Descriptor, OciLayout
+from .oci.image import rfc3339, tag
+from .oci.layout import INCOMING_PREFIX, Descriptor, OciLayout, index_problem
 from .platforms import Platform
 
 FILE_MODE_ANNOTATION = "dev.crossyard.file.mode"
 IMAGE_KEY_ANNOTATION = "dev.crossyard.image-key"
 REPRODUCIBLE_ANNOTATION = "dev.crossyard.reproducible"
+STORED_ANNOTATION = "dev.crossyard.stored"  # when an image was tagged (index entry only)
+# A blob nothing references may belong to a build writing right now (blobs go in before the
+# index entry): `gc` leaves such blobs alone until they are this old.
+IN_FLIGHT_GRACE_S: Final = 3600
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,11 +95,77 @@ def artifact_ref(recipe: str, platform: Platform | str) -> str:
     return f"{recipe}:{slug}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class BlobProblem:
+    """A blob `verify` found missing, corrupt or mis-sized, and what uses it."""
+
+    digest: str
+    problem: str  # "is missing", "is corrupt: …", "is 12 bytes, its descriptor says 13"
+    used_by: tuple[str, ...]  # labels of the index entries that reach it (empty: garbage)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyReport:
+    blobs: int  # blobs hashed
+    size: int  # their bytes
+    index_problem: str | None  # index.json itself unusable
+    problems: tuple[BlobProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.index_problem is None and not self.problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class GcPlan:
+    """What `gc` drops (index entries, then blobs) and keeps."""
+
+    drop: tuple[Descriptor, ...]
+    keep: tuple[Descriptor, ...]
+    recent: tuple[Descriptor, ...]  # kept only because they were stored recently
+    blobs: tuple[tuple[str, int], ...]  # (file name in blobs/sha256, size) to delete
+    in_flight: int  # unreferenced blobs spared as possibly part of a running build
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.blobs)
+
+
+def entry_label(descriptor: Descriptor) -> str:
+    """How an index entry is named to a user: its ref, else recipe@platform (older build)."""
+    notes = descriptor.annotations or {}
+    ref = notes.get(media.ANNOTATION_REF_NAME)
+    if ref:
+        return ref
+    recipe, platform = notes.get(media.ANNOTATION_RECIPE), notes.get(media.ANNOTATION_PLATFORM)
+    if recipe and platform:
+        return f"{recipe}@{platform} (older build {notes.get(media.ANNOTATION_INPUT_KEY, '')[7:19]})"
+    return descriptor.digest
+
+
+def stored_at(descriptor: Descriptor) -> float | None:
+    """When an index entry was written (a job's finish, an image's tagging), if recorded."""
+    notes = descriptor.annotations or {}
+    text = notes.get(media.ANNOTATION_FINISHED) or notes.get(STORED_ANNOTATION)
+    if not text:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
 class Store:
     """Put artifacts in, find them by input key, get their files out."""
 
     def __init__(self, root: Path) -> None:
-        self.layout = OciLayout(root)
+        self.layout = OciLayout(
+            root,
+            recovery=("`crossyard store verify` lists what is damaged and `crossyard build` rebuilds "
+                      f"it; to start over, remove {root} (everything is rebuilt)"),
+            index_recovery=(f"without its index the store is lost: remove {root} and run `crossyard "
+                            "build` (it rebuilds everything into a new store)"),
+        )
 
     @property
     def root(self) -> Path:
@@ -175,7 +255,8 @@ class Store:
         self, *, name: str, version: str, recipe: str, key: str, index: Descriptor, reproducible: bool = True
     ) -> StoredImage:
         """Tag an image index (its blobs already written) as `name:version`; done last."""
-        notes = {media.ANNOTATION_RECIPE: recipe, IMAGE_KEY_ANNOTATION: key}
+        notes = {media.ANNOTATION_RECIPE: recipe, IMAGE_KEY_ANNOTATION: key,
+                 STORED_ANNOTATION: rfc3339(int(time.time()))}
         if not reproducible:
             notes[REPRODUCIBLE_ANNOTATION] = "false"
         tagged = tag(self.layout, index.with_(annotations=notes), image_ref(name, version))
@@ -190,18 +271,21 @@ class Store:
                 if d.media_type == media.INDEX and (d.annotations or {}).get(media.ANNOTATION_REF_NAME)]
 
     def find_image(self, key: str) -> StoredImage | None:
-        """The image assembled with cache key `key`, if it and its whole tree are present."""
+        """The image assembled with cache key `key`, if its whole tree is there and intact."""
         for image in self.images():
-            if image.key == key and self._complete(image.index):
+            if image.key == key and self._intact(image.index):
                 return image
         return None
 
-    def _complete(self, descriptor: Descriptor) -> bool:
-        if not self.layout.has_blob(descriptor.digest):
-            return False
+    def _intact(self, descriptor: Descriptor) -> bool:
+        """Every blob under `descriptor` is present and hashes to its digest."""
         if descriptor.media_type in MANIFEST_TYPES + INDEX_TYPES:
-            return all(self._complete(c) for c in children(self.layout.read_json(descriptor.digest)))
-        return True
+            try:
+                document = self.layout.read_json(descriptor.digest)  # hashed as it is read
+            except IntegrityError:
+                return False
+            return all(self._intact(c) for c in children(document))
+        return self.layout.check_blob(descriptor.digest, descriptor.size) is None
 
     def _image(self, descriptor: Descriptor) -> StoredImage:
         notes = descriptor.annotations or {}
@@ -229,18 +313,30 @@ class Store:
                 out[key] = descriptor
         return out
 
-    def find(self, input_key: str, *, index: Mapping[str, Descriptor] | None = None) -> StoredArtifact | None:
-        """The artifact built with `input_key`, if it and all its blobs are present.
+    def find(
+        self, input_key: str, *, index: Mapping[str, Descriptor] | None = None, verify: bool = False,
+    ) -> StoredArtifact | None:
+        """The artifact built with `input_key`, if it and all its blobs are present; with
+        `verify`, only if every blob also hashes to its digest (what a build trusts as cached).
 
         Pass `index` (from `cached_keys()`) when looking up many keys: one index read for all.
         """
         descriptor = (self.cached_keys() if index is None else index).get(input_key)
-        if descriptor is None or not self.layout.has_blob(descriptor.digest):
+        if descriptor is None:
             return None
-        artifact = self.artifact(descriptor)
-        if not all(self.layout.has_blob(f.digest) for f in artifact.files):
+        try:
+            manifest = self.layout.read_json(descriptor.digest)  # hashed as it is read
+        except IntegrityError:
             return None
-        return artifact
+        artifact = self._artifact(descriptor, manifest)
+        if verify:
+            config = manifest.get("config") or {}
+            blobs = [(f.digest, f.size) for f in artifact.files]
+            blobs.append((str(config.get("digest", "")), int(config.get("size", -1))))
+            intact = all(self.layout.check_blob(d, size) is None for d, size in blobs)
+        else:
+            intact = all(self.layout.has_blob(f.digest) for f in artifact.files)
+        return artifact if intact else None
 
     def latest(self, recipe: str, platform: Platform) -> StoredArtifact | None:
         ref = artifact_ref(recipe, platform)
@@ -267,7 +363,9 @@ class Store:
         return destination
 
     def artifact(self, descriptor: Descriptor) -> StoredArtifact:
-        manifest = self.layout.read_json(descriptor.digest)
+        return self._artifact(descriptor, self.layout.read_json(descriptor.digest))
+
+    def _artifact(self, descriptor: Descriptor, manifest: dict[str, Any]) -> StoredArtifact:
         notes = manifest.get("annotations", {})
         files = []
         for layer in manifest.get("layers", []):
@@ -298,3 +396,172 @@ class Store:
         entry = self._record_job(manifest, recipe=recipe, platform=platform, input_key=input_key, run=run)
         image = ArtifactFile(name="image", digest=manifest.digest, size=manifest.size, mode=0o644)
         return StoredArtifact(recipe=recipe, platform=platform.oci, input_key=input_key, manifest=entry, files=(image,))
+
+    # -- upkeep -----------------------------------------------------------------------------
+    def verify(self) -> VerifyReport:
+        """Hash every blob, then follow every reference from every index entry: what is
+        missing, corrupt or not the size its descriptor says, and which entries use it."""
+        hashed: dict[str, str | None] = {}  # digest → problem, None when intact
+        total = 0
+        for path in self.layout.blob_files():
+            if path.name.startswith(INCOMING_PREFIX) or not _is_hex_digest(path.name):
+                continue
+            total += path.stat().st_size
+            hashed["sha256:" + path.name] = self.layout.check_blob("sha256:" + path.name)
+        problems = {digest: problem for digest, problem in hashed.items() if problem}
+        used_by: dict[str, set[str]] = {}
+        bad_index = None
+        entries: list[Descriptor] = []
+        if self.layout.index_path.exists():
+            bad_index = index_problem(self.layout.index_path.read_bytes())
+            entries = [] if bad_index else self.layout.manifests()
+        for entry in entries:
+            label = entry_label(entry)
+            stack, seen = [entry], set()
+            while stack:
+                node = stack.pop()
+                if node.digest in seen:
+                    continue
+                seen.add(node.digest)
+                used_by.setdefault(node.digest, set()).add(label)
+                if node.digest not in hashed:
+                    problems[node.digest] = "is missing"
+                    continue
+                if hashed[node.digest]:
+                    continue  # corrupt: what it references cannot be known
+                size = self.layout.blob_path(node.digest).stat().st_size
+                if size != node.size:
+                    problems.setdefault(node.digest, f"is {size} bytes, a descriptor says {node.size}")
+                if node.media_type in MANIFEST_TYPES + INDEX_TYPES:
+                    try:
+                        stack.extend(references(self.layout.read_json(node.digest)))
+                    except (IntegrityError, KeyError, TypeError, ValueError):
+                        problems[node.digest] = "is not a manifest or index crossyard can read"
+        return VerifyReport(
+            blobs=len(hashed), size=total, index_problem=bad_index,
+            problems=tuple(BlobProblem(digest=d, problem=p, used_by=tuple(sorted(used_by.get(d, ()))))
+                           for d, p in sorted(problems.items())),
+        )
+
+    def gc(
+        self, *, keep_keys: AbstractSet[str], keep_digests: AbstractSet[str], recent_since: float,
+        apply: bool = False,
+    ) -> GcPlan:
+        """Drop the index entries that no `keep_keys` (artifact input keys) or `keep_digests`
+        (image indexes) name and that were stored before `recent_since`, unless an entry
+        kept refers to them; then the blobs nothing kept reaches. A dry run unless `apply`:
+        then index.json is rewritten first (atomically, under its lock), blobs deleted after.
+
+        A build running meanwhile writes blobs before their index entry: unreferenced blobs
+        younger than IN_FLIGHT_GRACE_S and blobs written or reused (touched) since gc began are
+        spared. One it reuses untouched (an intact base layer) can still go; the next build
+        then finds its image incomplete and assembles it again."""
+        if not self.layout.index_path.exists():
+            return GcPlan(drop=(), keep=(), recent=(), blobs=(), in_flight=0)
+        started = time.time()
+        plans: list[GcPlan] = []
+
+        def decide(current: list[Descriptor]) -> list[Descriptor]:
+            plans.append(self._gc_plan(current, keep_keys, keep_digests, recent_since, started))
+            return list(plans[-1].keep)
+
+        if apply:
+            self.layout.update_index(decide)
+        else:
+            decide(self.layout.manifests())
+        plan = plans[-1]
+        if apply:
+            for name, _ in plan.blobs:
+                path = self.layout.blobs_dir / name
+                try:
+                    if path.stat().st_mtime >= started:
+                        continue  # written or reused since gc began: a build needs it
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+        return plan
+
+    def _gc_plan(
+        self, current: list[Descriptor], keep_keys: AbstractSet[str], keep_digests: AbstractSet[str],
+        recent_since: float, now: float,
+    ) -> GcPlan:
+        kept: set[int] = set()
+        recent: list[Descriptor] = []
+        for i, entry in enumerate(current):
+            if (entry.annotations or {}).get(media.ANNOTATION_INPUT_KEY) in keep_keys or entry.digest in keep_digests:
+                kept.add(i)
+            elif (when := stored_at(entry)) is not None and when >= recent_since:
+                kept.add(i)
+                recent.append(entry)
+        reachable = self._reachable([current[i] for i in kept], strict=True)
+        # A referrer (signature, attestation) of something kept is kept with it.
+        grew = True
+        while grew:
+            grew = False
+            for i, entry in enumerate(current):
+                if i not in kept and self._subject(entry) in reachable:
+                    kept.add(i)
+                    reachable |= self._reachable([entry], strict=True)
+                    grew = True
+        drop = [d for i, d in enumerate(current) if i not in kept]
+        garbage = self._reachable(drop, strict=False)  # once referenced, so no build in flight
+        blobs: list[tuple[str, int]] = []
+        in_flight = 0
+        for path in self.layout.blob_files():
+            info = path.stat()
+            digest = "sha256:" + path.name
+            if digest in reachable:
+                continue
+            if digest in garbage or now - info.st_mtime > IN_FLIGHT_GRACE_S:
+                blobs.append((path.name, info.st_size))
+            else:
+                in_flight += 1
+        return GcPlan(drop=tuple(drop), keep=tuple(d for i, d in enumerate(current) if i in kept),
+                      recent=tuple(recent), blobs=tuple(blobs), in_flight=in_flight)
+
+    def _reachable(self, roots: Iterable[Descriptor], *, strict: bool) -> set[str]:
+        """Every digest under `roots` (themselves, configs, layers, child manifests, subjects).
+        `strict`: a manifest that cannot be read is an error (what it keeps alive is unknown)."""
+        seen: set[str] = set()
+        stack = [(root, entry_label(root)) for root in roots]
+        while stack:
+            node, label = stack.pop()
+            if node.digest in seen:
+                continue
+            seen.add(node.digest)
+            if node.media_type not in MANIFEST_TYPES + INDEX_TYPES:
+                continue
+            try:
+                stack.extend((child, label) for child in references(self.layout.read_json(node.digest)))
+            except (IntegrityError, KeyError, TypeError, ValueError) as error:
+                if strict:
+                    raise IntegrityError(
+                        f"cannot tell which blobs {label} needs ({error}); nothing was deleted. "
+                        "Run `crossyard store verify` and `crossyard build` to repair the store first"
+                    ) from None
+        return seen
+
+    def _subject(self, entry: Descriptor) -> str | None:
+        if entry.media_type not in MANIFEST_TYPES + INDEX_TYPES:
+            return None
+        try:
+            subject = self.layout.read_json(entry.digest).get("subject")
+        except IntegrityError:
+            return None
+        return str(subject.get("digest")) if isinstance(subject, dict) else None
+
+
+def references(document: dict[str, Any]) -> list[Descriptor]:
+    """What a manifest or index points at: its children, and its subject if it is a referrer."""
+    out = children(document)
+    if isinstance(document.get("subject"), dict):
+        out.append(Descriptor.from_json(document["subject"]))
+    return out
+
+
+def _is_hex_digest(name: str) -> bool:
+    try:
+        split_digest("sha256:" + name)
+    except ValueError:
+        return False
+    return True

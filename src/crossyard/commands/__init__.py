@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "plan": "build",
     "build": "build",
     "toolchains": "build",
-    "store": "build",
+    "store": "store",
     "certs": "certs",
     "image": "image",
     "keys": "publish",

@@ -1,4 +1,4 @@
-"""`crossyard init | plan | build | toolchains | store ls`: the foundation's commands."""
+"""`crossyard init | plan | build | toolchains`: the foundation's commands."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from ..lock import (
     read_lock,
     write_lock,
 )
-from ..oci import media
 from ..plan import BUILD_KINDS, BuildGraph
 from ..plan import job_id as lock_id
 from ..platforms import PLATFORMS, Platform
@@ -66,12 +65,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prepare = tool_sub.add_parser("prepare", help="create a toolchain's root (mmdebstrap)")
     prepare.add_argument("name")
     prepare.set_defaults(func=cmd_prepare)
-
-    store = subparsers.add_parser("store", help="the local OCI store")
-    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
-    ls = store_sub.add_parser("ls", help="list artifacts and images")
-    ls.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
-    ls.set_defaults(func=cmd_store_ls)
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -445,46 +438,3 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         shutil.rmtree(staging, ignore_errors=True)
     return 0
 
-
-# -- store ls ------------------------------------------------------------------------------------
-
-
-def cmd_store_ls(args: argparse.Namespace) -> int:
-    workspace = _workspace(args)
-    project = Project(workspace, load_settings(workspace))
-    rows: list[dict[str, Any]] = []
-    for descriptor in project.store.layout.manifests() if project.store.layout.index_path.exists() else []:
-        notes = descriptor.annotations or {}
-        entry: dict[str, Any] = {
-            "ref": notes.get(media.ANNOTATION_REF_NAME),
-            "type": "artifact" if descriptor.artifact_type == media.ARTIFACT_TYPE else "image",
-            "media_type": descriptor.media_type,
-            "digest": descriptor.digest,
-            "size": descriptor.size,
-            "platform": notes.get(media.ANNOTATION_PLATFORM),
-            "recipe": notes.get(media.ANNOTATION_RECIPE),
-            "input_key": notes.get(media.ANNOTATION_INPUT_KEY),
-        }
-        if entry["type"] == "artifact":
-            artifact = project.store.artifact(descriptor)
-            entry["files"] = {f.name: {"digest": f.digest, "size": f.size} for f in artifact.files}
-        elif descriptor.media_type == media.INDEX:
-            entry["type"] = "image"
-            entry["platforms"] = {
-                f"{(m.get('platform') or {}).get('os')}/{(m.get('platform') or {}).get('architecture')}": m["digest"]
-                for m in project.store.layout.read_json(descriptor.digest).get("manifests", [])
-            }
-        rows.append(entry)
-    if args.json is not None:
-        _emit_json(args.json, {"store": str(project.store.root), "entries": rows})
-        if args.json == "-":
-            return 0
-    table = Table(title=f"{project.store.root}", title_justify="left")
-    for column in ("ref", "type", "platform", "digest", "files"):
-        table.add_column(column)
-    for row in rows:
-        files = ", ".join(f"{n} ({v['size']} B)" for n, v in row.get("files", {}).items())
-        platform = row["platform"] or ", ".join(row.get("platforms", {}))
-        table.add_row(row["ref"] or "(older build)", row["type"], platform, row["digest"][7:19], files)
-    table_console(160).print(table)
-    return 0

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .. import signing
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
+from ..lock import Lock, read_lock
 from ..oci import media
 from ..oci.layout import Descriptor
-from ..platforms import Platform
 from ..provenance import JobRecord, job_record, provenance_statement
 from ..recipes import Recipe
 from ..registry import publish as pub
@@ -160,8 +160,11 @@ def _record(store: Store, entry: Descriptor, catalog: _Catalog) -> JobRecord:
     )
 
 
-def _image_jobs(store: Store, root: Descriptor, recipe: Recipe | None, catalog: _Catalog) -> list[JobRecord]:
-    """The artifact builds an image is made of, per platform of its index."""
+def _image_jobs(
+    store: Store, root: Descriptor, recipe: Recipe | None, catalog: _Catalog, built: _Built,
+) -> list[JobRecord]:
+    """The artifact builds an image is made of (as the lock records them), per platform of its
+    index."""
     if recipe is None or recipe.image is None:
         return []
     platforms = []
@@ -173,13 +176,50 @@ def _image_jobs(store: Store, root: Descriptor, recipe: Recipe | None, catalog: 
     jobs = []
     for artifact_recipe in recipe.image.artifact_recipes:
         for platform in platforms:
-            try:
-                latest = store.latest(artifact_recipe, Platform.parse(platform))
-            except ConfigurationError:
-                latest = None
-            if latest is not None:
-                jobs.append(_record(store, latest.manifest, catalog))
+            entry = built.artifacts.get(f"{artifact_recipe}@{platform}")
+            if entry is not None:
+                jobs.append(_record(store, entry, catalog))
     return jobs
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Built:
+    """What the current catalog builds, as crossyard.lock records it, found in the store: the
+    lock's artifacts (`recipe@platform` → index entry) and images (`name:version` → entry)."""
+
+    artifacts: dict[str, Descriptor]
+    images: dict[str, tuple[str, Descriptor]]  # name:version → (recipe, index entry)
+
+
+def _built(store: Store, lock: Lock, lock_path: Path) -> _Built:
+    """Only what the lock names is published: an image or artifact the store still holds from
+    an older version, a deleted recipe or a failed experiment is not (`crossyard store gc` drops
+    those). Each is looked up by input key or index digest, never by a moving ref."""
+    missing = []
+    by_key = store.cached_keys()
+    artifacts = {}
+    for entry in lock.entries.values():
+        if not entry.reproducible:
+            continue  # a Dockerfile job's output is an image manifest: published with its image
+        found = by_key.get(entry.input_key)
+        if found is None:
+            missing.append(f"{entry.id} (input key {entry.input_key})")
+        else:
+            artifacts[entry.id] = found
+    by_digest = {d.digest: d for d in store.layout.manifests()}
+    images = {}
+    for image in lock.images.values():
+        found = by_digest.get(image.index)
+        if found is None:
+            missing.append(f"image {image.id} (index {image.index})")
+        else:
+            images[image.id] = (image.recipe, found)
+    if missing:
+        raise ConfigurationError(
+            f"{lock_path.name} records builds that {store.root} does not hold: {', '.join(missing)}; "
+            "run `crossyard build` (or publish without --no-build) to build them again"
+        )
+    return _Built(artifacts=artifacts, images=images)
 
 
 def _remember_base(client: RegistryClient, store: Store, recipe: Recipe | None) -> None:
@@ -205,44 +245,41 @@ def _publish(args: argparse.Namespace) -> int:
     target = resolve_target(workspace, registry=args.registry, ca=args.ca)
     catalog = _build_and_catalog(workspace, args)
     store = Store(workspace.store_dir)
-    if not store.layout.index_path.exists():
-        raise ConfigurationError(f"{store.root} is empty: nothing to publish (run `crossyard build`)")
+    lock = read_lock(workspace.lock_path)
+    built = _built(store, lock, workspace.lock_path)
+    if not built.artifacts and not built.images:
+        raise ConfigurationError(
+            f"nothing to publish: {workspace.lock_path} records no builds (run `crossyard build`)"
+        )
     wanted = set(args.recipes or ())
-    images: list[tuple[str, str, Descriptor]] = []
+    images: list[tuple[str, str, str, Descriptor]] = []  # name, version, recipe, index entry
     binaries: dict[str, list[Descriptor]] = defaultdict(list)
-    image_refs: set[tuple[str, str]] = set()  # every image's (name, version), selected or not
-    for entry in store.layout.manifests():
-        notes = entry.annotations or {}
-        ref = notes.get(media.ANNOTATION_REF_NAME)
-        if not ref:
-            continue
-        if entry.artifact_type == media.ARTIFACT_TYPE:
-            recipe_name = notes.get(media.ANNOTATION_RECIPE) or ref.rpartition(":")[0]
-            if not wanted or recipe_name in wanted:
-                binaries[recipe_name].append(entry)
-            continue
-        name, sep, version = ref.rpartition(":")
-        image_refs.add((name, version))
-        recipe_name = notes.get(media.ANNOTATION_RECIPE, name)
-        if sep and (not wanted or recipe_name in wanted or name in wanted):
-            images.append((name, version, entry))
+    # Every platform the lock records, whatever -p built: the `version` index covers them all.
+    for entry_id, entry in sorted(built.artifacts.items()):
+        recipe_name = entry_id.partition("@")[0]
+        if not wanted or recipe_name in wanted:
+            binaries[recipe_name].append(entry)
+    for ref, (recipe_name, entry) in sorted(built.images.items()):
+        name, _, version = ref.rpartition(":")
+        if not wanted or recipe_name in wanted or name in wanted:
+            images.append((name, version, recipe_name or name, entry))
     if wanted and not images and not binaries:
         raise ConfigurationError(
-            f"nothing in {store.root} for {', '.join(sorted(wanted))}: unknown recipe or image "
-            "name (see `crossyard store ls`)"
+            f"nothing built for {', '.join(sorted(wanted))}: unknown recipe or image name "
+            f"(see {workspace.lock_path.name} or `crossyard store ls`)"
         )
     published: list[pub.Published] = []
     skipped: list[str] = []
     public = key.public_key()
     with target.client() as client:
         client.ping()
-        for name, version, entry in images:
-            recipe = catalog.recipes.get((entry.annotations or {}).get(media.ANNOTATION_RECIPE, name))
+        for name, version, recipe_name, entry in images:
+            recipe = catalog.recipes.get(recipe_name)
             root = entry.with_(annotations=None)
             statement = provenance_statement(
                 subjects=[(f"{target.host}/{name}", root.digest)],
                 recipe=recipe.name if recipe else name, version=version,
-                jobs=_image_jobs(store, root, recipe, catalog),
+                jobs=_image_jobs(store, root, recipe, catalog, built),
             )
             _remember_base(client, store, recipe)
             done = pub.publish_image(client, store.layout, root, name, version, key,
@@ -275,7 +312,7 @@ def _publish(args: argparse.Namespace) -> int:
             )
             # An image of the same name owns `name:version`; the binaries' index steps aside.
             index_tag = recipe.version
-            if (recipe_name, recipe.version) in image_refs:
+            if f"{recipe_name}:{recipe.version}" in built.images:
                 index_tag = f"{recipe.version}-binaries"
             done = pub.publish_binaries(client, store.layout, recipe_name, recipe.version,
                                         builds, key, statement=statement, index_tag=index_tag)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, IntegrityError
 from ..hashing import sha256_file, sha256_json
 from ..lock import ImageLockEntry, LockedLayer, LockedPlatform
 from ..oci import media
@@ -212,6 +212,12 @@ class Assembler:
         base = resolver.materialize(job.spec.base, platform, file=job.recipe.file)
         layers: list[Layer] = list(base.layers)
         if placed:
+            for p in placed:  # the image key has these digests: the layer must have these bytes
+                if sha256_file(p.path) != p.digest:
+                    raise IntegrityError(
+                        f"image {job.ref}: {p.origin} ({p.path}) no longer hashes to {p.digest}; "
+                        f"{self.store.layout.recovery}"
+                    )
             entries = [LayerEntry(path=p.dest, source=p.path, mode=p.mode) for p in placed]
             own = write_layer(self.store.layout, entries, source_date_epoch=job.epoch,
                               compression=job.spec.compression, level=LAYER_LEVEL)

@@ -153,8 +153,10 @@ def _decompressor(media_type: str, handle: IO[bytes]) -> IO[bytes]:
 
 
 def _uncompressed_layer(layout: OciLayout, layer: Descriptor, diff_id: str, into: Path) -> Path:
-    """Decompress one layer to a file, checking that its sha256 is the config's diff_id."""
+    """Decompress one layer to a file, checking that the blob's bytes are its digest and the
+    tar's sha256 is the config's diff_id."""
     target = into / diff_id.removeprefix("sha256:")
+    layout.require_blob(layer.digest, layer.size)  # a flipped byte can still decompress
     digest = hashlib.sha256()
     with layout.blob_path(layer.digest).open("rb") as raw, target.open("wb") as out:
         stream = _decompressor(layer.media_type, raw)

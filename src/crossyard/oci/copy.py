@@ -27,15 +27,21 @@ def children(document: dict[str, Any]) -> list[Descriptor]:
 
 
 def copy_blob(source: OciLayout, descriptor: Descriptor, target: OciLayout) -> None:
-    """Stream one blob across, checking its digest and size; already present → nothing to do."""
-    if target.has_blob(descriptor.digest):
+    """Stream one blob across, checking its digest and size; already there intact → nothing to
+    do (a damaged copy there is replaced)."""
+    if target.check_blob(descriptor.digest, descriptor.size) is None:
         return
     path = source.blob_path(descriptor.digest)
     if not path.exists():
         raise IntegrityError(f"{source.root}: blob {descriptor.digest} is missing")
-    with path.open("rb") as handle, target.blob_writer(expected_digest=descriptor.digest) as writer:
-        while chunk := handle.read(CHUNK):
-            writer.write(chunk)
+    try:
+        with path.open("rb") as handle, target.blob_writer(expected_digest=descriptor.digest) as writer:
+            while chunk := handle.read(CHUNK):
+                writer.write(chunk)
+    except IntegrityError:
+        raise IntegrityError(
+            f"{source.root}: blob {descriptor.digest} is corrupt (its bytes do not match); {source.recovery}"
+        ) from None
     if writer.size != descriptor.size:
         raise IntegrityError(
             f"{source.root}: blob {descriptor.digest} is {writer.size} bytes, its descriptor says {descriptor.size}"

@@ -32,7 +32,7 @@ from ..hashing import canonical_json
 from ..oci import media
 from ..oci.layout import Descriptor, OciLayout
 from ..provenance import SLSA_PROVENANCE_V1
-from .client import MANIFEST_TYPES, RegistryClient, manifest_digest
+from .client import MANIFEST_TYPES, RegistryClient, manifest_digest, walk
 
 PREDICATE_ANNOTATION: Final = "predicateType"
 _COSIGN_EPOCH: Final = "0001-01-01T00:00:00Z"
@@ -253,12 +253,22 @@ def verify(
 
 
 # -- publishing ----------------------------------------------------------------------------------
+def check_local(layout: OciLayout, root: Descriptor) -> None:
+    """Every blob under `root` hashes to its digest before anything is pushed: a damaged store
+    is reported as such, naming the blob and the fix, not as the registry refusing an upload
+    (DIGEST_INVALID) halfway through a publish."""
+    blobs, _ = walk(layout, root)  # reads, and so hashes, every manifest and index
+    for blob in blobs:
+        layout.require_blob(blob.digest, blob.size)
+
+
 def publish_image(
     client: RegistryClient, layout: OciLayout, root: Descriptor, repo: str, tag: str,
     key: ec.EllipticCurvePrivateKey, *, statement: bytes | None = None,
     mount_from: Sequence[str] = (),
 ) -> Published:
     """Push an image (index or manifest) as repo:tag, sign it and attach its provenance."""
+    check_local(layout, root)
     digest = client.push(layout, root, repo, tag, mount_from=mount_from)
     sign(client, repo, digest, key)
     if statement is not None:
@@ -312,6 +322,9 @@ def publish_binaries(
     """Each platform's artifact as repo:version-os-arch (signed, with detached file signatures
     and provenance), then an index of them as repo:version (signed, with provenance)."""
     index_tag = index_tag or version
+    for build in builds:
+        check_local(layout, build.manifest)
+
     def one(build: BinaryBuild) -> None:
         digest = client.push(layout, build.manifest, repo, platform_tag(version, build.platform))
         sign(client, repo, digest, key, files=build.files)
