@@ -13,11 +13,10 @@ import pytest
 
 from conftest import require_tool
 from crossyard.cli import main
-from crossyard.lock import ImageLockEntry, Lock, write_lock
 from crossyard.oci.layout import OciLayout
 from crossyard.registry.client import RegistryClient
 from crossyard.store import Store
-from helpers.images import tiny_image
+from helpers.images import lock_stored_images, tiny_image
 from helpers.registry import RegistryHandle, running_registry
 
 IMAGE = """
@@ -185,9 +184,7 @@ def test_publish_and_verify_bad_input_exit_2(
     store = OciLayout(ws / ".crossyard" / "store").ensure()
     tiny_image(store, b"cli\n", "hello-go:0.1.0")
     # publish pushes what crossyard.lock records (not whatever the store holds): record it there
-    (entry,) = store.manifests()
-    write_lock(ws / "crossyard.lock", Lock(images={"hello-go:0.1.0": ImageLockEntry(
-        name="hello-go", version="0.1.0", recipe="", key="", index=entry.digest)}))
+    lock_stored_images(store, ws / "crossyard.lock")
 
     def fails(*argv: str, says: str, code: int = 2) -> None:
         capsys.readouterr()

@@ -29,7 +29,7 @@ from crossyard.oci.layout import OciLayout
 from crossyard.registry import manager
 from crossyard.registry.client import RegistryClient, RegistryError, add_query
 from crossyard.workspace import Workspace
-from helpers.images import random_image, tiny_image
+from helpers.images import lock_stored_images, random_image, tiny_image
 from helpers.managed import free_addr, make_workspace, stopped_after, tmpfs
 
 
@@ -183,7 +183,9 @@ def test_a_full_registry_disk_says_so(tmp_path: Path) -> None:
     require_tool("mount", "apt install mount")
     require(os.geteuid() == 0, "mounting a tmpfs needs root")
     ws = make_workspace(tmp_path)
-    random_image(OciLayout(ws.store_dir).ensure(), 5 << 20, "big:1")
+    store = OciLayout(ws.store_dir).ensure()
+    random_image(store, 5 << 20, "big:1")
+    lock_stored_images(store, ws.lock_path)
     env = {"CROSSYARD_KEY_PASSWORD": "", "CROSSYARD_REGISTRY": ""}
     assert run_cli("-C", str(ws.root), "keys", "generate", env=env).returncode == 0
     storage = ws.state / "registry" / "storage"

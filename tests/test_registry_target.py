@@ -15,7 +15,7 @@ from crossyard.oci.layout import OciLayout
 from crossyard.registry.server import free_port
 from crossyard.registry.target import resolve_target
 from crossyard.workspace import Workspace
-from helpers.images import tiny_image
+from helpers.images import lock_stored_images, tiny_image
 from helpers.registry import running_registry
 
 # Characters a URL must percent-encode, so the decoded and the encoded forms both matter.
@@ -31,7 +31,9 @@ def _workspace(tmp_path: Path) -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "crossyard.toml").write_text("")
-    tiny_image(OciLayout(ws / ".crossyard" / "store").ensure(), b"hello\n", "hello:1")
+    store = OciLayout(ws / ".crossyard" / "store").ensure()
+    tiny_image(store, b"hello\n", "hello:1")
+    lock_stored_images(store, ws / "crossyard.lock")
     keys = run_cli("-C", str(ws), "keys", "generate", env={"CROSSYARD_KEY_PASSWORD": ""})
     assert keys.returncode == 0, keys.stderr
     return ws
@@ -83,6 +85,8 @@ def test_a_password_in_the_registry_url_is_used_and_never_shown(tmp_path: Path) 
     assert runs["publish"].returncode == 0, runs["publish"].stderr
     assert f'"registry": "{reg.host}"' in runs["publish"].stdout
     assert runs["publish -v"].returncode == 0 and reg.host in runs["publish -v"].stdout
+    # The login hint says where the password was given, never the environment variable it was not in.
+    assert "(the password is in the CROSSYARD_REGISTRY URL)" in runs["publish -v"].stdout
     assert runs["verify missing"].returncode == 2
     assert f"{reg.host}/nope:1 not found" in runs["verify missing"].stderr
     for name in ("wrong password", "flag"):

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, CrossyardError
 from .fsutil import atomic_write_bytes
 
 PASSWORD_ENV: Final = "CROSSYARD_KEY_PASSWORD"
@@ -33,9 +33,10 @@ _DIGEST_RE: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ECDSA: Final = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
-class VerificationError(ConfigurationError):
+class VerificationError(CrossyardError):
     """A signature that does not verify with the key the user gave, or a payload that does not
-    say what it must: a wrong key or untrusted content, not a crash (exit status 2)."""
+    say what it must: a finding about the content (exit status 1, like a failed build), not a
+    mistake in the command."""
 
 
 @dataclass(frozen=True, kw_only=True)

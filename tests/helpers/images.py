@@ -6,8 +6,10 @@ import gzip
 import io
 import os
 import tarfile
+from pathlib import Path
 
 from crossyard.hashing import sha256_bytes
+from crossyard.lock import ImageLockEntry, Lock, write_lock
 from crossyard.oci.layout import OciLayout
 
 
@@ -54,3 +56,14 @@ def random_image(layout: OciLayout, size: int, name: str) -> str:
     layout.update_index(lambda ms: [*ms, manifest.with_(
         annotations={"org.opencontainers.image.ref.name": name})])
     return layer.digest
+
+
+def lock_stored_images(layout: OciLayout, lock_path: Path) -> None:
+    """Record every image in `layout` in `lock_path` as a build of the catalog, since publish
+    pushes what the lock records (images written by hand here have no recipe)."""
+    images = {}
+    for entry in layout.manifests():
+        name, _, version = (entry.annotations or {})["org.opencontainers.image.ref.name"].rpartition(":")
+        images[f"{name}:{version}"] = ImageLockEntry(name=name, version=version, recipe="", key="",
+                                                     index=entry.digest)
+    write_lock(lock_path, Lock(images=images))

@@ -352,7 +352,7 @@ def verify_back(
     digest with what was pushed, and verify signatures and provenance."""
     got = client.get_manifest(published.repo, published.tag)
     if got is None or manifest_digest(got[0]) != published.digest:
-        raise ConfigurationError(
+        raise signing.VerificationError(
             f"{published.tagged} does not resolve to {published.digest} after the push: "
             "someone else is pushing the same tag?"
         )

@@ -28,6 +28,7 @@ class Target:
     password: str | None = field(repr=False)
     origin: str  # where the choice came from, for messages
     password_file: Path | None = None  # the managed registry's, to tell users how to log in
+    password_from: str = "CROSSYARD_REGISTRY_PASSWORD"  # where it was given, never its value
 
     def client(self, **options: Any) -> RegistryClient:
         return RegistryClient(self.url, ca_path=self.ca_path, username=self.username,
@@ -77,6 +78,7 @@ def resolve_target(
             username=user or os.environ.get("CROSSYARD_REGISTRY_USERNAME") or None,
             password=password or os.environ.get("CROSSYARD_REGISTRY_PASSWORD") or None,
             origin=origin,
+            password_from=f"the {origin} URL" if password else "CROSSYARD_REGISTRY_PASSWORD",
         )
     from . import manager
 
