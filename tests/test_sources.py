@@ -137,3 +137,15 @@ def test_git_source_at_pinned_commit(tmp_path: Path) -> None:
     resolved = SourceResolver(tmp_path / "cache").resolve(load_recipe(path))
     assert (resolved.tree / "main.c").read_text() == "int main(void){return 0;}\n"
     assert resolved.epoch == 1700000000
+
+
+def test_special_files_are_named_not_read(tmp_path: Path) -> None:
+    import os
+
+    from crossyard.sources import iter_tree
+
+    (tmp_path / "a.c").write_text("int a;\n")
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ConfigurationError, match=r"pipe is a FIFO \(named pipe\), not a file"):
+        tree_digest(tmp_path)  # without the check: blocks forever opening the FIFO
+    assert [rel for rel, _ in iter_tree(tmp_path, ("pipe",))] == ["a.c"]
