@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from crossyard.errors import ConfigurationError
-from crossyard.platforms import ARM64, RISCV64
-from crossyard.recipes import load_catalog, load_recipe
+from crossyard.platforms import ARM64, PLATFORMS, RISCV64
+from crossyard.recipes import MAX_VERSION, TAG_RE, load_catalog, load_recipe
+from crossyard.registry.publish import platform_tag
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -164,10 +165,6 @@ def test_image_dest_is_normalised(tmp_path: Path) -> None:
 
 def test_longest_version_still_makes_every_tag() -> None:
     """A version is pushed as is and with publish's suffixes; the longest allowed fits them all."""
-    from crossyard.platforms import PLATFORMS
-    from crossyard.recipes import MAX_VERSION, TAG_RE
-    from crossyard.registry.publish import platform_tag
-
     version = "1" * MAX_VERSION
     tags = [version, f"{version}-binaries", *(platform_tag(version, p) for p in PLATFORMS)]
     assert all(TAG_RE.match(tag) for tag in tags)

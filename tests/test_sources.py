@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from conftest import require_tool, run_cli
 from crossyard.certs import create_ca, issue_leaf
 from crossyard.errors import ConfigurationError
 from crossyard.recipes import load_recipe
-from crossyard.sources import SourceResolver, tree_digest
+from crossyard.sources import SourceResolver, iter_tree, tree_digest
 from helpers.https import serve_https
 
 
@@ -140,10 +141,6 @@ def test_git_source_at_pinned_commit(tmp_path: Path) -> None:
 
 
 def test_special_files_are_named_not_read(tmp_path: Path) -> None:
-    import os
-
-    from crossyard.sources import iter_tree
-
     (tmp_path / "a.c").write_text("int a;\n")
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(ConfigurationError, match=r"pipe is a FIFO \(named pipe\), not a file"):
