@@ -160,3 +160,12 @@ def test_dockerfile_on_a_local_engine_needs_qemu_for_foreign_platforms() -> None
         make_docker([dockerfile_recipe()], can_run=lambda p: p == AMD64)
     # A remote engine's binfmt is its own business: not checked from here.
     make_docker([dockerfile_recipe()], engine_info(local=False), can_run=lambda p: p == AMD64)
+
+
+def test_an_output_outside_the_job_is_refused_whatever_made_it() -> None:
+    """Loading refuses such names; the planner holds every builder to it too (a Recipe built in
+    code skips loading)."""
+    escaping = Recipe(name="app", kind="c", file=ROOT / "recipes" / "app.toml", platforms=(RISCV64,),
+                      source=Source(path=ROOT / "app"), options={"sources": ["main.c"], "output": "../../x"})
+    with pytest.raises(ConfigurationError, match=r"app.toml: \[c\]: output `../../x` .* inside the job's directory"):
+        make([escaping])

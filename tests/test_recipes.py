@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from crossyard.errors import ConfigurationError
-from crossyard.platforms import ARM64, RISCV64
-from crossyard.recipes import load_catalog, load_recipe
+from crossyard.platforms import ARM64, PLATFORMS, RISCV64
+from crossyard.recipes import MAX_VERSION, TAG_RE, load_catalog, load_recipe
+from crossyard.registry.publish import platform_tag
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,3 +153,25 @@ def test_dockerfile_image_takes_only_a_name(tmp_path: Path) -> None:
         load_recipe(write(tmp_path / "e.toml", head + '[image]\nentrypoint = ["/x"]\n'))
     bare = load_recipe(write(tmp_path / "f.toml", head))
     assert bare.image is not None and bare.image.name == "f"
+
+
+def test_image_dest_is_normalised(tmp_path: Path) -> None:
+    files = ('[[image.files]]\nartifact = "b"\ndest = "/usr//local/./bin/b"\n'
+             '[[image.files]]\nartifact = "c"\ndest = "/opt/./c//"\n')
+    recipe = load_recipe(write(tmp_path / "img.toml", f'kind = "image"\n[image]\n{files}'))
+    assert recipe.image is not None
+    assert [f.dest for f in recipe.image.files] == ["/usr/local/bin/b", "/opt/c/"]
+
+
+def test_longest_version_still_makes_every_tag() -> None:
+    """A version is pushed as is and with publish's suffixes; the longest allowed fits them all."""
+    version = "1" * MAX_VERSION
+    tags = [version, f"{version}-binaries", *(platform_tag(version, p) for p in PLATFORMS)]
+    assert all(TAG_RE.match(tag) for tag in tags)
+    assert not TAG_RE.match(platform_tag(version + "1", "linux/riscv64"))
+
+
+@pytest.mark.parametrize("name", ["a", "hello-go", "a.b_c__d--e", "x" * 128])
+def test_names_a_registry_takes(tmp_path: Path, name: str) -> None:
+    (tmp_path / "src").mkdir()
+    assert load_recipe(write(tmp_path / "r.toml", f'name = "{name}"\nkind = "c"\n[source]\npath = "src"\n')).name == name

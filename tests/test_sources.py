@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from conftest import require_tool, run_cli
 from crossyard.certs import create_ca, issue_leaf
 from crossyard.errors import ConfigurationError
 from crossyard.recipes import load_recipe
-from crossyard.sources import SourceResolver, tree_digest
+from crossyard.sources import SourceResolver, iter_tree, tree_digest
 from helpers.https import serve_https
 
 
@@ -137,3 +138,11 @@ def test_git_source_at_pinned_commit(tmp_path: Path) -> None:
     resolved = SourceResolver(tmp_path / "cache").resolve(load_recipe(path))
     assert (resolved.tree / "main.c").read_text() == "int main(void){return 0;}\n"
     assert resolved.epoch == 1700000000
+
+
+def test_special_files_are_named_not_read(tmp_path: Path) -> None:
+    (tmp_path / "a.c").write_text("int a;\n")
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ConfigurationError, match=r"pipe is a FIFO \(named pipe\), not a file"):
+        tree_digest(tmp_path)  # without the check: blocks forever opening the FIFO
+    assert [rel for rel, _ in iter_tree(tmp_path, ("pipe",))] == ["a.c"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .builders import BuildInput, JobPaths, builder_for
+from .builders import BuildInput, JobPaths, builder_for, output_inside
 from .builders.dockerfile import CONTEXT_FORMAT, check_options
 from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
@@ -210,6 +210,14 @@ def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget
         ))
     except ValueError as error:
         raise ConfigurationError(f"{recipe.file}: [{recipe.kind}]: {error}") from None
+    for name, path in script.outputs.items():
+        # The recipe's names are checked at load; this holds every builder to it (a name or a
+        # path derived from options, like rust's target/<triple>/<profile>/<bin>).
+        if not output_inside(name, path, _PLAN_PATHS.root):
+            raise ConfigurationError(
+                f"{recipe.file}: [{recipe.kind}]: output `{name}` ({path}) is not a plain file name "
+                "inside the job's directory; fix the option that names it"
+            )
     if recipe.test is not None and recipe.test.run[0] not in script.outputs:
         raise ConfigurationError(
             f"{recipe.file}: [test] run names `{recipe.test.run[0]}`, but `{recipe.name}` outputs "

@@ -7,22 +7,23 @@ then `CROSSYARD_*` environment variables; an unknown key names the nearest known
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from .engine import probe as engine_probe
 from .errors import ConfigurationError, check_keys
 from .plan import BUILD_KINDS, BuildGraph, plan
 from .platforms import Platform, parse_platforms
-from .recipes import Catalog, Recipe, load_catalog, read_toml
+from .recipes import Catalog, Recipe, check_epoch, load_catalog, read_toml
 from .sources import SourceResolver
 from .store import Store
 from .toolchains import ProbeCache, Prober, load_definitions, qemu_command
 from .workspace import Workspace
 
 CONFIG_KEYS = ("build", "registry")  # [registry] is read by registry/manager.py
-BUILD_KEYS = ("platforms", "jobs", "source_date_epoch")
+BUILD_KEYS = ("platforms", "jobs", "source_date_epoch", "source_root")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,27 +31,88 @@ class Settings:
     platforms: tuple[Platform, ...] | None = None  # None: each recipe's own list
     jobs: int = os.cpu_count() or 1
     source_date_epoch: int = 0
+    source_root: Path | None = None  # where local sources may be; None: the workspace
 
 
-def load_settings(workspace: Workspace, *, platforms: Sequence[str] = (), jobs: int | None = None) -> Settings:
-    data = read_toml(workspace.config_path) if workspace.config_path.exists() else {}
-    check_keys(data, CONFIG_KEYS, where="crossyard.toml", file=workspace.config_path)
+def load_settings(
+    workspace: Workspace, *, platforms: Sequence[str] = (), jobs: int | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Settings:
+    """The cascade: defaults, `crossyard.toml` [build], the command line, then `CROSSYARD_*`
+    from `environ`. A bad value is a `ConfigurationError` naming where it came from: the file
+    and key, the flag or the variable. A variable that is set is used: set but empty is an error,
+    not "unset" (an empty `CROSSYARD_JOBS` in CI is a mistake worth hearing about)."""
+    file = workspace.config_path
+    data = read_toml(file) if file.exists() else {}
+    check_keys(data, CONFIG_KEYS, where="crossyard.toml", file=file)
     build = data.get("build", {})
-    check_keys(build, BUILD_KEYS, where="[build]", file=workspace.config_path)
-    chosen: list[str] = list(build.get("platforms", []))
+    if not isinstance(build, dict):
+        raise ConfigurationError(f"{file}: `build` must be a table ([build]), got {build!r}")
+    check_keys(build, BUILD_KEYS, where="[build]", file=file)
+
+    chosen: tuple[Platform, ...] | None = None
+    if "platforms" in build:
+        value = build["platforms"]
+        if not isinstance(value, list) or not value or not all(isinstance(p, str) for p in value):
+            raise ConfigurationError(
+                f"{file}: [build] platforms = {value!r} must be a non-empty list of strings, "
+                'e.g. ["linux/riscv64", "linux/arm64"]'
+            )
+        chosen = _platforms(value, origin=f"{file}: [build] platforms")
     if platforms:
-        chosen = [p for value in platforms for p in value.split(",") if p]
-    env_platforms = os.environ.get("CROSSYARD_PLATFORMS")
-    if env_platforms:
-        chosen = [p for p in env_platforms.split(",") if p]
-    count = int(os.environ.get("CROSSYARD_JOBS", jobs or build.get("jobs", os.cpu_count() or 1)))
-    if count < 1:
-        raise ConfigurationError(f"--jobs must be at least 1 (got {count})")
-    return Settings(
-        platforms=parse_platforms(chosen) if chosen else None,
-        jobs=count,
-        source_date_epoch=int(build.get("source_date_epoch", 0)),
-    )
+        chosen = _platforms([p for value in platforms for p in value.split(",") if p], origin="--platform")
+    if "CROSSYARD_PLATFORMS" in environ:
+        text = environ["CROSSYARD_PLATFORMS"]
+        chosen = _platforms([p for p in text.split(",") if p.strip()], origin=f"CROSSYARD_PLATFORMS={text!r}")
+
+    count = os.cpu_count() or 1
+    if "jobs" in build:
+        count = _jobs(build["jobs"], origin=f"{file}: [build] jobs")
+    if jobs is not None:
+        count = _jobs(jobs, origin="--jobs")
+    if "CROSSYARD_JOBS" in environ:
+        text = environ["CROSSYARD_JOBS"]
+        origin = f"CROSSYARD_JOBS={text!r}"
+        count = _jobs(int(text) if text.strip().isdigit() else text, origin=origin)
+
+    epoch = 0
+    if "source_date_epoch" in build:
+        epoch = check_epoch(build["source_date_epoch"], key=f"{file}: [build] source_date_epoch")
+    source_root = _source_root(build["source_root"], workspace) if "source_root" in build else None
+    return Settings(platforms=chosen, jobs=count, source_date_epoch=epoch, source_root=source_root)
+
+
+def _source_root(value: object, workspace: Workspace) -> Path:
+    """`[build] source_root`: a workspace nested in a repository (examples/x/) may take its
+    sources from the repository (`source_root = "../.."`); nothing else widens where a local
+    [source] path may lead. It must hold the workspace, or the workspace's own sources would
+    be refused."""
+    where = f"{workspace.config_path}: [build] source_root = {value!r}"
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ConfigurationError(f"{where} must be a directory path, relative to crossyard.toml")
+    root = (workspace.root / value).resolve()
+    if not root.is_dir() or not workspace.root.resolve().is_relative_to(root):
+        raise ConfigurationError(
+            f"{where} must be a directory that holds the workspace (like \"..\"), relative to crossyard.toml"
+        )
+    return root
+
+
+def _platforms(names: Sequence[str], *, origin: str) -> tuple[Platform, ...]:
+    if not names:
+        raise ConfigurationError(f"{origin}: names no platform; give one, e.g. linux/riscv64 (or leave it out)")
+    try:
+        return parse_platforms(list(names))
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{origin}: {error}") from None
+
+
+def _jobs(value: object, *, origin: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"{origin}: the number of parallel jobs must be a whole number, 1 or more (e.g. 4), got {value!r}"
+        )
+    return value
 
 
 class Project:
@@ -63,7 +125,8 @@ class Project:
 
     @cached_property
     def catalog(self) -> Catalog:
-        catalog = load_catalog(self.workspace.recipes_dir)
+        catalog = load_catalog(self.workspace.recipes_dir,
+                               source_root=self.settings.source_root or self.workspace.root)
         if not catalog.recipes:
             raise ConfigurationError(
                 f"{self.workspace.recipes_dir}: no recipes found; run `crossyard init` or add recipes/*.toml"

@@ -13,15 +13,18 @@ artifacts it names, workspace files, bases) is checked by the catalog and at ass
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from .errors import ConfigurationError, check_keys, suggest
-from .platforms import ARM64, RISCV64, Platform, parse_platforms
+from .platforms import ARM64, PLATFORMS, RISCV64, Platform, parse_platforms
 
 KINDS: Final = ("go", "c", "rust", "image", "dockerfile")
 BUILD_RECIPE_KINDS: Final = ("go", "c", "rust")  # the kinds whose jobs produce file artifacts
@@ -36,13 +39,42 @@ TOP_KEYS: Final = (
 SOURCE_KEYS: Final = ("path", "git", "commit", "url", "sha256", "subdir", "exclude")
 TEST_KEYS: Final = ("run", "expect", "env", "timeout")
 DEFAULT_TEST_TIMEOUT: Final = 120  # seconds
-OPTION_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "go": ("package", "output", "ldflags", "tags", "cgo", "env"),
-    "c": ("sources", "cflags", "ldflags", "libs", "output", "headers", "build", "make_args", "cmake_args", "outputs", "static"),
-    "rust": ("package", "bin", "features", "profile", "env", "locked"),
-    "dockerfile": ("context", "file", "build_args", "target"),
+
+# What each option of each kind must be. One rule for every recipe (README, "Recipes"): nothing
+# is converted, so a list is a TOML array, a flag a boolean, text a string; `cgo = "false"` or
+# `tags = "netgo"` is an error, not cgo on or `-tags=n,e,t,g,o`. Names and paths are strings
+# with more rules (see `check_name`, `check_relative`); `c.build` is one of its words.
+STR, BOOL, STRS, ENV, ARGS = "string", "boolean", "list of strings", "table of strings", "table of values"
+NAME, REL, RELS = "file name", "relative path", "list of relative paths"
+OUTS = "list of relative paths to outputs"  # each file's name is an output's name
+C_BUILDS: Final = ("sources", "make", "cmake")
+OPTION_TYPES: Final[dict[str, dict[str, str | tuple[str, ...]]]] = {
+    "go": {"package": REL, "output": NAME, "ldflags": STRS, "tags": STRS, "cgo": BOOL, "env": ENV},
+    "c": {"sources": RELS, "cflags": STRS, "ldflags": STRS, "libs": STRS, "output": NAME, "headers": OUTS,
+          "build": C_BUILDS, "make_args": STRS, "cmake_args": STRS, "outputs": OUTS, "static": BOOL},
+    "rust": {"package": STR, "bin": NAME, "features": STRS, "profile": NAME, "env": ENV, "locked": BOOL},
+    "dockerfile": {"context": REL, "file": REL, "build_args": ARGS, "target": STR},
 }
-NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+OPTION_KEYS: Final[dict[str, tuple[str, ...]]] = {kind: tuple(keys) for kind, keys in OPTION_TYPES.items()}
+
+# Names as the OCI distribution spec allows them, since recipes and images are pushed under
+# them: a repository is path components joined by `/`, a tag at most 128 characters. Recipe
+# names are one component (they are also directory names: deps/<recipe>, logs/<recipe>). 128
+# characters leaves the registry host room within the 255 that clients allow for host/name.
+COMPONENT: Final = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME_RE: Final = re.compile(rf"^{COMPONENT}$")
+MAX_NAME: Final = 128
+TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# A version is tagged as is (images, the binaries' index) and with a suffix (registry/publish.py:
+# `VERSION-binaries`, `VERSION-linux-riscv64`): it leaves room for the longest within 128.
+VERSION_SUFFIXES: Final = ("-binaries", *(f"-{p.slug}" for p in PLATFORMS.values()))
+MAX_VERSION: Final = 128 - max(len(s) for s in VERSION_SUFFIXES)
+# An output is a plain file name: in the job's output directory, an OCI annotation, a file
+# `oras pull` writes. No `/`, no leading `.` or `-`, nothing a shell or a tag would trip on.
+FILE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
+ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The largest SOURCE_DATE_EPOCH a date can be made of (9999-12-31T23:59:59Z).
+MAX_EPOCH: Final = 253402300799
 
 IMAGE_KEYS: Final = (
     "name", "base", "files", "entrypoint", "cmd", "user", "env", "ports", "labels", "workdir",
@@ -52,7 +84,7 @@ IMAGE_FILE_KEYS: Final = ("artifact", "file", "src", "dest", "mode")
 COMPRESSIONS: Final = ("gzip", "zstd")
 BASE_WORDS: Final = ("scratch", "crossyard/static", "recipe:", "oci-layout:", "oci-archive:")
 # A repository path as the distribution spec allows it (lowercase components, / between them).
-REPOSITORY_RE: Final = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+REPOSITORY_RE: Final = re.compile(rf"^{COMPONENT}(?:/{COMPONENT})*$")
 PORT_RE: Final = re.compile(r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$")
 REGISTRY_BASE_RE: Final = re.compile(
     r"^(?P<host>[A-Za-z0-9.-]+(?::[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)@(?P<digest>sha256:[0-9a-f]{64})$"
@@ -193,10 +225,10 @@ class ImageSpec:
     def from_toml(cls, table: Mapping[str, Any], *, file: Path, recipe: str, kind: str) -> ImageSpec:
         check_keys(table, IMAGE_KEYS, where="[image]", file=file)
         name = table.get("name", recipe)
-        if not isinstance(name, str) or not REPOSITORY_RE.match(name):
+        if not isinstance(name, str) or not REPOSITORY_RE.match(name) or len(name) > MAX_NAME:
             raise ConfigurationError(
-                f"{file}: [image] name {name!r} is not a valid repository name "
-                "(lowercase letters and digits, separated by . _ - or /)"
+                f"{file}: [image] name {name!r} is not a valid repository name (lowercase letters "
+                f"and digits, separated by . _ - or /, at most {MAX_NAME} characters)"
             )
         if kind == "dockerfile":
             extra = sorted(set(table) - {"name"})
@@ -275,19 +307,16 @@ def _image_file(value: Any, index: int, *, file: Path) -> ImageFile:
         raise ConfigurationError(f"{file}: {where} `file` picks a file of an `artifact`; add `artifact`")
     src = table.get("src")
     if src is not None:
-        parts = Path(src).parts
-        if Path(src).is_absolute() or ".." in parts:
+        if not _stays_inside(src):
             raise ConfigurationError(
                 f"{file}: {where} src `{src}` leaves the workspace; give a path relative to the "
                 "workspace root, without `..`"
             )
         if "dest" not in table:
             raise ConfigurationError(f"{file}: {where} needs `dest` (the absolute path in the image)")
-    dest = table.get("dest", DEFAULT_IMAGE_DEST)
-    if not dest.startswith("/") or ".." in dest.split("/"):
-        raise ConfigurationError(
-            f"{file}: {where} dest `{dest}` must be an absolute path in the image, without `..`"
-        )
+    if "file" in table:
+        check_name(table["file"], key=f"{where} `file`", file=file)
+    dest = _image_dest(table.get("dest", DEFAULT_IMAGE_DEST), where=where, file=file)
     mode = table.get("mode")
     if mode is not None:
         try:
@@ -300,6 +329,18 @@ def _image_file(value: Any, index: int, *, file: Path) -> ImageFile:
     if artifact is not None and not NAME_RE.match(artifact):
         raise ConfigurationError(f"{file}: {where} artifact `{artifact}` is not a recipe name")
     return ImageFile(dest=dest, artifact=artifact, file=table.get("file"), src=src, mode=mode)
+
+
+def _image_dest(dest: str, *, where: str, file: Path) -> str:
+    """`dest` normalised (`/usr//bin/./x` → `/usr/bin/x`), a trailing `/` kept: it means "into
+    this directory". A `..` is refused rather than resolved: it would say the author expected a
+    different layout than the one they get."""
+    if not dest.startswith("/") or ".." in dest.split("/"):
+        raise ConfigurationError(
+            f"{file}: {where} dest `{dest}` must be an absolute path in the image, without `..`"
+        )
+    normal = "/" + posixpath.normpath(dest).lstrip("/")
+    return normal if normal == "/" or not dest.endswith(("/", "/.")) else normal + "/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,8 +398,19 @@ class Recipe:
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; a syntax error names the file and line."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        # Only a regular file: opening a FIFO would wait forever for a writer (hence O_NONBLOCK,
+        # which a regular file ignores), reading a device forever for its end.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigurationError(f"{path}: not a regular file; a TOML file is expected here")
+            data = handle.read()
+        return tomllib.loads(data.decode())
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ConfigurationError(
+            f"{path}: not UTF-8 (byte 0x{data[error.start]:02x} on line {line}); TOML files are UTF-8: "
+            "re-save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         where = str(error)
         if "end of document" in where:  # tomllib gives no line there: it is the last one
@@ -369,10 +421,10 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _str_list(value: Any, *, key: str, file: Path) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigurationError(f"{file}: `{key}` must be a list of strings, got {value!r}")
+        raise ConfigurationError(
+            f"{file}: `{key}` must be a list of strings (a TOML array: [\"...\"]), got {value!r}"
+        )
     return tuple(value)
 
 
@@ -382,12 +434,125 @@ def _table(value: Any, *, key: str, file: Path) -> dict[str, Any]:
     return value
 
 
-def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
+def _stays_inside(path: str) -> bool:
+    """Lexically: relative, without `..` (symlinks are checked where the tree is on disk)."""
+    return bool(path) and not path.startswith("/") and ".." not in PurePosixPath(path).parts
+
+
+def check_name(value: Any, *, key: str, file: Path) -> str:
+    """A plain file name (an output, a binary, a cargo profile): it stays in its directory."""
+    if not isinstance(value, str) or not FILE_NAME_RE.match(value):
+        raise ConfigurationError(
+            f"{file}: {key} = {value!r} is not a plain file name; use letters, digits, `.`, `_`, "
+            "`+` and `-`, without `/` and not starting with `.` or `-`"
+        )
+    return value
+
+
+def check_relative(value: Any, *, key: str, file: Path, inside: str) -> str:
+    """A path relative to the tree it names a file of: it never leaves that tree."""
+    if not isinstance(value, str) or not _stays_inside(value):
+        raise ConfigurationError(
+            f"{file}: {key} = {value!r} must be a path inside {inside}: relative, without a leading "
+            "`/` or `..`"
+        )
+    return value
+
+
+def check_epoch(value: Any, *, key: str) -> int:
+    """SOURCE_DATE_EPOCH as a TOML integer; `key` names where it came from."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH:
+        raise ConfigurationError(
+            f"{key} = {value!r} must be a whole number of seconds since 1970, from 0 to {MAX_EPOCH} "
+            "(a TOML integer, e.g. 1767225600)"
+        )
+    return value
+
+
+def _env_table(value: Any, *, key: str, file: Path) -> tuple[tuple[str, str], ...]:
+    table = _table(value, key=key, file=file)
+    for name, text in table.items():
+        if not ENV_NAME_RE.match(name) or not isinstance(text, str):
+            raise ConfigurationError(
+                f"{file}: `{key}` must map variable names (A-Z, 0-9, _) to strings, got {name} = {text!r}"
+            )
+    return tuple(sorted(table.items()))
+
+
+def _nul(value: Any, key: str = "") -> str | None:
+    """The dotted key of the first string (or key) holding a NUL byte, which no path, argument
+    or environment variable can carry."""
+    if isinstance(value, str):
+        return key if "\0" in value else None
+    if isinstance(value, dict):
+        children = [(f"{key}.{k}" if key else k, k, v) for k, v in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{key}[{i}]", "", v) for i, v in enumerate(value)]
+    else:
+        return None
+    for path, name, child in children:
+        found = path if "\0" in name else _nul(child, path)
+        if found:
+            return found
+    return None
+
+
+def _options(value: Any, kind: str, *, where: str, file: Path) -> dict[str, Any]:
+    """A kind's options table, each value checked against `OPTION_TYPES` (`where`: its table)."""
+    options = _table(value, key=where.strip("[]"), file=file)
+    types = OPTION_TYPES[kind]
+    check_keys(options, types, where=where, file=file)
+    for key, option in options.items():
+        expected = types[key]
+        at = f"{where} `{key}`"
+        if isinstance(expected, tuple):
+            if option not in expected:
+                raise ConfigurationError(
+                    f"{file}: {at} = {option!r}{suggest(str(option), expected)}; use one of: {', '.join(expected)}"
+                )
+        elif expected == NAME:
+            check_name(option, key=at, file=file)
+        elif expected == REL:
+            check_relative(option, key=at, file=file, inside="the source tree")
+        elif expected in (STRS, RELS, OUTS):
+            for item in _str_list(option, key=f"{where.strip('[]')}.{key}", file=file):
+                if expected != STRS:
+                    check_relative(item, key=at, file=file, inside="the source tree")
+                if expected == OUTS:
+                    check_name(PurePosixPath(item).name, key=f"{at} (its file name)", file=file)
+        elif expected == ENV:
+            _env_table(option, key=f"{where.strip('[]')}.{key}", file=file)
+        elif expected == ARGS:
+            for name, arg in _table(option, key=at, file=file).items():
+                if not isinstance(arg, str | int | float | bool):
+                    raise ConfigurationError(f"{file}: {at} `{name}` must be a string, got {arg!r}")
+        elif not isinstance(option, bool if expected == BOOL else str):
+            spelled = "true or false" if expected == BOOL else 'in quotes: "..."'
+            raise ConfigurationError(f"{file}: {at} must be a {expected} ({spelled}), got {option!r}")
+    if kind == "c":  # two outputs of one name: one would silently replace the other
+        names = [PurePosixPath(p).name for p in (*options.get("outputs", ()), *options.get("headers", ()))]
+        if "output" in options:
+            names.append(options["output"])
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigurationError(f"{file}: {where}: two outputs are named `{twice[0]}`; rename one")
+    return options
+
+
+def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | None = None) -> Recipe:
+    """`source_root`: the directory a local [source] path must stay in (default: the recipe's)."""
+    nul = _nul(data)
+    if nul is not None:
+        key = nul.replace("\0", "\\u0000")
+        raise ConfigurationError(f"{file}: `{key}` contains a NUL byte (\\u0000); remove it")
     check_keys(data, TOP_KEYS, where="the recipe", file=file)
     name = data.get("name", file.stem)
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > MAX_NAME:
+        origin = "" if "name" in data else " (from the file name; set `name`)"
         raise ConfigurationError(
-            f"{file}: `name` {name!r} is not a valid recipe name (lowercase letters, digits, . _ -)"
+            f"{file}: `name` {name!r}{origin} is not a valid recipe name: lowercase letters and digits, "
+            f"separated by one `.`, `_`, `__` or dashes, at most {MAX_NAME} characters (it names "
+            "a registry repository)"
         )
     kind = data.get("kind")
     if kind is None:
@@ -396,6 +561,16 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
         raise ConfigurationError(
             f"{file}: unknown kind `{kind}`{suggest(str(kind), KINDS)}; known kinds: {', '.join(KINDS)}"
         )
+    version = data.get("version", "0.0.0")
+    if not isinstance(version, str) or not TAG_RE.match(version) or len(version) > MAX_VERSION:
+        raise ConfigurationError(
+            f"{file}: `version` {version!r} cannot be a registry tag: use a string of letters, digits, "
+            f"`.`, `_` and `-`, not starting with `.` or `-`, at most {MAX_VERSION} characters "
+            f"(it is tagged with suffixes like `{VERSION_SUFFIXES[1]}`), e.g. \"1.2.0\""
+        )
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigurationError(f"{file}: `description` must be a string, got {description!r}")
     try:
         platforms = (
             parse_platforms(list(_str_list(data["platforms"], key="platforms", file=file)))
@@ -405,6 +580,9 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
     except ConfigurationError as error:
         raise ConfigurationError(f"{file}: `platforms`: {error}") from None
     strategies = _str_list(data.get("strategies", list(DEFAULT_STRATEGIES)), key="strategies", file=file)
+    for listed, key in ((platforms, "platforms"), (strategies, "strategies")):
+        if not listed:
+            raise ConfigurationError(f"{file}: `{key}` is empty; list at least one, or remove it for the defaults")
     for strategy in strategies:
         if strategy not in STRATEGIES:
             raise ConfigurationError(
@@ -413,17 +591,19 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
             )
     depends = _str_list(data.get("depends", []), key="depends", file=file)
     epoch = data.get("source_date_epoch")
-    if epoch is not None and (not isinstance(epoch, int) or epoch < 0):
-        raise ConfigurationError(f"{file}: `source_date_epoch` must be a non-negative integer")
+    if epoch is not None:
+        check_epoch(epoch, key=f"{file}: `source_date_epoch`")
 
-    source = _parse_source(data["source"], file=file) if "source" in data else None
+    source = (
+        _parse_source(data["source"], file=file, source_root=source_root or file.parent)
+        if "source" in data else None
+    )
     if source is None and kind in ("go", "c", "rust", "dockerfile"):
         raise ConfigurationError(f"{file}: a `{kind}` recipe needs a [source] table (path, git or url)")
 
     options: dict[str, Any] = {}
     if kind in OPTION_KEYS:
-        options = _table(data.get(kind, {}), key=kind, file=file)
-        check_keys(options, OPTION_KEYS[kind], where=f"[{kind}]", file=file)
+        options = _options(data.get(kind, {}), kind, where=f"[{kind}]", file=file)
     for other in OPTION_KEYS:
         if other != kind and other in data:
             raise ConfigurationError(f"{file}: a `{kind}` recipe cannot have a [{other}] table")
@@ -435,30 +615,33 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
         except ConfigurationError as error:
             raise ConfigurationError(f"{file}: [platform.\"{plat_name}\"]: {error}") from None
         table = _table(table, key=f"platform.{plat_name}", file=file)
-        check_keys(table, (kind,), where=f'[platform."{plat_name}"]', file=file)
-        inner = _table(table.get(kind, {}), key=f"platform.{plat_name}.{kind}", file=file)
-        check_keys(inner, OPTION_KEYS.get(kind, ()), where=f'[platform."{plat_name}".{kind}]', file=file)
-        overrides[plat.oci] = inner
+        has_options = kind in OPTION_TYPES
+        check_keys(table, (kind,) if has_options else (), where=f'[platform."{plat_name}"]', file=file)
+        where = f'[platform."{plat_name}".{kind}]'
+        overrides[plat.oci] = _options(table.get(kind, {}), kind, where=where, file=file) if has_options else {}
 
     test = None
     if "test" in data:
         table = _table(data["test"], key="test", file=file)
         check_keys(table, TEST_KEYS, where="[test]", file=file)
-        if "run" not in table:
-            raise ConfigurationError(f"{file}: [test] needs `run` (the output file to run and its arguments)")
-        env = _table(table.get("env", {}), key="test.env", file=file)
+        run = _str_list(table.get("run", []), key="test.run", file=file)
+        if not run:
+            raise ConfigurationError(
+                f"{file}: [test] needs `run` = [\"<output>\", args…] (the output file to run and its arguments)"
+            )
+        expect = table.get("expect")
+        if expect is not None and not isinstance(expect, str):
+            raise ConfigurationError(
+                f"{file}: [test] `expect` must be a string (text the output must contain), got {expect!r}"
+            )
         timeout = table.get("timeout", DEFAULT_TEST_TIMEOUT)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigurationError(
                 f"{file}: [test] timeout = {timeout!r}: give the smoke test's time limit in seconds, "
                 f"a whole number above 0 (default {DEFAULT_TEST_TIMEOUT})"
             )
-        test = Test(
-            run=_str_list(table["run"], key="test.run", file=file),
-            expect=table.get("expect"),
-            env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
-            timeout=timeout,
-        )
+        test = Test(run=run, expect=expect, env=_env_table(table.get("env", {}), key="test.env", file=file),
+                    timeout=timeout)
     image = None
     if "image" in data:
         image = ImageSpec.from_toml(_table(data["image"], key="image", file=file), file=file,
@@ -476,8 +659,8 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
         name=name,
         kind=kind,
         file=file,
-        version=str(data.get("version", "0.0.0")),
-        description=str(data.get("description", "")),
+        version=version,
+        description=description,
         platforms=platforms,
         strategies=strategies,
         depends=depends,
@@ -491,16 +674,30 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path) -> Recipe:
     )
 
 
-def _parse_source(value: Any, *, file: Path) -> Source:
+def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
     table = _table(value, key="source", file=file)
     check_keys(table, SOURCE_KEYS, where="[source]", file=file)
     given = [k for k in ("path", "git", "url") if k in table]
     if len(given) != 1:
         raise ConfigurationError(f"{file}: [source] needs exactly one of `path`, `git`, `url` (got {given or 'none'})")
+    for key in ("path", "git", "url", "subdir"):
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            raise ConfigurationError(f"{file}: [source] `{key}` must be a non-empty string, got {table[key]!r}")
     exclude = _str_list(table.get("exclude", []), key="source.exclude", file=file)
     subdir = table.get("subdir")
+    if subdir is not None:
+        check_relative(subdir, key="[source] `subdir`", file=file, inside="the source tree")
     if "path" in table:
-        path = (file.parent / str(table["path"])).resolve()
+        path = (file.parent / table["path"]).resolve()
+        root = source_root.resolve()
+        # Relative to the recipe, anywhere in the workspace (recipes/services/x.toml reaches
+        # ../../services/x), never outside it: symlinks resolved, so a link cannot lead out.
+        if not path.is_relative_to(root):
+            raise ConfigurationError(
+                f"{file}: [source] path `{table['path']}` is {path}, outside {root}, where local sources "
+                "must be (the workspace, or crossyard.toml's [build] source_root); use `git` or `url` "
+                "for others"
+            )
         if not path.is_dir():
             raise ConfigurationError(
                 f"{file}: [source] path `{table['path']}` does not exist (looked for {path}); "
@@ -513,8 +710,8 @@ def _parse_source(value: Any, *, file: Path) -> Source:
             raise ConfigurationError(
                 f"{file}: [source] git needs `commit` = a full 40-hex commit id (branches and tags move)"
             )
-        return Source(git=str(table["git"]), commit=commit, subdir=subdir, exclude=exclude)
-    url = str(table["url"])
+        return Source(git=table["git"], commit=commit, subdir=subdir, exclude=exclude)
+    url = table["url"]
     if not url.startswith(("https://", "http://")):
         raise ConfigurationError(f"{file}: [source] url must be https:// (got {url})")
     sha = table.get("sha256")
@@ -523,8 +720,8 @@ def _parse_source(value: Any, *, file: Path) -> Source:
     return Source(url=url, sha256=sha.removeprefix("sha256:"), subdir=subdir, exclude=exclude)
 
 
-def load_recipe(path: Path) -> Recipe:
-    return parse_recipe(read_toml(path), file=path)
+def load_recipe(path: Path, *, source_root: Path | None = None) -> Recipe:
+    return parse_recipe(read_toml(path), file=path, source_root=source_root)
 
 
 def discover(recipes_dir: Path) -> list[Path]:
@@ -556,10 +753,12 @@ class Catalog:
         return sorted(out.values(), key=lambda r: r.name)
 
 
-def load_catalog(recipes_dir: Path) -> Catalog:
+def load_catalog(recipes_dir: Path, *, source_root: Path | None = None) -> Catalog:
+    """Every recipe under `recipes_dir`; local sources must be inside `source_root` (default:
+    the workspace, the directory holding `recipes/`)."""
     recipes: dict[str, Recipe] = {}
     for path in discover(recipes_dir):
-        recipe = load_recipe(path)
+        recipe = load_recipe(path, source_root=source_root or recipes_dir.parent)
         if recipe.name in recipes:
             raise ConfigurationError(
                 f"{path}: recipe name `{recipe.name}` is already used by {recipes[recipe.name].file}"
@@ -570,10 +769,19 @@ def load_catalog(recipes_dir: Path) -> Catalog:
 
 
 def _check_image_references(recipes: Mapping[str, Recipe]) -> None:
-    """An image naming an unknown recipe (artifact or base) fails at load, naming the file."""
+    """An image naming an unknown recipe (artifact or base) fails at load, naming the file; so
+    do two images claiming one `name:version` (the last assembled would win each run)."""
+    claimed: dict[str, Recipe] = {}
     for recipe in recipes.values():
         if recipe.image is None:
             continue
+        ref = f"{recipe.image.name}:{recipe.version}"
+        if ref in claimed:
+            raise ConfigurationError(
+                f"{recipe.file}: image `{ref}` is also made by {claimed[ref].file}; give one of them "
+                "another [image] name or version"
+            )
+        claimed[ref] = recipe
         for name in recipe.image.artifact_recipes:
             other = recipes.get(name)
             if other is None:

@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -47,7 +48,9 @@ def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
-    """(relative posix path, path) of every file and symlink under `root`, sorted."""
+    """(relative posix path, path) of every file and symlink under `root`, sorted. A FIFO,
+    socket or device is a `ConfigurationError` naming it: reading a FIFO would wait forever,
+    and none of them can be copied into a job or digested."""
     out: list[tuple[str, Path]] = []
     stack = [(root, "")]
     while stack:
@@ -59,10 +62,24 @@ def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), rel + "/"))
-                else:
+                elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
                     out.append((rel, Path(entry.path)))
+                else:
+                    raise ConfigurationError(
+                        f"{entry.path} is a {_special(entry.stat(follow_symlinks=False).st_mode)}, not a "
+                        f"file; a source holds files, directories and symlinks: remove it, or add "
+                        f"\"{rel}\" to [source] exclude"
+                    )
     out.sort()
     return out
+
+
+def _special(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
 def tree_digest(root: Path, exclude: tuple[str, ...] = ()) -> str:
@@ -133,10 +150,20 @@ class SourceResolver:
         else:
             tree = self._fetch_url(recipe, source)
         if source.subdir:
-            tree = tree / source.subdir
-            if not tree.is_dir():
-                raise ConfigurationError(f"{recipe.file}: [source] subdir `{source.subdir}` is not in the source")
-        return ResolvedSource(tree=tree, digest=tree_digest(tree, source.exclude), epoch=epoch, exclude=source.exclude)
+            # `..` is refused at load; a symlink in the tree must not lead out of it either.
+            inner = (tree / source.subdir).resolve()
+            outside = not inner.is_relative_to(tree.resolve())
+            if outside or not inner.is_dir():
+                raise ConfigurationError(
+                    f"{recipe.file}: [source] subdir `{source.subdir}` is not a directory inside the source"
+                    + (f" (it leads to {inner})" if outside else "")
+                )
+            tree = inner
+        try:
+            digest = tree_digest(tree, source.exclude)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{recipe.file}: [source]: {error}") from None
+        return ResolvedSource(tree=tree, digest=digest, epoch=epoch, exclude=source.exclude)
 
     # -- git --------------------------------------------------------------------------------
     def _fetch_git(self, recipe: Recipe, source: Source) -> tuple[Path, int]:

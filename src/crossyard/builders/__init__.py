@@ -5,11 +5,13 @@ a toolchain root) and hands the builder the paths as it will see them.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..platforms import Platform
+from ..recipes import FILE_NAME_RE
 from ..toolchains import ToolchainTarget
 
 
@@ -51,6 +53,13 @@ class BuildScript:
     steps: tuple[Step, ...]
     outputs: Mapping[str, str]  # artifact file name → path (as the commands see it)
     env: Mapping[str, str] = field(default_factory=dict)
+
+
+def output_inside(name: str, path: str, root: str) -> bool:
+    """Whether a script's output is a plain file name (see recipes.FILE_NAME_RE) at a path inside
+    the job directory `root`, lexically. Planner and executors hold every builder to this."""
+    normal = posixpath.normpath(path)
+    return bool(FILE_NAME_RE.match(name)) and "\0" not in path and normal.startswith(root.rstrip("/") + "/")
 
 
 class Builder(Protocol):

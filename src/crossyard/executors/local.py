@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..builders import BuildScript, JobPaths
+from ..builders import BuildScript, JobPaths, output_inside
 from ..errors import BuildError
 from ..sources import ResolvedSource, copy_tree
 from ..toolchains import in_root
@@ -128,18 +129,32 @@ class LocalExecutor:
                 binds = [(jobdir, SANDBOX_JOB), (request.cache_dir, SANDBOX_CACHE)]
             script = request.script(seen)
             self._run_steps(request, script, seen, binds)
-            outputs: dict[str, Path] = {}
-            for name, seen_path in script.outputs.items():
-                host_path = Path(seen_path) if request.root is None else jobdir / Path(seen_path).relative_to(SANDBOX_JOB)
-                if not host_path.is_file():
-                    raise BuildError(
-                        f"{request.label}: the build succeeded but did not produce `{name}` ({seen_path})",
-                        log=request.log, tail=tail(request.log),
-                    )
-                outputs[name] = host_path
-            yield outputs
+            yield {name: self._output(request, jobdir, seen, name, seen_path)
+                   for name, seen_path in script.outputs.items()}
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
+
+    @staticmethod
+    def _output(request: ExecRequest, jobdir: Path, seen: JobPaths, name: str, seen_path: str) -> Path:
+        """The file an output names, on this machine. It must be a regular file inside the job
+        directory once symlinks are resolved: a build (or a symlink in its source) pointing an
+        output at /etc/shadow or another job's tree must not carry that file into the store."""
+        if not output_inside(name, seen_path, seen.root):
+            raise BuildError(f"{request.label}: output `{name}` ({seen_path}) is outside the job directory")
+        host_path = jobdir / posixpath.relpath(posixpath.normpath(seen_path), seen.root)
+        resolved = host_path.resolve()
+        if not resolved.is_relative_to(jobdir.resolve()):
+            raise BuildError(
+                f"{request.label}: output `{name}` ({seen_path}) is a symlink to {resolved}, outside the "
+                "job directory; outputs must be files the build made",
+                log=request.log, tail=tail(request.log),
+            )
+        if not resolved.is_file():
+            raise BuildError(
+                f"{request.label}: the build succeeded but did not produce `{name}` ({seen_path})",
+                log=request.log, tail=tail(request.log),
+            )
+        return resolved
 
     def _run_steps(self, request: ExecRequest, script: BuildScript, seen: JobPaths,
                    binds: list[tuple[Path, str]]) -> None:
