@@ -33,7 +33,7 @@ DEBIAN_KEYS: Final = ("mirror",)
 APT_DIR: Final = Path("/etc/apt")
 LISTS_DIR: Final = Path("/var/lib/apt/lists")
 
-# Codenames since the archive moved to deb822-era tooling, plus the aliases apt accepts.
+# Debian's release codenames (buster onwards, the next two included) and the suite aliases.
 CODENAMES: Final = frozenset({
     "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid",
     "oldoldstable", "oldstable", "stable", "testing", "unstable", "experimental",
@@ -46,9 +46,8 @@ FIX: Final = (f"set `[debian] mirror = \"http://HOST/debian\"` in crossyard.toml
 
 @dataclass(frozen=True, kw_only=True)
 class AptSource:
-    """One (URI, suite) an apt source names, with where it was written."""
+    """One (URI, suite) an apt source names."""
 
-    file: Path
     types: tuple[str, ...]
     uri: str
     suite: str
@@ -61,7 +60,7 @@ def is_debian_suite(suite: str) -> bool:
     return any(suite == name + pocket for name in CODENAMES for pocket in POCKETS)
 
 
-def _one_line_entries(path: Path, text: str) -> Iterator[AptSource]:
+def _one_line_entries(text: str) -> Iterator[AptSource]:
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -79,7 +78,7 @@ def _one_line_entries(path: Path, text: str) -> Iterator[AptSource]:
         words = rest.split()
         if len(words) < 2:
             continue
-        yield AptSource(file=path, types=(kind,), uri=words[0], suite=words[1],
+        yield AptSource(types=(kind,), uri=words[0], suite=words[1],
                         components=tuple(words[2:]), signed_by=options.get("signed-by"))
 
 
@@ -102,13 +101,13 @@ def _stanzas(text: str) -> Iterator[dict[str, str]]:
             fields[key] = value.strip()
 
 
-def _deb822_entries(path: Path, text: str) -> Iterator[AptSource]:
+def _deb822_entries(text: str) -> Iterator[AptSource]:
     for fields in _stanzas(text):
         enabled = fields.get("enabled", "yes").strip().lower() not in ("no", "false", "0")
         for uri in fields.get("uris", "").split():
             for suite in fields.get("suites", "").split():
                 yield AptSource(
-                    file=path, types=tuple(fields.get("types", "").split()), uri=uri, suite=suite,
+                    types=tuple(fields.get("types", "").split()), uri=uri, suite=suite,
                     components=tuple(fields.get("components", "").split()),
                     signed_by=fields.get("signed-by"), enabled=enabled,
                 )
@@ -128,8 +127,7 @@ def read_sources(apt_dir: Path = APT_DIR) -> list[AptSource]:
             continue
         except OSError as error:
             raise ConfigurationError(f"{path}: cannot read apt sources ({error.strerror})") from None
-        entries = _deb822_entries(path, text) if path.suffix == ".sources" else _one_line_entries(path, text)
-        found.extend(entries)
+        found.extend(_deb822_entries(text) if path.suffix == ".sources" else _one_line_entries(text))
     return found
 
 
