@@ -24,7 +24,7 @@ Cosign = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _cosign(tmp_path: Path, reg: RegistryHandle) -> Cosign:
-    cosign = require_tool("cosign", "run .ci/install.d/35-cosign.sh")
+    cosign = require_tool("cosign", "run .ci/install.d/56-cosign.sh")
     docker = tmp_path / "docker"
     docker.mkdir(exist_ok=True)
     auth = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()

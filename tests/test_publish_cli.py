@@ -42,8 +42,8 @@ def test_publish_builds_pushes_signs_attests_and_republishes_with_heads_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     require_tool("go", "apt install golang-go")
-    oras = require_tool("oras", "run .ci/install.d/35-cosign.sh")
-    cosign = require_tool("cosign", "run .ci/install.d/35-cosign.sh")
+    oras = require_tool("oras", "run .ci/install.d/56-cosign.sh")
+    cosign = require_tool("cosign", "run .ci/install.d/56-cosign.sh")
     ws = tmp_path / "ws"
     assert main(["init", str(ws)]) == 0
     recipe = ws / "recipes" / "hello.toml"

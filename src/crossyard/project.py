@@ -22,7 +22,7 @@ from .store import Store
 from .toolchains import ProbeCache, Prober, load_definitions, qemu_command
 from .workspace import Workspace
 
-CONFIG_KEYS = ("build", "registry")  # [registry] is read by registry/manager.py
+CONFIG_KEYS = ("build", "registry", "debian")  # [registry]: registry/manager.py, [debian]: debian.py
 BUILD_KEYS = ("platforms", "jobs", "source_date_epoch", "source_root")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import string
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import ConfigurationError, check_keys
+from .errors import ConfigurationError, check_keys, suggest
 from .fsutil import atomic_write_text
 from .platforms import PLATFORMS, Platform, parse_platforms
 from .recipes import read_toml
@@ -32,6 +33,12 @@ DEF_KEYS: Final = (
     "description",
 )
 DEFAULT_ROOTS: Final = "/var/cache/crossyard/roots"
+# What `ToolchainDef.render` fills in; `prepare` alone also gets {mirror} (crossyard.debian),
+# and `root` only {roots} (it is resolved before any platform is known).
+PLACEHOLDERS: Final = (
+    "gnu_triplet", "rust_triple", "goarch", "debian_arch", "qemu_arch", "uname_m", "architecture",
+    "root", "roots", "name", "command",
+)
 
 
 def roots_dir() -> Path:
@@ -64,7 +71,7 @@ class ToolchainDef:
             return None
         return Path(self.root.replace("{roots}", str(roots_dir())))
 
-    def render(self, template: str, platform: Platform, *, command: str = "") -> str:
+    def render(self, template: str, platform: Platform, *, command: str = "", mirror: str = "") -> str:
         root = self.root_path()
         return template.format(
             gnu_triplet=platform.gnu_triplet,
@@ -78,6 +85,7 @@ class ToolchainDef:
             roots=str(roots_dir()),
             name=self.name,
             command=command,
+            mirror=mirror,
         )
 
 
@@ -109,10 +117,50 @@ class ToolchainTarget:
         return f"{self.name} {self.version}"
 
 
+def placeholders(template: str) -> set[str]:
+    """The `{name}`s a template uses (`{{` is a literal brace). ValueError if it is malformed."""
+    used: set[str] = set()
+    for _, name, spec, _ in string.Formatter().parse(template):
+        if name is not None:
+            used |= {name, *placeholders(spec or "")}  # a spec may nest fields: {x:{width}}
+    return used
+
+
+def _check_templates(name: str, table: Mapping[str, Any], file: Path) -> None:
+    """Every template uses only placeholders `render` fills in: a typo is a message, not a
+    KeyError when the toolchain is probed or prepared."""
+    for key in ("command", "native_command", "version", "root", "prepare", "requires", "target_probe",
+                "linker", "sysroot", "install", "env"):
+        if key not in table:
+            continue
+        value = table[key]
+        known = {"root": ("roots",), "prepare": (*PLACEHOLDERS, "mirror")}.get(key, PLACEHOLDERS)
+        flat = list(value.values()) if isinstance(value, dict) else [value]
+        while any(isinstance(v, list) for v in flat):
+            flat = [w for v in flat for w in (v if isinstance(v, list) else [v])]
+        for template in flat:
+            if not isinstance(template, str):
+                raise ConfigurationError(f"{file}: toolchain [{name}] `{key}`: {template!r} must be a string")
+            try:
+                used = placeholders(template)
+            except ValueError as error:
+                raise ConfigurationError(
+                    f"{file}: toolchain [{name}] `{key}`: {template!r} is not a valid template ({error}); "
+                    "write a literal brace as {{ or }}"
+                ) from None
+            unknown = sorted(used - set(known))
+            if unknown:
+                raise ConfigurationError(
+                    f"{file}: toolchain [{name}] `{key}` uses unknown placeholder {{{unknown[0]}}}"
+                    f"{suggest(unknown[0], known)}; known: {', '.join('{' + k + '}' for k in known)}"
+                )
+
+
 def _parse_def(name: str, table: Mapping[str, Any], file: Path) -> ToolchainDef:
     check_keys(table, DEF_KEYS, where=f"[{name}]", file=file)
     if "kind" not in table or "command" not in table:
         raise ConfigurationError(f"{file}: toolchain [{name}] needs `kind` and `command`")
+    _check_templates(name, table, file)
     version = table.get("version", [[table["command"], "--version"]])
     if version and isinstance(version[0], str):
         version = [version]

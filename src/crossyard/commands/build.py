@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .. import debian
 from ..errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from ..executors.local import LocalExecutor
 from ..fsutil import atomic_write_text
@@ -36,6 +37,7 @@ from ..project import Project, load_settings
 from ..report.tables import table_console
 from ..scheduler import BuildReport, Scheduler
 from ..store import image_ref
+from ..toolchains import placeholders
 from ..workspace import Workspace
 
 
@@ -65,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prepare = tool_sub.add_parser("prepare", help="create a toolchain's root (mmdebstrap)")
     prepare.add_argument("name")
     prepare.set_defaults(func=cmd_prepare)
+    mirror = tool_sub.add_parser("mirror", help="print the Debian mirror roots are prepared from")
+    mirror.set_defaults(func=cmd_mirror)
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -427,7 +431,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-"))
     staging.rmdir()  # mmdebstrap wants to create (or find empty) the target itself
     host = Platform.host()
-    argv = [definition.render(a, host).replace(str(root), str(staging)) for a in definition.prepare]
+    # The mirror only when asked for: a root from elsewhere must not need apt sources here.
+    uses_mirror = any("mirror" in placeholders(a) for a in definition.prepare)
+    url = debian.workspace_mirror(workspace) if uses_mirror else ""
+    argv = [definition.render(a, host, mirror=url).replace(str(root), str(staging)) for a in definition.prepare]
     _console().print(f"preparing {root}: {' '.join(argv)}")
     try:
         result = subprocess.run(argv)
@@ -438,3 +445,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         shutil.rmtree(staging, ignore_errors=True)
     return 0
 
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    sys.stdout.write(debian.workspace_mirror(_workspace(args)) + "\n")
+    return 0

@@ -1,0 +1,85 @@
+"""Toolchain definitions: their templates, and `toolchains prepare` with the Debian mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from crossyard.debian import ENV
+from crossyard.toolchains import load_definitions
+
+MIRROR = "http://mirror.example/debian"
+# A root "prepared" by a shell: it records the mirror it was given, like mmdebstrap would use it.
+PREPARE = '["sh", "-c", "mkdir -p \\"$1/usr\\" && echo \\"$2\\" > \\"$1/mirror\\"", "sh", "{root}", "%s"]'
+
+
+def workspace(tmp_path: Path, toolchain: str, config: str = "") -> Path:
+    (tmp_path / "toolchains").mkdir()
+    (tmp_path / "toolchains" / "extra.toml").write_text(toolchain)
+    (tmp_path / "crossyard.toml").write_text(config)
+    return tmp_path
+
+
+def rooted(prepare_arg: str) -> str:
+    return ('[rooted]\nkind = "c"\ncommand = "cc"\nroot = "{roots}/rooted"\n'
+            f"prepare = {PREPARE % prepare_arg}\n")
+
+
+def prepare(ws: Path, env: dict[str, str]) -> tuple[int, str]:
+    """`toolchains prepare rooted`: its exit status and stderr (never a traceback)."""
+    result = run_cli("-C", str(ws), "toolchains", "prepare", "rooted",
+                     env={"CROSSYARD_ROOTS": str(ws / "roots"), **env})
+    assert "Traceback" not in result.stderr
+    return result.returncode, result.stderr
+
+
+def test_prepare_renders_the_mirror_from_the_environment_or_workspace(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, rooted("{mirror}"), '[debian]\nmirror = "http://ws.example/debian"\n')
+    assert prepare(ws, {ENV: f"{MIRROR}/"})[0] == 0
+    assert (ws / "roots" / "rooted" / "mirror").read_text() == f"{MIRROR}\n"
+    (ws / "roots" / "rooted" / "mirror").unlink()
+    (ws / "roots" / "rooted" / "usr").rmdir()
+    assert prepare(ws, {ENV: ""})[0] == 0
+    assert (ws / "roots" / "rooted" / "mirror").read_text() == "http://ws.example/debian\n"
+
+
+def test_prepare_with_a_bad_mirror_writes_nothing(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, rooted("{mirror}"))
+    code, error = prepare(ws, {ENV: "mirror.example"})
+    assert code == 2 and f"{ENV}: 'mirror.example' is not a Debian mirror URL" in error
+    assert not (ws / "roots" / "rooted").exists()
+
+
+@pytest.mark.parametrize(("command", "text", "named"), [
+    (["toolchains", "prepare", "rooted"], rooted("{mirorr}"),
+     "[rooted] `prepare` uses unknown placeholder {mirorr} (did you mean `mirror`?); known: {gnu_triplet}"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "{gnu_tripet}-gcc"\n',
+     "[cc] `command` uses unknown placeholder {gnu_tripet} (did you mean `gnu_triplet`?)"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc"\nversion = [["cc", "{0}"]]\n',
+     "[cc] `version` uses unknown placeholder {0}"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc"\ninstall = "get {mirror}"\n',
+     "[cc] `install` uses unknown placeholder {mirror}"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc"\nenv = { CC = "{command" }\n',
+     "[cc] `env`: '{command' is not a valid template"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc"\nroot = "{roots}/{name}"\n',
+     "[cc] `root` uses unknown placeholder {name}; known: {roots}"),
+])
+def test_unknown_placeholder_names_file_key_and_known_ones(tmp_path: Path, command: list[str], text: str,
+                                                           named: str) -> None:
+    ws = workspace(tmp_path, text)
+    result = run_cli("-C", str(ws), *command, env={ENV: MIRROR, "CROSSYARD_ROOTS": str(ws / "roots")})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert f"{ws / 'toolchains' / 'extra.toml'}: toolchain {named}" in result.stderr
+    assert not (ws / "roots").exists()
+
+
+def test_builtin_roots_take_the_mirror_from_discovery() -> None:
+    """No mirror host is written into the toolchain files: each Debian root's source is {mirror}."""
+    rooted_defs = [d for d in load_definitions(REPO / "toolchains") if d.prepare]
+    assert {d.name for d in rooted_defs} >= {"rust-trixie", "go-emulated-riscv64"}
+    for definition in rooted_defs:
+        assert definition.prepare[0] == "mmdebstrap" and definition.prepare[-1] == "{mirror}"
+        assert not any("://" in arg for arg in definition.prepare), definition.prepare
