@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import binfmt_registered, build_summary, require, require_tool, run_cli
+from crossyard.annotations import ANNOTATION_INPUT_KEY
 from crossyard.oci import media
 from crossyard.platforms import Platform
 from crossyard.registry.server import free_port
@@ -84,7 +85,7 @@ def test_dockerfile_recipe_stores_one_image_per_platform(
         entry = refs[f"hello-web:{platform.slug}"]
         assert entry["mediaType"] == media.MANIFEST and "artifactType" not in entry
         assert entry["platform"]["architecture"] == platform.architecture
-        assert entry["annotations"][media.ANNOTATION_INPUT_KEY] == job["input_key"]
+        assert entry["annotations"][ANNOTATION_INPUT_KEY] == job["input_key"]
         assert job["outputs"] == {"image": entry["digest"]}
 
         manifest = json.loads(blob(workspace, entry["digest"]))

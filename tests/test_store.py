@@ -4,6 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from crossyard.annotations import ANNOTATION_FINISHED, ANNOTATION_NODE, ANNOTATION_STARTED
 from crossyard.oci import media
 from crossyard.platforms import ARM64, RISCV64
 from crossyard.store import Store, artifact_ref
@@ -52,8 +53,8 @@ def test_run_details_stay_off_the_manifest(tmp_path: Path) -> None:
     node and times are on the index entry only, where provenance reads them."""
     store = Store(tmp_path / "store")
     key = "sha256:" + "1" * 64
-    runs = [{media.ANNOTATION_NODE: f"local:{host}", media.ANNOTATION_STARTED: start,
-             media.ANNOTATION_FINISHED: start} for host, start in (("a", "2026-01-01T00:00:00Z"),
+    runs = [{ANNOTATION_NODE: f"local:{host}", ANNOTATION_STARTED: start,
+             ANNOTATION_FINISHED: start} for host, start in (("a", "2026-01-01T00:00:00Z"),
                                                                     ("b", "2026-06-01T00:00:00Z"))]
     digests = []
     for run in runs:
@@ -61,10 +62,10 @@ def test_run_details_stay_off_the_manifest(tmp_path: Path) -> None:
                                       files=files(tmp_path, "bytes"), run=run)
         digests.append(artifact.manifest.digest)
         manifest = json.loads(store.layout.blob_path(artifact.manifest.digest).read_bytes())
-        assert media.ANNOTATION_NODE not in manifest["annotations"]
+        assert ANNOTATION_NODE not in manifest["annotations"]
     assert digests[0] == digests[1]
     (entry,) = store.layout.manifests()  # the rebuild replaced the entry with the same key
-    assert entry.annotations is not None and entry.annotations[media.ANNOTATION_NODE] == "local:b"
+    assert entry.annotations is not None and entry.annotations[ANNOTATION_NODE] == "local:b"
 
 
 def test_missing_blob_is_not_a_cache_hit(tmp_path: Path) -> None:

@@ -15,6 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import __version__
+from .annotations import (
+    ANNOTATION_FINISHED,
+    ANNOTATION_INPUT_KEY,
+    ANNOTATION_NODE,
+    ANNOTATION_PLATFORM,
+    ANNOTATION_RECIPE,
+    ANNOTATION_SOURCE_DIGEST,
+    ANNOTATION_STARTED,
+    ANNOTATION_STRATEGY,
+    ANNOTATION_TOOLCHAIN,
+)
 from .hashing import canonical_json
 from .oci import media
 
@@ -23,7 +34,6 @@ SLSA_PROVENANCE_V1: Final = "https://slsa.dev/provenance/v1"
 BUILD_TYPE: Final = "https://crossyard.dev/build/v1"
 BUILDER_ID: Final = "https://crossyard.dev/builder/local"
 
-SOURCE_DIGEST_ANNOTATION: Final = "dev.crossyard.source-digest"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,16 +70,16 @@ def job_record(
     for mapping in reversed(entry_and_manifest_annotations):
         notes.update(mapping or {})
     return JobRecord(
-        recipe=notes.get(media.ANNOTATION_RECIPE, ""),
-        platform=notes.get(media.ANNOTATION_PLATFORM, ""),
-        input_key=notes.get(media.ANNOTATION_INPUT_KEY, ""),
+        recipe=notes.get(ANNOTATION_RECIPE, ""),
+        platform=notes.get(ANNOTATION_PLATFORM, ""),
+        input_key=notes.get(ANNOTATION_INPUT_KEY, ""),
         version=version or notes.get(media.ANNOTATION_VERSION, ""),
-        toolchain=notes.get(media.ANNOTATION_TOOLCHAIN, ""),
-        strategy=notes.get(media.ANNOTATION_STRATEGY, ""),
-        node=notes.get(media.ANNOTATION_NODE, ""),
-        started=notes.get(media.ANNOTATION_STARTED, ""),
-        finished=notes.get(media.ANNOTATION_FINISHED, ""),
-        source_digest=source_digest or notes.get(SOURCE_DIGEST_ANNOTATION, ""),
+        toolchain=notes.get(ANNOTATION_TOOLCHAIN, ""),
+        strategy=notes.get(ANNOTATION_STRATEGY, ""),
+        node=notes.get(ANNOTATION_NODE, ""),
+        started=notes.get(ANNOTATION_STARTED, ""),
+        finished=notes.get(ANNOTATION_FINISHED, ""),
+        source_digest=source_digest or notes.get(ANNOTATION_SOURCE_DIGEST, ""),
         outputs=dict(outputs or {}),
     )
 

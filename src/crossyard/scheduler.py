@@ -20,6 +20,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from .annotations import (
+    ANNOTATION_DOCKER_IMAGE_ID,
+    ANNOTATION_FINISHED,
+    ANNOTATION_INPUT_KEY,
+    ANNOTATION_NODE,
+    ANNOTATION_PLATFORM,
+    ANNOTATION_RECIPE,
+    ANNOTATION_REPRODUCIBLE,
+    ANNOTATION_STARTED,
+    ANNOTATION_STRATEGY,
+    ANNOTATION_TOOLCHAIN,
+)
 from .builders import BuildInput, BuildScript, JobPaths, builder_for
 from .builders.dockerfile import DockerfileBuilder
 from .checks import SmokeTests, check_elf
@@ -34,9 +46,7 @@ from .oci.image import rfc3339
 from .oci.layout import Descriptor
 from .plan import ENGINE_KINDS, BuildGraph, Job
 from .sources import SourceResolver
-from .store import REPRODUCIBLE_ANNOTATION, ArtifactFile, Store, StoredArtifact
-
-IMAGE_ID_ANNOTATION = "dev.crossyard.docker.image-id"
+from .store import ArtifactFile, Store, StoredArtifact
 
 
 def utc_now() -> str:
@@ -45,7 +55,7 @@ def utc_now() -> str:
 
 def run_annotations(node: str, began: str) -> dict[str, str]:
     """Where and when a job ran (RFC 3339, UTC), for the store's index entry and provenance."""
-    return {media.ANNOTATION_NODE: node, media.ANNOTATION_STARTED: began, media.ANNOTATION_FINISHED: utc_now()}
+    return {ANNOTATION_NODE: node, ANNOTATION_STARTED: began, ANNOTATION_FINISHED: utc_now()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,7 +215,7 @@ class Scheduler:
         """Input key → index entry of every job image (`dockerfile` jobs' per-platform manifests)."""
         out: dict[str, Descriptor] = {}
         for descriptor in self.store.layout.manifests() if self.store.layout.index_path.exists() else []:
-            key = (descriptor.annotations or {}).get(media.ANNOTATION_INPUT_KEY)
+            key = (descriptor.annotations or {}).get(ANNOTATION_INPUT_KEY)
             if key and descriptor.media_type == media.MANIFEST and descriptor.artifact_type is None:
                 out[key] = descriptor
         return out
@@ -224,7 +234,7 @@ class Scheduler:
             return None  # missing or corrupt: build it again
         notes = descriptor.annotations or {}
         return StoredArtifact(
-            recipe=notes.get(media.ANNOTATION_RECIPE, ""), platform=notes.get(media.ANNOTATION_PLATFORM, ""),
+            recipe=notes.get(ANNOTATION_RECIPE, ""), platform=notes.get(ANNOTATION_PLATFORM, ""),
             input_key=key, manifest=descriptor,
             files=(ArtifactFile(name="image", digest=descriptor.digest, size=descriptor.size, mode=0o644),),
         )
@@ -265,8 +275,8 @@ class Scheduler:
                 with self._store_lock:
                     artifact = self.store.put_artifact(
                         recipe=job.recipe.name, platform=job.platform, input_key=key, files=outputs,
-                        annotations={media.ANNOTATION_TOOLCHAIN: job.toolchain.identity_text,
-                                     media.ANNOTATION_STRATEGY: job.strategy},
+                        annotations={ANNOTATION_TOOLCHAIN: job.toolchain.identity_text,
+                                     ANNOTATION_STRATEGY: job.strategy},
                         run=run_annotations(self.executor.node, began),
                     )
         except CrossyardError as error:
@@ -308,14 +318,14 @@ class Scheduler:
                     imported = import_docker_archive(
                         self.store.layout, output.archive, image_id=output.image_id, platform=job.platform,
                         annotations={
-                            media.ANNOTATION_RECIPE: job.recipe.name,
-                            media.ANNOTATION_PLATFORM: job.platform.oci,
-                            media.ANNOTATION_INPUT_KEY: key,
-                            media.ANNOTATION_TOOLCHAIN: job.toolchain.identity_text,
-                            media.ANNOTATION_STRATEGY: job.strategy,
-                            IMAGE_ID_ANNOTATION: output.image_id,
+                            ANNOTATION_RECIPE: job.recipe.name,
+                            ANNOTATION_PLATFORM: job.platform.oci,
+                            ANNOTATION_INPUT_KEY: key,
+                            ANNOTATION_TOOLCHAIN: job.toolchain.identity_text,
+                            ANNOTATION_STRATEGY: job.strategy,
+                            ANNOTATION_DOCKER_IMAGE_ID: output.image_id,
                             # Only as reproducible as its Dockerfile: the engine stamps times.
-                            REPRODUCIBLE_ANNOTATION: "false",
+                            ANNOTATION_REPRODUCIBLE: "false",
                         },
                     )
                     with self._store_lock:

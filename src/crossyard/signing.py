@@ -26,7 +26,6 @@ SIGNATURE_ANNOTATION: Final = "dev.cosignproject.cosign/signature"
 SIMPLESIGNING_MEDIA_TYPE: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE: Final = "application/vnd.dsse.envelope.v1+json"
 INTOTO_PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
-FILES_ANNOTATION: Final = "dev.crossyard.files"
 _DIGEST_RE: Final = re.compile(r"^sha256:[0-9a-f]{64}$")
 # RFC 6979 deterministic ECDSA: the same key over the same bytes gives the same signature, so
 # re-signing unchanged content changes nothing in the registry (and verifies the same anywhere).

@@ -26,6 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .annotations import (
+    ANNOTATION_FILE_MODE,
+    ANNOTATION_FINISHED,
+    ANNOTATION_IMAGE_KEY,
+    ANNOTATION_INPUT_KEY,
+    ANNOTATION_PLATFORM,
+    ANNOTATION_RECIPE,
+    ANNOTATION_REPRODUCIBLE,
+    ANNOTATION_STORED,
+)
 from .errors import IntegrityError
 from .fsutil import atomic_writer
 from .hashing import CHUNK, split_digest
@@ -35,10 +45,6 @@ from .oci.image import rfc3339, tag
 from .oci.layout import INCOMING_PREFIX, Descriptor, OciLayout, index_problem
 from .platforms import Platform
 
-FILE_MODE_ANNOTATION = "dev.crossyard.file.mode"
-IMAGE_KEY_ANNOTATION = "dev.crossyard.image-key"
-REPRODUCIBLE_ANNOTATION = "dev.crossyard.reproducible"
-STORED_ANNOTATION = "dev.crossyard.stored"  # when an image was tagged (index entry only)
 # A blob nothing references may belong to a build writing right now (blobs go in before the
 # index entry): `gc` leaves such blobs alone until they are this old.
 IN_FLIGHT_GRACE_S: Final = 3600
@@ -137,16 +143,16 @@ def entry_label(descriptor: Descriptor) -> str:
     ref = notes.get(media.ANNOTATION_REF_NAME)
     if ref:
         return ref
-    recipe, platform = notes.get(media.ANNOTATION_RECIPE), notes.get(media.ANNOTATION_PLATFORM)
+    recipe, platform = notes.get(ANNOTATION_RECIPE), notes.get(ANNOTATION_PLATFORM)
     if recipe and platform:
-        return f"{recipe}@{platform} (older build {notes.get(media.ANNOTATION_INPUT_KEY, '')[7:19]})"
+        return f"{recipe}@{platform} (older build {notes.get(ANNOTATION_INPUT_KEY, '')[7:19]})"
     return descriptor.digest
 
 
 def stored_at(descriptor: Descriptor) -> float | None:
     """When an index entry was written (a job's finish, an image's tagging), if recorded."""
     notes = descriptor.annotations or {}
-    text = notes.get(media.ANNOTATION_FINISHED) or notes.get(STORED_ANNOTATION)
+    text = notes.get(ANNOTATION_FINISHED) or notes.get(ANNOTATION_STORED)
     if not text:
         return None
     try:
@@ -194,14 +200,14 @@ class Store:
                 self.layout.import_file(
                     path,
                     media.BINARY_LAYER,
-                    annotations={media.ANNOTATION_TITLE: name, FILE_MODE_ANNOTATION: f"{mode:04o}"},
+                    annotations={media.ANNOTATION_TITLE: name, ANNOTATION_FILE_MODE: f"{mode:04o}"},
                 )
             )
         config = self.layout.write_blob(media.EMPTY_JSON, media.EMPTY)
         manifest_annotations = {
-            media.ANNOTATION_RECIPE: recipe,
-            media.ANNOTATION_PLATFORM: platform.oci,
-            media.ANNOTATION_INPUT_KEY: input_key,
+            ANNOTATION_RECIPE: recipe,
+            ANNOTATION_PLATFORM: platform.oci,
+            ANNOTATION_INPUT_KEY: input_key,
             **(annotations or {}),
         }
         manifest = {
@@ -228,9 +234,9 @@ class Store:
         entry = manifest.with_(
             annotations={
                 media.ANNOTATION_REF_NAME: ref,
-                media.ANNOTATION_RECIPE: recipe,
-                media.ANNOTATION_PLATFORM: platform.oci,
-                media.ANNOTATION_INPUT_KEY: input_key,
+                ANNOTATION_RECIPE: recipe,
+                ANNOTATION_PLATFORM: platform.oci,
+                ANNOTATION_INPUT_KEY: input_key,
                 **(run or {}),
             },
             platform=dict(platform.oci_platform),
@@ -240,7 +246,7 @@ class Store:
             kept: list[Descriptor] = []
             for d in current:
                 notes = dict(d.annotations or {})
-                if notes.get(media.ANNOTATION_INPUT_KEY) == input_key:
+                if notes.get(ANNOTATION_INPUT_KEY) == input_key:
                     continue  # replaced by the new entry
                 if notes.get(media.ANNOTATION_REF_NAME) == ref:
                     notes.pop(media.ANNOTATION_REF_NAME)  # the ref moves to the newest build
@@ -255,10 +261,10 @@ class Store:
         self, *, name: str, version: str, recipe: str, key: str, index: Descriptor, reproducible: bool = True
     ) -> StoredImage:
         """Tag an image index (its blobs already written) as `name:version`; done last."""
-        notes = {media.ANNOTATION_RECIPE: recipe, IMAGE_KEY_ANNOTATION: key,
-                 STORED_ANNOTATION: rfc3339(int(time.time()))}
+        notes = {ANNOTATION_RECIPE: recipe, ANNOTATION_IMAGE_KEY: key,
+                 ANNOTATION_STORED: rfc3339(int(time.time()))}
         if not reproducible:
-            notes[REPRODUCIBLE_ANNOTATION] = "false"
+            notes[ANNOTATION_REPRODUCIBLE] = "false"
         tagged = tag(self.layout, index.with_(annotations=notes), image_ref(name, version))
         return self._image(tagged)
 
@@ -292,9 +298,9 @@ class Store:
         ref = notes.get(media.ANNOTATION_REF_NAME, "")
         name, _, version = ref.rpartition(":")
         return StoredImage(
-            name=name or ref, version=version if name else "", recipe=notes.get(media.ANNOTATION_RECIPE, ""),
-            key=notes.get(IMAGE_KEY_ANNOTATION, ""), index=descriptor,
-            reproducible=notes.get(REPRODUCIBLE_ANNOTATION, "true") != "false",
+            name=name or ref, version=version if name else "", recipe=notes.get(ANNOTATION_RECIPE, ""),
+            key=notes.get(ANNOTATION_IMAGE_KEY, ""), index=descriptor,
+            reproducible=notes.get(ANNOTATION_REPRODUCIBLE, "true") != "false",
         )
 
     def artifacts(self) -> list[StoredArtifact]:
@@ -308,7 +314,7 @@ class Store:
         """Input key → index entry, for every artifact in the store (one index read)."""
         out: dict[str, Descriptor] = {}
         for descriptor in self.layout.manifests():
-            key = (descriptor.annotations or {}).get(media.ANNOTATION_INPUT_KEY)
+            key = (descriptor.annotations or {}).get(ANNOTATION_INPUT_KEY)
             if key and descriptor.artifact_type == media.ARTIFACT_TYPE:
                 out[key] = descriptor
         return out
@@ -375,13 +381,13 @@ class Store:
                     name=layer_notes.get(media.ANNOTATION_TITLE, layer["digest"]),
                     digest=layer["digest"],
                     size=int(layer["size"]),
-                    mode=int(layer_notes.get(FILE_MODE_ANNOTATION, "0644"), 8),
+                    mode=int(layer_notes.get(ANNOTATION_FILE_MODE, "0644"), 8),
                 )
             )
         return StoredArtifact(
-            recipe=notes.get(media.ANNOTATION_RECIPE, ""),
-            platform=notes.get(media.ANNOTATION_PLATFORM, ""),
-            input_key=notes.get(media.ANNOTATION_INPUT_KEY, ""),
+            recipe=notes.get(ANNOTATION_RECIPE, ""),
+            platform=notes.get(ANNOTATION_PLATFORM, ""),
+            input_key=notes.get(ANNOTATION_INPUT_KEY, ""),
             manifest=descriptor,
             files=tuple(files),
         )
@@ -488,7 +494,7 @@ class Store:
         kept: set[int] = set()
         recent: list[Descriptor] = []
         for i, entry in enumerate(current):
-            if (entry.annotations or {}).get(media.ANNOTATION_INPUT_KEY) in keep_keys or entry.digest in keep_digests:
+            if (entry.annotations or {}).get(ANNOTATION_INPUT_KEY) in keep_keys or entry.digest in keep_digests:
                 kept.add(i)
             elif (when := stored_at(entry)) is not None and when >= recent_since:
                 kept.add(i)

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import signing
+from ..annotations import ANNOTATION_RECIPE
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
 from ..lock import Lock, read_lock
@@ -147,7 +148,7 @@ def _build_and_catalog(workspace: Workspace, args: argparse.Namespace) -> _Catal
 def _record(store: Store, entry: Descriptor, catalog: _Catalog) -> JobRecord:
     manifest = store.layout.read_json(entry.digest)
     artifact = store.artifact(entry)
-    recipe_name = (manifest.get("annotations") or {}).get(media.ANNOTATION_RECIPE, "")
+    recipe_name = (manifest.get("annotations") or {}).get(ANNOTATION_RECIPE, "")
     recipe = catalog.recipes.get(recipe_name)
     return job_record(
         entry.annotations, manifest.get("annotations"),

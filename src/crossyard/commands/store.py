@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ..annotations import ANNOTATION_INPUT_KEY, ANNOTATION_PLATFORM, ANNOTATION_RECIPE
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
 from ..lock import read_lock
@@ -92,9 +93,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
             "media_type": descriptor.media_type,
             "digest": descriptor.digest,
             "size": descriptor.size,
-            "platform": notes.get(media.ANNOTATION_PLATFORM),
-            "recipe": notes.get(media.ANNOTATION_RECIPE),
-            "input_key": notes.get(media.ANNOTATION_INPUT_KEY),
+            "platform": notes.get(ANNOTATION_PLATFORM),
+            "recipe": notes.get(ANNOTATION_RECIPE),
+            "input_key": notes.get(ANNOTATION_INPUT_KEY),
         }
         if entry["type"] == "artifact":
             artifact = store.artifact(descriptor)

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..annotations import (
+    ANNOTATION_BASE,
+    ANNOTATION_CA_BUNDLE,
+    ANNOTATION_COMPRESSOR,
+    ANNOTATION_REPRODUCIBLE,
+)
 from ..errors import ConfigurationError, IntegrityError
 from ..hashing import sha256_file, sha256_json
 from ..lock import ImageLockEntry, LockedLayer, LockedPlatform
@@ -25,9 +31,6 @@ from ..oci.layout import Descriptor
 from ..platforms import Platform
 from ..store import Store, StoredImage, artifact_ref
 from .bases import (
-    ANNOTATION_BASE,
-    ANNOTATION_CA_BUNDLE,
-    ANNOTATION_COMPRESSOR,
     DEFAULT_PATH,
     BaseImage,
     BaseResolver,
@@ -242,7 +245,7 @@ class Assembler:
                     f"(ref {artifact_ref(job.recipe.name, platform)}); its build did not store one"
                 )
             manifests.append(entry.with_(annotations=None, platform=entry.platform or dict(platform.oci_platform)))
-        notes = {**job.annotations, "dev.crossyard.reproducible": "false"}
+        notes = {**job.annotations, ANNOTATION_REPRODUCIBLE: "false"}
         key = sha256_json({"dockerfile": [m.digest for m in manifests], "annotations": notes})
         cached = self.store.find_image(key)
         if cached is not None and cached.ref == job.ref:

@@ -27,6 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from ..annotations import (
+    ANNOTATION_BASE,
+    ANNOTATION_BASE_DIGEST,
+    ANNOTATION_CA_BUNDLE,
+    ANNOTATION_COMPRESSOR,
+)
 from ..errors import ConfigurationError
 from ..hashing import sha256_file, sha256_json
 from ..oci import media
@@ -55,11 +61,6 @@ PASSWD: Final = (
 )
 GROUP: Final = f"root:x:0:\nnobody:x:65534:\ntty:x:5:\nstaff:x:50:\nnonroot:x:{NONROOT}:\n"
 NSSWITCH: Final = "hosts: files dns\n"
-
-ANNOTATION_BASE: Final = "dev.crossyard.base"
-ANNOTATION_BASE_DIGEST: Final = "dev.crossyard.base.digest"
-ANNOTATION_CA_BUNDLE: Final = "dev.crossyard.base.ca-bundle"
-ANNOTATION_COMPRESSOR: Final = "dev.crossyard.compressor"
 
 DOCKER_LAYER_TYPES: Final = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": media.LAYER_GZIP,

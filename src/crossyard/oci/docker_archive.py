@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ..annotations import ANNOTATION_COMPRESSOR
 from ..errors import IntegrityError
 from ..hashing import CHUNK
 from ..platforms import Platform
@@ -30,8 +31,7 @@ from .layout import Descriptor, OciLayout
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_LEVEL = 6
-# What made each layer's compressed bytes, on its descriptor: the lock records it.
-ANNOTATION_COMPRESSOR = "dev.crossyard.compressor"
+# The compressor annotation's value for layers kept as the engine compressed them.
 ENGINE_COMPRESSED = "the Docker engine (stored as saved)"
 
 

@@ -27,14 +27,3 @@ ANNOTATION_CREATED: Final = "org.opencontainers.image.created"
 ANNOTATION_SOURCE: Final = "org.opencontainers.image.source"
 ANNOTATION_REVISION: Final = "org.opencontainers.image.revision"
 ANNOTATION_VERSION: Final = "org.opencontainers.image.version"
-
-ANNOTATION_INPUT_KEY: Final = "dev.crossyard.input-key"
-ANNOTATION_RECIPE: Final = "dev.crossyard.recipe"
-ANNOTATION_PLATFORM: Final = "dev.crossyard.platform"
-# How a job ran. Toolchain and strategy are part of the manifest (they are in the input key);
-# node and times are only on the store's index.json entry, so they never change a digest.
-ANNOTATION_TOOLCHAIN: Final = "dev.crossyard.toolchain"
-ANNOTATION_STRATEGY: Final = "dev.crossyard.strategy"
-ANNOTATION_NODE: Final = "dev.crossyard.node"
-ANNOTATION_STARTED: Final = "dev.crossyard.started"
-ANNOTATION_FINISHED: Final = "dev.crossyard.finished"

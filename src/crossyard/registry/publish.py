@@ -27,6 +27,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import signing
+from ..annotations import ANNOTATION_FILES
 from ..errors import ConfigurationError
 from ..hashing import canonical_json
 from ..oci import media
@@ -118,7 +119,7 @@ def sign(
     payload = signing.simple_signing_payload(f"{client.host}/{repo}", digest)
     annotations = {signing.SIGNATURE_ANNOTATION: signing.sign_bytes(key, payload)}
     if files:
-        annotations[signing.FILES_ANNOTATION] = canonical_json(
+        annotations[ANNOTATION_FILES] = canonical_json(
             file_signatures(key, files)).decode()
     return attach(client, repo, digest, "sig", payload, signing.SIMPLESIGNING_MEDIA_TYPE,
                   annotations)
@@ -170,7 +171,7 @@ def _check_files(
     """Every titled layer of an artifact manifest has a detached signature that verifies over
     the layer digest the (signed) manifest names. The annotation's own claims are not trusted."""
     try:
-        claimed = json.loads(notes.get(signing.FILES_ANNOTATION, "{}"))
+        claimed = json.loads(notes.get(ANNOTATION_FILES, "{}"))
     except json.JSONDecodeError:
         claimed = {}
     checked = []
