@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from crossyard.errors import ConfigurationError
-from crossyard.platforms import AMD64, ARM64, PLATFORMS, RISCV64, Platform, parse_platforms
+from crossyard.platforms import (
+    AMD64,
+    ARM64,
+    PLATFORMS,
+    RISCV64,
+    Platform,
+    parse_platforms,
+    platform_label,
+)
 
 
 @pytest.mark.parametrize(
@@ -41,3 +49,45 @@ def test_unknown_platform_lists_known() -> None:
 
 def test_parse_platforms_dedupes_in_order() -> None:
     assert parse_platforms(["aarch64", "riscv64", "linux/arm64"]) == (ARM64, RISCV64)
+
+
+def test_from_descriptor_round_trips_every_platform() -> None:
+    for plat in PLATFORMS.values():
+        assert Platform.from_descriptor(plat.oci_platform) is plat
+        assert platform_label(plat.oci_platform) == plat.oci
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        {"os": "linux", "architecture": "arm64", "variant": "v8"},  # what OCI indexes say
+        {"os": "linux", "architecture": "arm64"},  # what Docker configs often say
+        {"os": "linux", "architecture": "arm64", "variant": ""},
+    ],
+)
+def test_from_descriptor_arm64_variant_v8_is_linux_arm64(found: dict[str, str]) -> None:
+    assert Platform.from_descriptor(found) is ARM64
+    assert platform_label(found) == "linux/arm64"
+
+
+@pytest.mark.parametrize(
+    ("found", "named"),
+    [
+        ({"os": "linux", "architecture": "arm", "variant": "v7"}, "linux/arm/v7"),
+        ({"os": "linux", "architecture": "arm64", "variant": "v9"}, "linux/arm64/v9"),
+        ({"os": "windows", "architecture": "amd64"}, "windows/amd64"),
+        ({"os": "unknown", "architecture": "unknown"}, "unknown/unknown"),
+        ({}, "?/?"),
+    ],
+)
+def test_from_descriptor_unknown_combination_is_named(found: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Platform.from_descriptor(found)
+    assert f"`{named}`" in str(info.value) and "linux/arm64" in str(info.value)
+    assert info.value.return_code == 2
+    # Listings and messages show such a platform as spelled, variant included, and never fail.
+    assert platform_label(found) == named
+
+
+def test_platform_label_of_no_platform() -> None:
+    assert platform_label(None) == "?/?"

@@ -7,8 +7,9 @@ all spell the same machine differently; nothing outside this module converts bet
 from __future__ import annotations
 
 import platform as _stdlib_platform
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from .errors import ConfigurationError
 
@@ -71,6 +72,19 @@ class Platform:
                 f"(aliases: {', '.join(sorted(a for a in _ALIASES if '/' not in a))})"
             )
         return found
+
+    @classmethod
+    def from_descriptor(cls, platform: Mapping[str, Any]) -> Platform:
+        """The platform an OCI `platform` object names (a descriptor's, or an image config's
+        os/architecture/variant): arm64 with or without variant v8 is `linux/arm64`."""
+        os_, arch, variant = platform.get("os"), platform.get("architecture"), platform.get("variant")
+        for plat in PLATFORMS.values():
+            if (plat.os, plat.architecture) == (os_, arch) and variant in (None, "", plat.variant):
+                return plat
+        raise ConfigurationError(
+            f"unknown OCI platform `{_spelled(platform)}`; known platforms: "
+            f"{', '.join(sorted(PLATFORMS))}"
+        )
 
     @classmethod
     def from_elf_machine(cls, machine: int) -> Platform | None:
@@ -140,6 +154,24 @@ _ALIASES: Final[dict[str, Platform]] = {
     "riscv64gc": RISCV64,
     "x86-64": AMD64,
 }
+
+
+def platform_label(platform: Mapping[str, Any] | None) -> str:
+    """`os/arch` of an OCI `platform` object for messages and listings, never failing: a known
+    platform in its canonical spelling (arm64/v8 → `linux/arm64`), any other as spelled, with its
+    variant (`linux/arm/v7`) and `?` for a missing part."""
+    platform = platform or {}
+    try:
+        return Platform.from_descriptor(platform).oci
+    except ConfigurationError:
+        return _spelled(platform)
+
+
+def _spelled(platform: Mapping[str, Any]) -> str:
+    parts = [str(platform.get("os") or "?"), str(platform.get("architecture") or "?")]
+    if platform.get("variant"):
+        parts.append(str(platform["variant"]))
+    return "/".join(parts)
 
 
 def parse_platforms(values: list[str] | tuple[str, ...]) -> tuple[Platform, ...]:

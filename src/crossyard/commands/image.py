@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..fsutil import atomic_write_text
 from ..images.export import FORMATS, export_image, platform_manifests
-from ..platforms import Platform
+from ..platforms import Platform, platform_label
 from ..report.tables import table_console
 from ..store import Store
 from ..workspace import Workspace
@@ -32,7 +32,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             "ref": image.ref, "name": image.name, "version": image.version, "recipe": image.recipe,
             "digest": image.index.digest, "key": image.key or None, "reproducible": image.reproducible,
             "platforms": {
-                f"{(d.platform or {}).get('os')}/{(d.platform or {}).get('architecture')}": d.digest
+                platform_label(d.platform): d.digest
                 for d in manifests
             },
         })

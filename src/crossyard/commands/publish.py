@@ -24,6 +24,7 @@ from ..fsutil import atomic_write_text
 from ..lock import Lock, read_lock
 from ..oci import media
 from ..oci.layout import Descriptor
+from ..platforms import platform_label
 from ..provenance import JobRecord, job_record, provenance_statement
 from ..recipes import Recipe
 from ..registry import publish as pub
@@ -170,7 +171,7 @@ def _image_jobs(
         for child in store.layout.read_json(root.digest).get("manifests", []):
             plat = child.get("platform") or {}
             if plat.get("os") and plat.get("architecture"):
-                platforms.append(f"{plat['os']}/{plat['architecture']}")
+                platforms.append(platform_label(plat))
     jobs = []
     for artifact_recipe in recipe.image.artifact_recipes:
         for platform in platforms:

@@ -16,6 +16,7 @@ from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
 from ..lock import read_lock
 from ..oci import media
+from ..platforms import platform_label
 from ..report.tables import table_console
 from ..store import GcPlan, Store, entry_label
 from ..workspace import Workspace
@@ -102,7 +103,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             entry["files"] = {f.name: {"digest": f.digest, "size": f.size} for f in artifact.files}
         elif descriptor.media_type == media.INDEX:
             entry["platforms"] = {
-                f"{(m.get('platform') or {}).get('os')}/{(m.get('platform') or {}).get('architecture')}": m["digest"]
+                platform_label(m.get("platform")): m["digest"]
                 for m in store.layout.read_json(descriptor.digest).get("manifests", [])
             }
         rows.append(entry)

@@ -28,7 +28,7 @@ from ..oci import media
 from ..oci.image import ImageConfig, rfc3339, write_image, write_index
 from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor
-from ..platforms import Platform
+from ..platforms import Platform, platform_label
 from ..store import Store, StoredImage, artifact_ref
 from .bases import (
     DEFAULT_PATH,
@@ -260,8 +260,7 @@ class Assembler:
         by_platform: dict[str, Descriptor] = {}
         for raw in index.get("manifests", []):
             descriptor = Descriptor.from_json(raw)
-            plat = descriptor.platform or {}
-            by_platform[f"{plat.get('os')}/{plat.get('architecture')}"] = descriptor
+            by_platform[platform_label(descriptor.platform)] = descriptor
         self.assembled[job.recipe.name] = by_platform
         return BuiltImage(
             recipe=job.recipe.name, name=job.name, version=job.version, status=status, key=image.key,
@@ -276,7 +275,6 @@ def lock_entry(store: Store, image: StoredImage) -> ImageLockEntry:
     platforms = []
     for raw in index.get("manifests", []):
         descriptor = Descriptor.from_json(raw)
-        plat = descriptor.platform or {}
         manifest = store.layout.read_json(descriptor.digest)
         config = store.layout.read_json(manifest["config"]["digest"])
         diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
@@ -288,7 +286,7 @@ def lock_entry(store: Store, image: StoredImage) -> ImageLockEntry:
                 compressor=notes.get(ANNOTATION_COMPRESSOR, "unknown (from the base image)"),
             ))
         platforms.append(LockedPlatform(
-            platform=f"{plat.get('os')}/{plat.get('architecture')}", manifest=descriptor.digest, layers=tuple(layers),
+            platform=platform_label(descriptor.platform), manifest=descriptor.digest, layers=tuple(layers),
         ))
     notes = index.get("annotations") or {}
     ca = next((

@@ -41,7 +41,7 @@ from ..oci.copy import INDEX_TYPES, MANIFEST_TYPES, copy_blob
 from ..oci.image import rfc3339
 from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor, OciLayout
-from ..platforms import Platform
+from ..platforms import Platform, platform_label
 from ..recipes import BaseRef
 from ..workspace import Workspace
 
@@ -218,7 +218,7 @@ class BaseResolver:
                 if _matches(child.platform, platform) and child.media_type in MANIFEST_TYPES:
                     return child
             have = ", ".join(
-                f"{(d.get('platform') or {}).get('os')}/{(d.get('platform') or {}).get('architecture')}"
+                platform_label(d.get("platform"))
                 for d in index.get("manifests", [])
             )
             raise ConfigurationError(f"{file}: [image] base `{base.text}` has no {platform} image (it has: {have})")
@@ -228,7 +228,7 @@ class BaseResolver:
         config = layout.read_json(manifest["config"]["digest"])
         if not _matches(config, platform):
             raise ConfigurationError(
-                f"{file}: [image] base `{base.text}` is a {config.get('os')}/{config.get('architecture')} image, "
+                f"{file}: [image] base `{base.text}` is a {platform_label(config)} image, "
                 f"not {platform}"
             )
         return entry

@@ -29,7 +29,7 @@ from ..oci import media
 from ..oci.archive import tree_members, write_archive
 from ..oci.copy import copy_tree
 from ..oci.layout import Descriptor, OciLayout
-from ..platforms import Platform
+from ..platforms import Platform, platform_label
 from ..store import Store, StoredImage
 
 FORMATS = ("oci", "docker-archive")
@@ -68,10 +68,9 @@ def platform_manifests(layout: OciLayout, image: StoredImage) -> list[Descriptor
 def pick_platform(layout: OciLayout, image: StoredImage, platform: Platform) -> Descriptor:
     manifests = platform_manifests(layout, image)
     for descriptor in manifests:
-        found = descriptor.platform or {}
-        if found.get("os") == platform.os and found.get("architecture") == platform.architecture:
+        if platform_label(descriptor.platform) == platform.oci:
             return descriptor
-    have = ", ".join(f"{(d.platform or {}).get('os')}/{(d.platform or {}).get('architecture')}" for d in manifests)
+    have = ", ".join(platform_label(d.platform) for d in manifests)
     raise ConfigurationError(f"image `{image.ref}` has no {platform} manifest; it has: {have}")
 
 
@@ -86,7 +85,7 @@ def export_image(
     if platform is None:
         manifests = platform_manifests(store.layout, image)
         if len(manifests) != 1:
-            have = ", ".join(f"{(d.platform or {}).get('os')}/{(d.platform or {}).get('architecture')}"
+            have = ", ".join(platform_label(d.platform)
                              for d in manifests)
             raise ConfigurationError(
                 f"a docker-archive holds one platform and `{image.ref}` has {len(manifests)} ({have}); "
@@ -123,7 +122,7 @@ def _export_oci(layout: OciLayout, image: StoredImage, destination: Path, platfo
         CONTAINERD_NAME: image.ref,
     })
     platforms = tuple(
-        f"{(d.platform or {}).get('os')}/{(d.platform or {}).get('architecture')}"
+        platform_label(d.platform)
         for d in ([root] if platform is not None else platform_manifests(layout, image))
     )
     with _staging(destination) as staging:
@@ -196,9 +195,8 @@ def _export_docker(layout: OciLayout, image: StoredImage, manifest_desc: Descrip
         members.insert(0, ("manifest.json", json.dumps(document, separators=(",", ":")).encode()))
         with atomic_writer(destination) as handle:
             write_archive(handle, members)
-    plat = manifest_desc.platform or {"os": config.get("os", ""), "architecture": config.get("architecture", "")}
     return Exported(
         path=destination, format="docker-archive", ref=image.ref, digest=manifest_desc.digest,
-        platforms=(f"{plat.get('os')}/{plat.get('architecture')}",),
+        platforms=(platform_label(manifest_desc.platform or config),),
     )
 

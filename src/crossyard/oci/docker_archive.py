@@ -24,7 +24,7 @@ from typing import IO, Any
 from ..annotations import ANNOTATION_COMPRESSOR
 from ..errors import IntegrityError
 from ..hashing import CHUNK
-from ..platforms import Platform
+from ..platforms import Platform, platform_label
 from . import media
 from .layer import compressor_identity
 from .layout import Descriptor, OciLayout
@@ -119,7 +119,7 @@ def import_docker_archive(
                 f"{archive}: the image config has digest {config_digest}, but the engine built {image_id}"
             )
         config = json.loads(config_bytes)
-        got_platform = f"{config.get('os')}/{config.get('architecture')}"
+        got_platform = platform_label(config)
         if got_platform != platform.oci:
             raise IntegrityError(
                 f"{archive}: the engine produced a {got_platform} image where {platform.oci} was asked for"

@@ -32,6 +32,7 @@ from ..errors import ConfigurationError
 from ..hashing import canonical_json
 from ..oci import media
 from ..oci.layout import Descriptor, OciLayout
+from ..platforms import platform_label
 from ..provenance import SLSA_PROVENANCE_V1
 from .client import MANIFEST_TYPES, RegistryClient, manifest_digest, walk
 
@@ -240,8 +241,7 @@ def verify(
         if child_got is None:
             raise ConfigurationError(f"{reference}: platform manifest {child_digest} is missing")
         child_notes = _verified_signature(client, repo, child_digest, key)
-        platform = "{os}/{architecture}".format(**(child.get("platform") or
-                                                   {"os": "?", "architecture": "?"}))
+        platform = platform_label(child.get("platform"))
         for name in _check_files(f"{client.host}/{repo}@{child_digest}",
                                  json.loads(child_got[0]), child_notes, key):
             files.append(f"{platform} {name}")
@@ -279,9 +279,9 @@ def publish_image(
         for child in layout.read_json(root.digest).get("manifests", []):
             plat = child.get("platform") or {}
             if plat:
-                platforms.append(f"{plat.get('os')}/{plat.get('architecture')}")
+                platforms.append(platform_label(plat))
     elif root.platform:
-        platforms.append(f"{root.platform.get('os')}/{root.platform.get('architecture')}")
+        platforms.append(platform_label(root.platform))
     return Published(kind="image", host=client.host, repo=repo, tag=tag, digest=digest,
                      platforms=tuple(platforms))
 
