@@ -13,7 +13,7 @@ from typing import Final
 ANNOTATION_INPUT_KEY: Final = "dev.crossyard.input-key"
 # The recipe's name.
 ANNOTATION_RECIPE: Final = "dev.crossyard.recipe"
-# The target platform as "os/arch[/variant]".
+# The target platform, canonical (`linux/arm64`, Platform.oci).
 ANNOTATION_PLATFORM: Final = "dev.crossyard.platform"
 # The toolchain's identity text (part of the input key).
 ANNOTATION_TOOLCHAIN: Final = "dev.crossyard.toolchain"
@@ -49,5 +49,5 @@ ANNOTATION_CA_BUNDLE: Final = "dev.crossyard.base.ca-bundle"
 ANNOTATION_COMPRESSOR: Final = "dev.crossyard.compressor"
 
 # --- publishing ---
-# On a signed manifest: JSON map of each file to its detached signature.
+# On a cosign signature manifest: JSON, file name → {digest, detached signature of its bytes}.
 ANNOTATION_FILES: Final = "dev.crossyard.files"
