@@ -12,10 +12,11 @@ checked) and recorded under the job's ref and input key like an artifact, its on
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -135,6 +136,7 @@ class Scheduler:
             cached_keys = {**cached_keys, **self._job_images()}
         self.reporter.start(len(pending))
         running: dict[Future[tuple[JobResult, StoredArtifact | None]], str] = {}
+        finished: queue.SimpleQueue[Future[tuple[JobResult, StoredArtifact | None]]] = queue.SimpleQueue()
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="job")
         try:
             while pending or running:
@@ -179,9 +181,16 @@ class Scheduler:
                         else:
                             future = pool.submit(self._build, job, key, dep_files)
                         running[future] = job_id
+                        future.add_done_callback(finished.put)
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                # Not concurrent.futures.wait: it takes every future's lock one by one, and a
+                # Ctrl-C landing between two of those acquisitions leaves a lock held that the
+                # worker needs to finish, so the shutdown below would wait forever. A queue's
+                # get holds nothing when it is interrupted.
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 for future in done:
                     job_id = running.pop(future)
                     result, artifact = future.result()
