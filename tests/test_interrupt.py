@@ -56,6 +56,9 @@ def test_signal_stops_the_build_and_leaves_nothing_behind(
     build = subprocess.Popen(
         [sys.executable, "-m", "crossyard.cli", "-C", str(ws), "build", "-j", "1"],
         env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A runner started in the background (`nohup … &`) passes SIGINT on ignored, and Python
+        # then never raises KeyboardInterrupt: give the build the disposition a terminal gives.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60

@@ -181,6 +181,8 @@ class SubmittedReporter(SilentReporter):
 
 
 def test_cancel_stops_running_jobs_and_starts_no_queued_one(tmp_path: Path) -> None:
+    # Python's own Ctrl-C handler, even where the runner inherited SIGINT ignored (`nohup … &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     graph = graph_of(tmp_path, *((f"r{i}", ()) for i in range(3)), platforms=(RISCV64,))
     reporter = SubmittedReporter(3)
 
