@@ -15,7 +15,7 @@ from conftest import require_tool
 from crossyard import signing
 from crossyard.oci.layout import OciLayout
 from crossyard.provenance import JobRecord, provenance_statement
-from crossyard.registry import publish as pub
+from crossyard.registry import push as pub
 from crossyard.registry.client import RegistryClient
 from helpers.images import tiny_image
 from helpers.registry import RegistryHandle, running_registry

@@ -17,9 +17,9 @@ import pytest
 from conftest import require_tool
 from crossyard.errors import ConfigurationError, IntegrityError
 from crossyard.images.assemble import Assembler, BuiltImage, lock_entry
-from crossyard.images.bases import CA_BUNDLE, CA_BUNDLE_PATH_IN_IMAGE, NONROOT
+from crossyard.images.assembly_plan import ArtifactInfo, plan_images
+from crossyard.images.base_images import CA_BUNDLE, CA_BUNDLE_PATH_IN_IMAGE, NONROOT
 from crossyard.images.export import export_image
-from crossyard.images.plan import ArtifactInfo, plan_images
 from crossyard.lock import Lock, compare_images, read_lock, write_lock
 from crossyard.oci import media
 from crossyard.oci.archive import tree_members, write_archive

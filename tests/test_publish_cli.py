@@ -217,7 +217,7 @@ def test_publish_and_verify_bad_input_exit_2(
         with RegistryClient(reg.url, ca_path=reg.ca_path, username=reg.username,
                             password=reg.password) as client:
             from crossyard import signing
-            from crossyard.registry import publish as pub
+            from crossyard.registry import push as pub
 
             key = signing.load_private_key(ws / ".crossyard/keys/cosign.key", password="pw")
             tiny_image(store, b"second\n", "second:1")

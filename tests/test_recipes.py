@@ -7,7 +7,7 @@ import pytest
 from crossyard.errors import ConfigurationError
 from crossyard.platforms import ARM64, PLATFORMS, RISCV64
 from crossyard.recipes import MAX_VERSION, TAG_RE, load_catalog, load_recipe
-from crossyard.registry.publish import platform_tag
+from crossyard.registry.push import platform_tag
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -287,7 +287,6 @@ def check_constraints(ca: x509.Certificate, names: tuple[str, ...]) -> None:
             )
 
 
-_check_constraints = check_constraints  # the older private name, kept for callers
 
 
 def build_leaf(

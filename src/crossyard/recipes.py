@@ -65,7 +65,7 @@ COMPONENT: Final = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE: Final = re.compile(rf"^{COMPONENT}$")
 MAX_NAME: Final = 128
 TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-# A version is tagged as is (images, the binaries' index) and with a suffix (registry/publish.py:
+# A version is tagged as is (images, the binaries' index) and with a suffix (registry/push.py:
 # `VERSION-binaries`, `VERSION-linux-riscv64`): it leaves room for the longest within 128.
 VERSION_SUFFIXES: Final = ("-binaries", *(f"-{p.slug}" for p in PLATFORMS.values()))
 MAX_VERSION: Final = 128 - max(len(s) for s in VERSION_SUFFIXES)

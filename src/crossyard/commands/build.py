@@ -20,7 +20,7 @@ from ..errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from ..executors.local import LocalExecutor
 from ..fsutil import atomic_write_text
 from ..images.assemble import Assembler, BuiltImage, lock_entry
-from ..images.plan import ArtifactInfo, ImageJob, plan_images
+from ..images.assembly_plan import ArtifactInfo, ImageJob, plan_images
 from ..lock import (
     Drift,
     ImageLockEntry,

@@ -27,14 +27,11 @@ from ..oci.layout import Descriptor
 from ..platforms import platform_label
 from ..provenance import JobRecord, job_record, provenance_statement
 from ..recipes import Recipe
-from ..registry import publish as pub
+from ..registry import push as pub
 from ..registry.client import RegistryClient, manifest_digest, walk
 from ..registry.target import Target, resolve_target
 from ..store import Store
 from ..workspace import Workspace
-
-# Kept for callers of the first version of this module.
-attach = pub.attach
 
 
 def _keys_dir(workspace: Workspace) -> Path:

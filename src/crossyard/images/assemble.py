@@ -30,12 +30,12 @@ from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor
 from ..platforms import Platform, platform_label
 from ..store import Store, StoredImage, artifact_ref
-from .bases import (
+from .assembly_plan import ArtifactInfo, ImageJob, Placed, image_key, place_files
+from .base_images import (
     DEFAULT_PATH,
     BaseImage,
     BaseResolver,
 )
-from .plan import ArtifactInfo, ImageJob, Placed, image_key, place_files
 
 LAYER_LEVEL = 6
 

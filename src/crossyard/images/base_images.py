@@ -9,7 +9,7 @@
 - `recipe:NAME`: another image recipe's output, for the same platform.
 - `oci-layout:DIR[:REF]` and `oci-archive:TAR[:REF]`: an image on disk; the manifest for the
   platform is picked from its index and every blob is verified as it is copied into the store.
-- `HOST/REPO@sha256:…`: a registry base, pulled by `crossyard.registry.bases.pull_base`.
+- `HOST/REPO@sha256:…`: a registry base, pulled by `crossyard.registry.pull_base.pull_base`.
 
 `identity()` is cheap and writes nothing (it goes in the image key, before any work);
 `materialize()` copies or generates the base's blobs into the store and returns its layers.
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import tempfile
 from collections.abc import Mapping
@@ -86,21 +85,10 @@ def ca_bundle_path() -> Path:
 
 
 def _registry_base(workspace: Path, ref: str, into: OciLayout) -> Descriptor:
-    """Pull a registry base (pinned by digest) into the store: the one call into the registry module.
+    """Pull a registry base (pinned by digest) into the store, its whole tree, digests checked."""
+    from ..registry.pull_base import pull_base  # imports the HTTP client: only when asked
 
-    `pull_base(workspace: Workspace, ref: str, into: OciLayout) -> Descriptor` returns the
-    descriptor (index or manifest) of `ref`, its whole tree written into `into`, digests checked.
-    """
-    try:
-        module = importlib.import_module("crossyard.registry.bases")
-    except ImportError:
-        raise ConfigurationError(
-            f"[image] base `{ref}` is a registry base, and registry bases need the registry module "
-            "(crossyard.registry.bases), which this crossyard does not have; use an `oci-layout:` or "
-            "`oci-archive:` base (e.g. `skopeo copy docker://… oci:base:tag`)"
-        ) from None
-    descriptor: Descriptor = module.pull_base(Workspace(root=workspace), ref, into=into)
-    return descriptor
+    return pull_base(Workspace(root=workspace), ref, into=into)
 
 
 def _matches(found: Mapping[str, Any] | None, platform: Platform) -> bool:

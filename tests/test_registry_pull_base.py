@@ -9,8 +9,8 @@ import pytest
 
 from crossyard.errors import ConfigurationError
 from crossyard.oci.layout import OciLayout
-from crossyard.registry.bases import parse_base, pull_base
 from crossyard.registry.client import RegistryClient
+from crossyard.registry.pull_base import parse_base, pull_base
 from crossyard.workspace import Workspace
 from helpers.images import tiny_image
 from helpers.registry import running_registry
