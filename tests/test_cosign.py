@@ -14,7 +14,9 @@ import pytest
 from conftest import require_tool
 from crossyard import signing
 from crossyard.oci.layout import OciLayout
-from crossyard.provenance import JobRecord, provenance_statement
+from crossyard.platforms import RISCV64
+from crossyard.provenance import provenance_statement
+from crossyard.records import BuildRecord
 from crossyard.registry import push as pub
 from crossyard.registry.client import RegistryClient
 from helpers.images import tiny_image
@@ -96,10 +98,10 @@ def test_cosign_verify_attestation_accepts_crossyard_provenance(tmp_path: Path) 
         with RegistryClient(reg.url, ca_path=reg.ca_path, username=reg.username,
                             password=reg.password) as client:
             digest = client.push_layout(src, "app:1", "app", "1")
-            job = JobRecord(recipe="app", platform="linux/riscv64", input_key="sha256:" + "1" * 64,
-                            version="1", toolchain="go1.22.2 linux/amd64", strategy="cross",
-                            node="local", started="2026-11-23T09:00:00Z",
-                            finished="2026-11-23T09:01:00Z", source_digest="sha256:" + "2" * 64)
+            job = BuildRecord(recipe="app", platform=RISCV64, status="built", input_key="sha256:" + "1" * 64,
+                              version="1", toolchain="go1.22.2", strategy="cross",
+                              node="local", started="2026-11-23T09:00:00Z",
+                              finished="2026-11-23T09:01:00Z", source="sha256:" + "2" * 64)
             statement = provenance_statement(subjects=[(f"{reg.host}/app", digest)],
                                              recipe="app", version="1", jobs=[job])
             pub.sign(client, "app", digest, key)

@@ -17,7 +17,7 @@ import pytest
 from conftest import require_tool
 from crossyard.errors import ConfigurationError, IntegrityError
 from crossyard.images.assemble import Assembler, BuiltImage, lock_entry
-from crossyard.images.assembly_plan import ArtifactInfo, plan_images
+from crossyard.images.assembly_plan import plan_images
 from crossyard.images.base_images import CA_BUNDLE, CA_BUNDLE_PATH_IN_IMAGE, NONROOT
 from crossyard.images.export import export_image
 from crossyard.lock import Lock, compare_images, read_lock, write_lock
@@ -26,6 +26,7 @@ from crossyard.oci.archive import tree_members, write_archive
 from crossyard.oci.layout import OciLayout
 from crossyard.platforms import ARM64, RISCV64, Platform
 from crossyard.recipes import Recipe, load_catalog
+from crossyard.records import BuildRecord
 from crossyard.store import Store
 from helpers.images import tiny_image
 from helpers.oci_schema import validate as _validate
@@ -44,7 +45,7 @@ def make_ws(tmp_path: Path, recipes: dict[str, str]) -> Path:
 
 
 def put_artifacts(store: Store, tmp_path: Path, recipe: str = "app",
-                  platforms: tuple[Platform, ...] = (RISCV64, ARM64)) -> dict[tuple[str, str], dict[str, ArtifactInfo]]:
+                  platforms: tuple[Platform, ...] = (RISCV64, ARM64)) -> dict[tuple[str, str], BuildRecord]:
     out = {}
     for platform in platforms:
         binary = tmp_path / f"{recipe}-{platform.slug}"
@@ -52,8 +53,7 @@ def put_artifacts(store: Store, tmp_path: Path, recipe: str = "app",
         binary.chmod(0o755)
         stored = store.put_artifact(recipe=recipe, platform=platform, input_key="sha256:" + platform.slug.encode().hex().ljust(64, "0")[:64],
                                     files={recipe: binary})
-        out[(recipe, platform.oci)] = {f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=store.file_path(f))
-                                       for f in stored.files}
+        out[(recipe, platform.oci)] = stored
     return out
 
 
@@ -63,7 +63,7 @@ def assemble(ws: Path, store: Store, artifacts: Any, names: tuple[str, ...] = ()
     jobs = plan_images(recipes, platforms=None, epochs={"app": 1700000000})
     assembler = Assembler(store=store, workspace=ws)
     assembler.preflight(jobs)
-    return assembler.run(jobs, artifacts=artifacts)
+    return assembler.run(jobs, records=artifacts)
 
 
 def layer_members(layout: OciLayout, digest: str) -> dict[str, tarfile.TarInfo]:
@@ -354,21 +354,25 @@ def test_dockerfile_images_are_indexed_not_reproducible(tmp_path: Path) -> None:
                                    '[image]\nname = "team/web"\n'})
     store = Store(ws / ".crossyard" / "store")
     store.layout.ensure()
+    records = {}
     for platform in (RISCV64, ARM64):  # what a dockerfile job stores (Store.put_job_image)
         layer = write_layer(store.layout, [LayerEntry(path="/w", source=platform.oci.encode())], source_date_epoch=5)
         manifest = write_image(store.layout, platform=platform, layers=[layer], config=ImageConfig(),
                                source_date_epoch=5)
-        store.put_job_image(recipe="web", platform=platform, input_key="sha256:" + platform.slug.encode().hex()[:64].ljust(64, "0"),
-                            manifest=manifest)
-    [built] = assemble(ws, store, {})
+        records[("web", platform.oci)] = store.put_job_image(
+            recipe="web", platform=platform, input_key="sha256:" + platform.slug.encode().hex()[:64].ljust(64, "0"),
+            manifest=manifest)
+    [built] = assemble(ws, store, records)
     assert built.ref == "team/web:0.3.0" and not built.reproducible and built.status == "assembled"
+    # the image names the jobs it is made of, per platform, by input key
+    assert built.inputs == {p: (records[("web", p)].input_key,) for p in ("linux/riscv64", "linux/arm64")}
     [image] = store.images()
     assert not image.reproducible and image.index.annotations is not None
     index = store.layout.read_json(image.index.digest)
     assert index["annotations"]["dev.crossyard.reproducible"] == "false"
     assert {m["platform"]["architecture"] for m in index["manifests"]} == {"riscv64", "arm64"}
     assert not lock_entry(store, image).reproducible
-    [again] = assemble(ws, store, {})
+    [again] = assemble(ws, store, records)
     assert again.status == "cached"
 
 
@@ -379,7 +383,7 @@ def test_failed_inputs_skip_the_image(tmp_path: Path) -> None:
     catalog = load_catalog(ws / "recipes")
     jobs = plan_images(list(catalog.recipes.values()), platforms=[RISCV64], epochs={})
     assert [p.oci for p in jobs[0].platforms] == ["linux/riscv64"]
-    [built] = Assembler(store=store, workspace=ws).run(jobs, artifacts=artifacts,
+    [built] = Assembler(store=store, workspace=ws).run(jobs, records=artifacts,
                                                        unavailable={("app", "linux/riscv64")})
     assert built.status == "skipped" and "app@linux/riscv64" in (built.error or "")
     assert store.images() == []

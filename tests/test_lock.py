@@ -5,16 +5,20 @@ from pathlib import Path
 import pytest
 
 from conftest import build_summary, require_tool
-from crossyard.lock import Lock, LockEntry, compare, compare_entries, read_lock, write_lock
+from crossyard.lock import Lock, compare, compare_entries, read_lock, write_lock
+from crossyard.platforms import Platform
+from crossyard.records import BuildRecord, outputs_from
 
 
-def entry(**changes: object) -> LockEntry:
+def entry(**changes: object) -> BuildRecord:
     values: dict[str, object] = {
         "recipe": "hello", "platform": "linux/riscv64", "input_key": "sha256:" + "1" * 64,
-        "toolchain": "go 1.19", "strategy": "cross", "outputs": {"hello": "sha256:" + "a" * 64},
+        "toolchain": "go1.19", "strategy": "cross", "outputs": {"hello": "sha256:" + "a" * 64},
     }
     values.update(changes)
-    return LockEntry(**values)  # type: ignore[arg-type]
+    values["platform"] = Platform.parse(str(values["platform"]))
+    values["outputs"] = outputs_from(values["outputs"])  # type: ignore[arg-type]
+    return BuildRecord(status="locked", **values)  # type: ignore[arg-type]
 
 
 def test_round_trip(tmp_path: Path) -> None:

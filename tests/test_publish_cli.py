@@ -67,7 +67,7 @@ def test_publish_builds_pushes_signs_attests_and_republishes_with_heads_only(
         for artifact in store.artifacts():
             if not (artifact.manifest.annotations or {}).get("org.opencontainers.image.ref.name"):
                 continue
-            slug = artifact.platform.replace("/", "-")
+            slug = artifact.platform.slug
             dest = tmp_path / "oras" / slug
             pulled = subprocess.run(
                 [oras, "pull", "--ca-file", str(reg.ca_path), "-u", reg.username,
@@ -76,7 +76,7 @@ def test_publish_builds_pushes_signs_attests_and_republishes_with_heads_only(
             )
             assert pulled.returncode == 0, pulled.stderr
             data = (dest / "hello").read_bytes()
-            assert "sha256:" + hashlib.sha256(data).hexdigest() == artifact.file("hello").digest
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == artifact.digests["hello"]
             # …and its detached signature verifies with cosign verify-blob.
             with RegistryClient(reg.url, ca_path=reg.ca_path, username=reg.username,
                                 password=reg.password) as client:
@@ -95,7 +95,7 @@ def test_publish_builds_pushes_signs_attests_and_republishes_with_heads_only(
             assert blob.returncode == 0, blob.stderr
 
         # The binaries' index resolves per platform, as `recipe:version` should on every arch.
-        riscv = next(a for a in store.artifacts() if a.platform == "linux/riscv64"
+        riscv = next(a for a in store.artifacts() if a.platform.oci == "linux/riscv64"
                      and (a.manifest.annotations or {}).get("org.opencontainers.image.ref.name"))
         pulled = subprocess.run(
             [oras, "pull", "--ca-file", str(reg.ca_path), "-u", reg.username, "-p", reg.password,
@@ -105,7 +105,7 @@ def test_publish_builds_pushes_signs_attests_and_republishes_with_heads_only(
         )
         assert pulled.returncode == 0, pulled.stderr
         data = (tmp_path / "oras-index" / "hello").read_bytes()
-        assert "sha256:" + hashlib.sha256(data).hexdigest() == riscv.file("hello").digest
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == riscv.digests["hello"]
 
         # cosign verifies the image tag and the binaries' index; attestations too.
         for ref in ("hello:0.1.0", "hello:0.1.0-binaries", "hello:0.1.0-linux-riscv64"):

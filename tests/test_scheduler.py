@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from crossyard.errors import BuildError
-from crossyard.executors.local import ExecRequest
+from crossyard.executors import Outputs
+from crossyard.hashing import sha256_file
+from crossyard.jobspec import Inputs, JobSpec
 from crossyard.plan import BuildGraph, Job, plan
 from crossyard.platforms import ARM64, RISCV64, Platform
 from crossyard.recipes import Recipe, Source
@@ -42,31 +44,36 @@ class FakeExecutor:
         self.hold = hold
         self.on_start = on_start
         self.started: list[str] = []
+        self.specs: list[JobSpec] = []
         self.running = 0
         self.most_running = 0
         self.cancelled = threading.Event()
         self.release = threading.Event()
         self._lock = threading.Lock()
 
+    def refuses(self, spec: JobSpec) -> str | None:
+        return None
+
     @contextlib.contextmanager
-    def run(self, request: ExecRequest) -> Iterator[dict[str, Path]]:
+    def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> Iterator[Outputs]:
         with self._lock:
-            self.started.append(request.label)
+            self.started.append(spec.id)
+            self.specs.append(spec)
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
             if callable(self.on_start):
-                self.on_start(request.label)
+                self.on_start(spec.id)
             if self.hold:
                 self.release.wait(WAIT_S)
                 if self.cancelled.is_set():
-                    raise BuildError(f"{request.label}: cancelled")
-            if request.label in self.fail:
-                raise BuildError(f"{request.label}: the compiler said no")
-            out = request.log.parent / f"{request.label.replace('/', '-')}.txt"
+                    raise BuildError(f"{spec.id}: cancelled")
+            if spec.id in self.fail:
+                raise BuildError(f"{spec.id}: the compiler said no")
+            out = log.parent / f"{spec.id.replace('/', '-')}.txt"
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(f"built {request.label}\n")
-            yield {"out.txt": out}
+            out.write_text(f"built {spec.id}\n")
+            yield Outputs(files={"out.txt": out}, digests={"out.txt": sha256_file(out)}, node=self.node)
         finally:
             with self._lock:
                 self.running -= 1
@@ -97,24 +104,24 @@ def graph_of(root: Path, *recipes: tuple[str, tuple[str, ...]],
 
 
 def scheduler(root: Path, executor: FakeExecutor, *, jobs: int = 4) -> Scheduler:
-    return Scheduler(store=Store(root / "store"), resolver=SourceResolver(root / "cache"), executor=executor,
-                     logs_dir=root / "logs", toolchain_cache=root / "toolchains", jobs=jobs)
+    return Scheduler(store=Store(root / "store"), resolver=SourceResolver(root / "cache"), executors=[executor],
+                     logs_dir=root / "logs", jobs=jobs)
 
 
 def test_dependents_of_a_failed_job_are_skipped_and_independent_jobs_still_run(tmp_path: Path) -> None:
     graph = graph_of(tmp_path, ("lib", ()), ("app", ("lib",)), ("other", ()))
     executor = FakeExecutor(fail=("lib@linux/riscv64",))
     report = scheduler(tmp_path, executor).run(graph)
-    status = {r.job_id: r.status for r in report.results}
+    status = {r.id: r.status for r in report.records}
     assert status == {
         "lib@linux/riscv64": "failed", "lib@linux/arm64": "built",
         "app@linux/riscv64": "skipped", "app@linux/arm64": "built",
         "other@linux/riscv64": "built", "other@linux/arm64": "built",
     }
     assert "app@linux/riscv64" not in executor.started
-    skipped = next(r for r in report.results if r.job_id == "app@linux/riscv64")
+    skipped = next(r for r in report.records if r.id == "app@linux/riscv64")
     assert skipped.error == "dependency lib@linux/riscv64 failed"
-    failed = next(r for r in report.results if r.job_id == "lib@linux/riscv64")
+    failed = next(r for r in report.records if r.id == "lib@linux/riscv64")
     assert failed.error is not None and "the compiler said no" in failed.error
     assert not report.ok
 
@@ -128,7 +135,7 @@ def test_cached_jobs_never_reach_the_executor(tmp_path: Path) -> None:
     again = FakeExecutor()
     report = scheduler(tmp_path, again).run(graph)
     assert again.started == []
-    assert {r.status for r in report.results} == {"cached"} and len(report.results) == 4
+    assert {r.status for r in report.records} == {"cached"} and len(report.records) == 4
 
     # A changed source misses the cache for its own jobs and their dependents only.
     changed = plan([graph.jobs["lib@linux/arm64"].recipe, graph.jobs["app@linux/arm64"].recipe],
@@ -140,7 +147,7 @@ def test_cached_jobs_never_reach_the_executor(tmp_path: Path) -> None:
     assert sorted(third.started) == ["lib@linux/arm64", "lib@linux/riscv64"]
     # app's key covers lib's output digests, not lib's source: the same bytes came out, so the
     # app jobs are still cached.
-    assert {r.job_id: r.status for r in report.results if r.recipe == "app"} == {
+    assert {r.id: r.status for r in report.records if r.recipe == "app"} == {
         "app@linux/riscv64": "cached", "app@linux/arm64": "cached"}
 
 
@@ -197,8 +204,7 @@ def test_cancel_stops_running_jobs_and_starts_no_queued_one(tmp_path: Path) -> N
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         Scheduler(store=Store(tmp_path / "store"), resolver=SourceResolver(tmp_path / "cache"),
-                  executor=executor, logs_dir=tmp_path / "logs", toolchain_cache=tmp_path / "toolchains",
-                  jobs=1, reporter=reporter).run(graph)
+                  executors=[executor], logs_dir=tmp_path / "logs", jobs=1, reporter=reporter).run(graph)
     assert executor.cancelled.is_set()
     assert executor.started == ["r0@linux/riscv64"]  # the other two were queued and never started
     assert executor.running == 0  # the running one ended before run() returned

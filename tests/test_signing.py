@@ -8,7 +8,9 @@ import pytest
 
 from crossyard import signing
 from crossyard.errors import ConfigurationError
-from crossyard.provenance import JobRecord, provenance_statement
+from crossyard.platforms import ARM64
+from crossyard.provenance import provenance_statement
+from crossyard.records import BuildRecord
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -66,8 +68,8 @@ def test_dsse_pae_and_provenance(tmp_path: Path) -> None:
     key = signing.load_private_key(pair.private_path, password="")
     statement = provenance_statement(
         subjects=[("r/app", DIGEST)], recipe="hello-go", version="1",
-        jobs=[JobRecord(recipe="hello-go", platform="linux/arm64", input_key=DIGEST,
-                        toolchain="go 1.22", strategy="cross")],
+        jobs=[BuildRecord(recipe="hello-go", platform=ARM64, status="built", input_key=DIGEST,
+                          toolchain="go1.22", strategy="cross")],
     )
     env = signing.dsse_envelope(key, signing.INTOTO_PAYLOAD_TYPE, statement)
     ptype, payload = signing.verify_dsse(signing.load_public_key(pair.public_path), env)

@@ -22,11 +22,11 @@ def test_put_find_and_ref_moves_to_newest(tmp_path: Path) -> None:
     first = store.put_artifact(recipe="hello", platform=RISCV64, input_key="sha256:" + "1" * 64,
                                files=files(tmp_path, "one"))
     assert store.find("sha256:" + "1" * 64) == first
-    assert first.files[0].mode == 0o755 and first.files[0].name == "hello"
+    assert first.outputs[0].mode == 0o755 and first.outputs[0].name == "hello"
     second = store.put_artifact(recipe="hello", platform=RISCV64, input_key="sha256:" + "2" * 64,
                                 files=files(tmp_path, "two"))
     store.put_artifact(recipe="hello", platform=ARM64, input_key="sha256:" + "3" * 64, files=files(tmp_path, "x"))
-    assert store.latest("hello", RISCV64) == second
+    assert store.resolve(artifact_ref("hello", RISCV64)) == second.manifest
     # the older build stays findable by its key (switching back is free), without the ref
     older = store.find("sha256:" + "1" * 64)
     assert older is not None and older.manifest.digest == first.manifest.digest
@@ -72,7 +72,7 @@ def test_missing_blob_is_not_a_cache_hit(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key="sha256:" + "1" * 64,
                                   files=files(tmp_path, "bytes"))
-    store.file_path(artifact.files[0]).unlink()
+    store.file_path(artifact.outputs[0]).unlink()
     assert store.find("sha256:" + "1" * 64) is None
 
 
@@ -100,11 +100,11 @@ def test_a_corrupt_blob_is_a_miss_only_when_verified_and_writing_it_again_repair
     store = Store(tmp_path / "store")
     key = "sha256:" + "1" * 64
     artifact = store.put_artifact(recipe="hello", platform=ARM64, input_key=key, files=files(tmp_path, "bytes"))
-    path = store.file_path(artifact.files[0])
+    path = store.file_path(artifact.outputs[0])
     path.write_bytes(b"bytez")  # same size, other bytes
     assert store.find(key) is not None  # existence only: what `plan` asks
     assert store.find(key, verify=True) is None  # what a build trusts as cached
-    assert store.layout.check_blob(artifact.files[0].digest) == (
+    assert store.layout.check_blob(artifact.outputs[0].digest) == (
         "is corrupt: its bytes hash to sha256:" + hashlib.sha256(b"bytez").hexdigest())
     config = store.layout.blob_path("sha256:" + hashlib.sha256(b"{}").hexdigest())
     config.write_bytes(b"[]")

@@ -19,25 +19,12 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .fsutil import atomic_write_text
+from .platforms import Platform
 from .recipes import read_toml
+from .records import BuildRecord, outputs_from
 
 LOCK_VERSION = 1
 HEADER = "# crossyard.lock: written by `crossyard build`; commit it. `crossyard build --locked` checks against it.\n"
-
-
-@dataclass(frozen=True, kw_only=True)
-class LockEntry:
-    recipe: str
-    platform: str
-    input_key: str
-    toolchain: str
-    strategy: str
-    outputs: Mapping[str, str] = field(default_factory=dict)
-    reproducible: bool = True  # false for Dockerfile builds: only as reproducible as the Dockerfile
-
-    @property
-    def id(self) -> str:
-        return f"{self.recipe}@{self.platform}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +39,7 @@ class LockedPlatform:
     platform: str
     manifest: str
     layers: tuple[LockedLayer, ...] = ()
+    inputs: tuple[str, ...] = ()  # input keys of the build jobs whose outputs the image holds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,10 +61,10 @@ class ImageLockEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class Lock:
-    entries: Mapping[str, LockEntry] = field(default_factory=dict)  # by id
+    entries: Mapping[str, BuildRecord] = field(default_factory=dict)  # by id, status "locked"
     images: Mapping[str, ImageLockEntry] = field(default_factory=dict)  # by name:version
 
-    def merged(self, updates: Iterable[LockEntry], images: Iterable[ImageLockEntry] = ()) -> Lock:
+    def merged(self, updates: Iterable[BuildRecord], images: Iterable[ImageLockEntry] = ()) -> Lock:
         entries = dict(self.entries)
         for entry in updates:
             entries[entry.id] = entry
@@ -107,16 +95,18 @@ def read_lock(path: Path) -> Lock:
     version = data.get("version")
     if version != LOCK_VERSION:
         raise ConfigurationError(f"{path}: lock version {version!r} is not {LOCK_VERSION}; rebuild without --locked")
-    entries: dict[str, LockEntry] = {}
+    entries: dict[str, BuildRecord] = {}
     for i, raw in enumerate(data.get("artifact", [])):
         try:
-            entry = LockEntry(
-                recipe=raw["recipe"], platform=raw["platform"], input_key=raw["input_key"],
-                toolchain=raw.get("toolchain", ""), strategy=raw.get("strategy", ""),
-                outputs=dict(raw.get("outputs", {})), reproducible=bool(raw.get("reproducible", True)),
+            entry = BuildRecord(
+                recipe=raw["recipe"], platform=Platform.parse(raw["platform"]), status="locked",
+                input_key=raw["input_key"], toolchain=raw.get("toolchain", ""), strategy=raw.get("strategy", ""),
+                outputs=outputs_from(raw.get("outputs", {})), reproducible=bool(raw.get("reproducible", True)),
             )
         except KeyError as error:
             raise ConfigurationError(f"{path}: [[artifact]] #{i + 1} lacks `{error.args[0]}`") from None
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{path}: [[artifact]] #{i + 1}: {error}") from None
         entries[entry.id] = entry
     images: dict[str, ImageLockEntry] = {}
     for i, raw in enumerate(data.get("image", [])):
@@ -131,6 +121,7 @@ def read_lock(path: Path) -> Lock:
                         layers=tuple(LockedLayer(diff_id=layer["diff_id"], blob=layer["blob"],
                                                  compressor=layer.get("compressor", ""))
                                      for layer in p.get("layers", [])),
+                        inputs=tuple(p.get("inputs", ())),
                     )
                     for p in raw.get("platform", [])
                 ),
@@ -147,10 +138,10 @@ def _toml_string(value: str) -> str:
 
 def render_lock(lock: Lock) -> str:
     lines = [HEADER, f"version = {LOCK_VERSION}\n"]
-    for entry in sorted(lock.entries.values(), key=lambda e: (e.recipe, e.platform)):
+    for entry in sorted(lock.entries.values(), key=lambda e: (e.recipe, e.platform.oci)):
         lines.append("\n[[artifact]]\n")
         fields: list[tuple[str, Any]] = [
-            ("recipe", entry.recipe), ("platform", entry.platform), ("input_key", entry.input_key),
+            ("recipe", entry.recipe), ("platform", entry.platform.oci), ("input_key", entry.input_key),
             ("toolchain", entry.toolchain), ("strategy", entry.strategy),
         ]
         for key, value in fields:
@@ -158,7 +149,7 @@ def render_lock(lock: Lock) -> str:
         if not entry.reproducible:
             lines.append("reproducible = false\n")
         lines.append("outputs = { " + ", ".join(
-            f"{_toml_string(name)} = {_toml_string(digest)}" for name, digest in sorted(entry.outputs.items())
+            f"{_toml_string(name)} = {_toml_string(digest)}" for name, digest in sorted(entry.digests.items())
         ) + " }\n")
     for image in sorted(lock.images.values(), key=lambda i: (i.name, i.version)):
         lines.append("\n[[image]]\n")
@@ -173,6 +164,8 @@ def render_lock(lock: Lock) -> str:
             lines.append("\n[[image.platform]]\n")
             lines.append(f"platform = {_toml_string(plat.platform)}\n")
             lines.append(f"manifest = {_toml_string(plat.manifest)}\n")
+            if plat.inputs:
+                lines.append("inputs = [" + ", ".join(_toml_string(k) for k in plat.inputs) + "]\n")
             lines.append("layers = [\n")
             for layer in plat.layers:
                 lines.append(
@@ -187,19 +180,18 @@ def write_lock(path: Path, lock: Lock) -> None:
     atomic_write_text(path, render_lock(lock))
 
 
-def compare(lock: Lock, built: Iterable[LockEntry]) -> list[Drift]:
-    """Each built entry whose outputs differ from the lock, with the likely reason."""
+def compare(lock: Lock, built: Iterable[BuildRecord]) -> list[Drift]:
+    """Each built record whose outputs differ from the lock, with the likely reason."""
     drifts = []
     for entry in built:
         locked = lock.entries.get(entry.id)
         if locked is None:
             drifts.append(Drift(id=entry.id, reason="not in crossyard.lock"))
             continue
-        if dict(locked.outputs) == dict(entry.outputs):
+        was, now = locked.digests, entry.digests
+        if was == now:
             continue
-        changed = sorted(set(locked.outputs) ^ set(entry.outputs)) or sorted(
-            name for name in entry.outputs if locked.outputs.get(name) != entry.outputs[name]
-        )
+        changed = sorted(set(was) ^ set(now)) or sorted(name for name in now if was.get(name) != now[name])
         if locked.input_key == entry.input_key:
             why = "same inputs, different output (not reproducible)"
         elif locked.toolchain != entry.toolchain:
@@ -207,13 +199,13 @@ def compare(lock: Lock, built: Iterable[LockEntry]) -> list[Drift]:
         else:
             why = "inputs changed"
         detail = ", ".join(
-            f"{name}: {locked.outputs.get(name, 'absent')} -> {entry.outputs.get(name, 'absent')}" for name in changed
+            f"{name}: {was.get(name, 'absent')} -> {now.get(name, 'absent')}" for name in changed
         )
         drifts.append(Drift(id=entry.id, reason=f"{why}; {detail}"))
     return drifts
 
 
-def compare_entries(lock: Lock, built: Iterable[LockEntry]) -> tuple[list[Drift], list[Drift]]:
+def compare_entries(lock: Lock, built: Iterable[BuildRecord]) -> tuple[list[Drift], list[Drift]]:
     """(drifts, warnings): `compare`, except that an entry marked not reproducible (a Dockerfile
     job) only warns, as its image does in `compare_images`."""
     built = list(built)

@@ -13,18 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .builders import BuildInput, JobPaths, builder_for, output_inside
-from .builders.dockerfile import CONTEXT_FORMAT, check_options
+from .builders import BuildInput, builder_for, output_inside
+from .builders.dockerfile import CONTEXT_FORMAT, DockerfileBuilder, check_options
 from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
 from .hashing import sha256_json
+from .jobspec import InputFile, JobPaths, JobSpec, ToolchainRequirement
 from .platforms import Platform
 from .recipes import Recipe
+from .records import BuildRecord
 from .toolchains import ToolchainTarget
 
 # Bump when what a job's environment looks like changes (env vars, flags the builders add).
 BUILD_ENV_VERSION = 1
-# Kinds whose jobs run on a Docker engine instead of a toolchain (scheduler: EngineExecutor).
+# Kinds whose jobs run on a Docker engine instead of a toolchain (their specs carry a `docker` build).
 ENGINE_KINDS = ("dockerfile",)
 BUILD_KINDS = ("go", "c", "rust", *ENGINE_KINDS)
 
@@ -39,10 +41,46 @@ class Job:
     source_digest: str
     source_date_epoch: int
     material: Mapping[str, Any]  # everything in the key except dependency outputs
+    engine: EngineInfo | None = None  # the Docker engine a `dockerfile` job was planned for
 
     @property
     def strategy(self) -> str:
         return self.toolchain.strategy
+
+    @property
+    def identity(self) -> str:
+        """The toolchain identity the key holds and an executor must match."""
+        return self.engine.identity_text if self.engine is not None else self.toolchain.identity_text
+
+    def spec(self, input_key: str, deps: Sequence[BuildRecord]) -> JobSpec:
+        """The portable job, once the dependencies' outputs (`deps`, one per `self.deps`) are known."""
+        recipe, platform = self.recipe, self.platform
+        inputs = tuple(InputFile(recipe=d.recipe, name=f.name, digest=f.digest, mode=f.mode)
+                       for d in deps for f in d.outputs)
+        files = {d.recipe: tuple(sorted(f.name for f in d.outputs)) for d in deps}
+        options = recipe.options_for(platform)
+        tool = self.toolchain
+        common: dict[str, Any] = {
+            "id": self.id, "input_key": input_key, "platform": platform, "source": self.source_digest,
+            "inputs": inputs, "source_date_epoch": self.source_date_epoch,
+        }
+        if self.engine is not None:
+            build = DockerfileBuilder().build(options=options, platform=platform, engine=self.engine.platform,
+                                              deps=files, source_date_epoch=self.source_date_epoch,
+                                              where=recipe.file)
+            return JobSpec(**common, docker=build, toolchain=ToolchainRequirement(
+                name="docker", identity=self.identity, strategy=tool.strategy))
+        script = builder_for(recipe.kind).script(BuildInput(
+            name=recipe.name, version=recipe.version, platform=platform, options=options, toolchain=tool,
+            source_date_epoch=self.source_date_epoch, deps=files,
+        ))
+        return JobSpec(
+            **common, steps=script.steps, env=script.env, outputs=script.outputs,
+            toolchain=ToolchainRequirement(
+                name=tool.name, identity=self.identity, strategy=tool.strategy,
+                root=tool.root.name if tool.root is not None else None, env=dict(tool.env),
+            ),
+        )
 
     def input_key(self, dep_outputs: Mapping[str, Mapping[str, str]]) -> str:
         """sha256 over the canonical JSON of the material and each dependency's output digests."""
@@ -136,6 +174,7 @@ def plan(
         for platform in recipe.platforms:
             if wanted is not None and platform.oci not in wanted:
                 continue
+            info = None
             if recipe.kind in ENGINE_KINDS:
                 info = engine_info()
                 toolchain = _engine_target(recipe, platform, info, can_run)
@@ -191,11 +230,12 @@ def plan(
                 source_digest=source_digests[name],
                 source_date_epoch=epoch,
                 material=material,
+                engine=info,
             )
     return BuildGraph(jobs=jobs, order=tuple(jobs))
 
 
-# Where a job's directories would be: builders only put them into argv and env.
+# Where a job's directories could be, to check the paths a builder derives from options.
 _PLAN_PATHS = JobPaths(root="/job", src="/job/src", out="/job/out", deps="/job/deps", cache="/job/cache",
                        home="/job/home")
 
@@ -206,13 +246,14 @@ def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget
     try:
         script = builder_for(recipe.kind).script(BuildInput(
             name=recipe.name, version=recipe.version, platform=platform, options=recipe.options_for(platform),
-            toolchain=toolchain, paths=_PLAN_PATHS, source_date_epoch=epoch,
+            toolchain=toolchain, source_date_epoch=epoch,
         ))
     except ValueError as error:
         raise ConfigurationError(f"{recipe.file}: [{recipe.kind}]: {error}") from None
-    for name, path in script.outputs.items():
+    for name, template in script.outputs.items():
         # The recipe's names are checked at load; this holds every builder to it (a name or a
         # path derived from options, like rust's target/<triple>/<profile>/<bin>).
+        path = _PLAN_PATHS.fill(template)
         if not output_inside(name, path, _PLAN_PATHS.root):
             raise ConfigurationError(
                 f"{recipe.file}: [{recipe.kind}]: output `{name}` ({path}) is not a plain file name "

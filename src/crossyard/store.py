@@ -31,10 +31,15 @@ from .annotations import (
     ANNOTATION_FINISHED,
     ANNOTATION_IMAGE_KEY,
     ANNOTATION_INPUT_KEY,
+    ANNOTATION_NODE,
     ANNOTATION_PLATFORM,
     ANNOTATION_RECIPE,
     ANNOTATION_REPRODUCIBLE,
+    ANNOTATION_SOURCE_DIGEST,
+    ANNOTATION_STARTED,
     ANNOTATION_STORED,
+    ANNOTATION_STRATEGY,
+    ANNOTATION_TOOLCHAIN,
 )
 from .errors import IntegrityError
 from .fsutil import atomic_writer
@@ -44,36 +49,11 @@ from .oci.copy import INDEX_TYPES, MANIFEST_TYPES, children
 from .oci.image import rfc3339, tag
 from .oci.layout import INCOMING_PREFIX, Descriptor, OciLayout, index_problem
 from .platforms import Platform
+from .records import BuildRecord, OutputFile
 
 # A blob nothing references may belong to a build writing right now (blobs go in before the
 # index entry): `gc` leaves such blobs alone until they are this old.
 IN_FLIGHT_GRACE_S: Final = 3600
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArtifactFile:
-    name: str
-    digest: str
-    size: int
-    mode: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredArtifact:
-    """One recipe x platform output, as recorded in the store's index."""
-
-    recipe: str
-    platform: str
-    input_key: str
-    manifest: Descriptor
-    files: tuple[ArtifactFile, ...]
-
-    def file(self, name: str) -> ArtifactFile | None:
-        return next((f for f in self.files if f.name == name), None)
-
-    @property
-    def digests(self) -> dict[str, str]:
-        return {f.name: f.digest for f in self.files}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,10 +165,13 @@ class Store:
         platform: Platform,
         input_key: str,
         files: Mapping[str, Path],
+        digests: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         run: Mapping[str, str] | None = None,
-    ) -> StoredArtifact:
+    ) -> BuildRecord:
         """Import `files` as one artifact; the index entry is written last, under a lock.
+        `digests`, when given, are what the executor computed where it read the bytes: a file
+        that hashes otherwise here is an `IntegrityError`, and nothing is recorded.
         `annotations` go into the manifest (part of its digest); `run` (node, start and end
         times: what differs between two builds of the same bytes) only onto the index entry."""
         self.layout.ensure()
@@ -196,13 +179,17 @@ class Store:
         for name in sorted(files):
             path = files[name]
             mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            layers.append(
-                self.layout.import_file(
-                    path,
-                    media.BINARY_LAYER,
-                    annotations={media.ANNOTATION_TITLE: name, ANNOTATION_FILE_MODE: f"{mode:04o}"},
-                )
+            layer = self.layout.import_file(
+                path,
+                media.BINARY_LAYER,
+                annotations={media.ANNOTATION_TITLE: name, ANNOTATION_FILE_MODE: f"{mode:04o}"},
             )
+            if digests is not None and digests.get(name) != layer.digest:
+                raise IntegrityError(
+                    f"{recipe}@{platform.oci}: output `{name}` hashes to {layer.digest} here, but the "
+                    f"executor reported {digests.get(name)}; the bytes changed on the way"
+                )
+            layers.append(layer)
         config = self.layout.write_blob(media.EMPTY_JSON, media.EMPTY)
         manifest_annotations = {
             ANNOTATION_RECIPE: recipe,
@@ -303,7 +290,7 @@ class Store:
             reproducible=notes.get(ANNOTATION_REPRODUCIBLE, "true") != "false",
         )
 
-    def artifacts(self) -> list[StoredArtifact]:
+    def artifacts(self) -> list[BuildRecord]:
         out = []
         for descriptor in self.layout.manifests():
             if descriptor.artifact_type == media.ARTIFACT_TYPE:
@@ -321,7 +308,7 @@ class Store:
 
     def find(
         self, input_key: str, *, index: Mapping[str, Descriptor] | None = None, verify: bool = False,
-    ) -> StoredArtifact | None:
+    ) -> BuildRecord | None:
         """The artifact built with `input_key`, if it and all its blobs are present; with
         `verify`, only if every blob also hashes to its digest (what a build trusts as cached).
 
@@ -337,19 +324,12 @@ class Store:
         artifact = self._artifact(descriptor, manifest)
         if verify:
             config = manifest.get("config") or {}
-            blobs = [(f.digest, f.size) for f in artifact.files]
+            blobs = [(f.digest, f.size) for f in artifact.outputs]
             blobs.append((str(config.get("digest", "")), int(config.get("size", -1))))
             intact = all(self.layout.check_blob(d, size) is None for d, size in blobs)
         else:
-            intact = all(self.layout.has_blob(f.digest) for f in artifact.files)
+            intact = all(self.layout.has_blob(f.digest) for f in artifact.outputs)
         return artifact if intact else None
-
-    def latest(self, recipe: str, platform: Platform) -> StoredArtifact | None:
-        ref = artifact_ref(recipe, platform)
-        for descriptor in self.layout.manifests():
-            if (descriptor.annotations or {}).get(media.ANNOTATION_REF_NAME) == ref:
-                return self.artifact(descriptor)
-        return None
 
     def resolve(self, ref_name: str) -> Descriptor | None:
         """The index entry tagged `ref_name` (an artifact or an image), if any."""
@@ -358,50 +338,96 @@ class Store:
                 return descriptor
         return None
 
-    def file_path(self, file: ArtifactFile) -> Path:
+    def file_path(self, file: OutputFile) -> Path:
         return self.layout.blob_path(file.digest)
 
-    def export_file(self, file: ArtifactFile, destination: Path) -> Path:
+    def export_file(self, file: OutputFile, destination: Path) -> Path:
         """Copy one artifact file out of the store (atomically, with its mode)."""
         with self.file_path(file).open("rb") as source, atomic_writer(destination, mode=file.mode) as out:
             while chunk := source.read(CHUNK):
                 out.write(chunk)
         return destination
 
-    def artifact(self, descriptor: Descriptor) -> StoredArtifact:
+    def artifact(self, descriptor: Descriptor) -> BuildRecord:
         return self._artifact(descriptor, self.layout.read_json(descriptor.digest))
 
-    def _artifact(self, descriptor: Descriptor, manifest: dict[str, Any]) -> StoredArtifact:
+    def _artifact(self, descriptor: Descriptor, manifest: dict[str, Any]) -> BuildRecord:
+        """The record of the job that stored `manifest`: what its manifest says (recipe,
+        platform, key, toolchain, strategy, files) and its index entry (node and times)."""
         notes = manifest.get("annotations", {})
+        entry = descriptor.annotations or {}
         files = []
         for layer in manifest.get("layers", []):
             layer_notes = layer.get("annotations", {})
             files.append(
-                ArtifactFile(
+                OutputFile(
                     name=layer_notes.get(media.ANNOTATION_TITLE, layer["digest"]),
                     digest=layer["digest"],
                     size=int(layer["size"]),
                     mode=int(layer_notes.get(ANNOTATION_FILE_MODE, "0644"), 8),
                 )
             )
-        return StoredArtifact(
+        return BuildRecord(
             recipe=notes.get(ANNOTATION_RECIPE, ""),
-            platform=notes.get(ANNOTATION_PLATFORM, ""),
+            platform=Platform.parse(notes.get(ANNOTATION_PLATFORM, "")),
+            status="stored",
             input_key=notes.get(ANNOTATION_INPUT_KEY, ""),
+            toolchain=notes.get(ANNOTATION_TOOLCHAIN, ""),
+            strategy=notes.get(ANNOTATION_STRATEGY, ""),
+            source=entry.get(ANNOTATION_SOURCE_DIGEST, ""),
+            node=entry.get(ANNOTATION_NODE, ""),
+            started=entry.get(ANNOTATION_STARTED, ""),
+            finished=entry.get(ANNOTATION_FINISHED, ""),
             manifest=descriptor,
-            files=tuple(files),
+            outputs=tuple(files),
         )
+
+    def job_image(self, descriptor: Descriptor) -> BuildRecord:
+        """The record of a `dockerfile` job's image manifest: one output, `image`, the manifest."""
+        notes = descriptor.annotations or {}
+        manifest_notes = self.layout.read_json(descriptor.digest).get("annotations") or {}
+        return BuildRecord(
+            recipe=notes.get(ANNOTATION_RECIPE, ""), platform=Platform.parse(notes.get(ANNOTATION_PLATFORM, "")),
+            status="stored", input_key=notes.get(ANNOTATION_INPUT_KEY, ""),
+            toolchain=manifest_notes.get(ANNOTATION_TOOLCHAIN, ""),
+            strategy=manifest_notes.get(ANNOTATION_STRATEGY, ""), reproducible=False,
+            node=notes.get(ANNOTATION_NODE, ""), started=notes.get(ANNOTATION_STARTED, ""),
+            finished=notes.get(ANNOTATION_FINISHED, ""), source=notes.get(ANNOTATION_SOURCE_DIGEST, ""),
+            manifest=descriptor, outputs=(OutputFile(name="image", digest=descriptor.digest, size=descriptor.size, mode=0o644),),
+        )
+
+    def job_images(self) -> dict[str, Descriptor]:
+        """Input key → index entry of every job image (`dockerfile` jobs' per-platform manifests)."""
+        out: dict[str, Descriptor] = {}
+        for descriptor in self.layout.manifests() if self.layout.index_path.exists() else []:
+            key = (descriptor.annotations or {}).get(ANNOTATION_INPUT_KEY)
+            if key and descriptor.media_type == media.MANIFEST and descriptor.artifact_type is None:
+                out[key] = descriptor
+        return out
+
+    def find_job_image(self, key: str, *, index: Mapping[str, Descriptor] | None = None) -> BuildRecord | None:
+        """The `dockerfile` job image built with `key`, if its manifest, config and layers are intact."""
+        descriptor = (self.job_images() if index is None else index).get(key)
+        if descriptor is None:
+            return None
+        try:
+            manifest = self.layout.read_json(descriptor.digest)  # hashed as it is read
+        except IntegrityError:
+            return None
+        blobs = [manifest["config"], *manifest.get("layers", [])]
+        if not all(self.layout.check_blob(d["digest"], int(d["size"])) is None for d in blobs):
+            return None  # missing or corrupt: build it again
+        return self.job_image(descriptor)
 
     def put_job_image(
         self, *, recipe: str, platform: Platform, input_key: str, manifest: Descriptor,
         run: Mapping[str, str] | None = None,
-    ) -> StoredArtifact:
+    ) -> BuildRecord:
         """Record a job's per-platform IMAGE manifest (blobs already written; `dockerfile` jobs)
         like an artifact: under the job's ref and input key, standing for one output named
         `image` (the manifest digest)."""
         entry = self._record_job(manifest, recipe=recipe, platform=platform, input_key=input_key, run=run)
-        image = ArtifactFile(name="image", digest=manifest.digest, size=manifest.size, mode=0o644)
-        return StoredArtifact(recipe=recipe, platform=platform.oci, input_key=input_key, manifest=entry, files=(image,))
+        return self.job_image(entry)
 
     # -- upkeep -----------------------------------------------------------------------------
     def verify(self) -> VerifyReport:

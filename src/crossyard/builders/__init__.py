@@ -1,6 +1,7 @@
 """Builders: one per recipe kind. Each turns a job into commands and an environment; none
-does I/O. The executor decides where the job directory is (a host temp dir, or `/build` inside
-a toolchain root) and hands the builder the paths as it will see them.
+does I/O. Builders name the job's directories by placeholder (`{src}`, `{out}`, `{deps}`…,
+`jobspec.JobPaths`): the executor decides where they are (a host temp dir, `/tmp/build` inside
+a toolchain root, a directory on another node) and fills them in.
 """
 
 from __future__ import annotations
@@ -10,21 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..jobspec import PLACEHOLDERS, JobPaths, Step
 from ..platforms import Platform
 from ..recipes import FILE_NAME_RE
 from ..toolchains import ToolchainTarget
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobPaths:
-    """Paths as the build commands see them."""
-
-    root: str  # the job directory
-    src: str  # the source tree (a copy, writable)
-    out: str  # where outputs may be written
-    deps: str  # deps/<recipe>/<file> for every dependency's outputs
-    cache: str  # a persistent cache shared by jobs of the same toolchain (GOCACHE, …)
-    home: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,16 +26,9 @@ class BuildInput:
     platform: Platform
     options: Mapping[str, Any]
     toolchain: ToolchainTarget
-    paths: JobPaths
+    paths: JobPaths = PLACEHOLDERS
     source_date_epoch: int
     deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # recipe → its file names
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step:
-    argv: tuple[str, ...]
-    cwd: str
-    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,8 @@ static libraries are linked.
 
 from __future__ import annotations
 
-from . import BuildInput, BuildScript, Step, expand
+from ..jobspec import Step
+from . import BuildInput, BuildScript, expand
 
 
 def is_zig(job: BuildInput) -> bool:

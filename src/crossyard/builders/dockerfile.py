@@ -15,11 +15,11 @@ and whatever `RUN` does is up to the Dockerfile.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from ..errors import ConfigurationError
+from ..jobspec import DockerBuild, Placement
 from ..platforms import Platform
 
 # Bump when what a `dockerfile` job hands the engine (context layout, modes, build args) or how
@@ -31,28 +31,6 @@ RESERVED_ARGS: Final = (
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
     "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "SOURCE_DATE_EPOCH",
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Placement:
-    """A dependency's file copied into the build context."""
-
-    recipe: str
-    file: str
-    dest: str  # relative to the context: artifacts/<recipe>/<file>
-
-
-@dataclass(frozen=True, kw_only=True)
-class DockerBuild:
-    """One `docker build` for one platform."""
-
-    context: str  # relative to the source tree ("." = its root)
-    dockerfile: str  # relative to the context
-    platform: Platform
-    build_args: Mapping[str, str]
-    target: str | None
-    placements: tuple[Placement, ...] = ()
-    source_date_epoch: int = 0
 
 
 def _relative(value: Any, *, key: str, where: Path) -> str:
@@ -130,9 +108,7 @@ class DockerfileBuilder:
         return DockerBuild(
             context=_relative(options.get("context", "."), key="context", where=where),
             dockerfile=_relative(options.get("file", DEFAULT_DOCKERFILE), key="file", where=where),
-            platform=platform,
             build_args=dict(sorted(args.items())),
             target=options.get("target"),
             placements=placements,
-            source_date_epoch=source_date_epoch,
         )

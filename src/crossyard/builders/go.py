@@ -6,7 +6,8 @@ CGO off unless the recipe asks (cgo leaks the build path through the linker, gol
 
 from __future__ import annotations
 
-from . import BuildInput, BuildScript, Step, expand
+from ..jobspec import Step
+from . import BuildInput, BuildScript, expand
 
 
 class GoBuilder:

@@ -6,7 +6,8 @@ directory and CARGO_HOME are remapped so the binary does not embed where it was 
 
 from __future__ import annotations
 
-from . import BuildInput, BuildScript, Step
+from ..jobspec import Step
+from . import BuildInput, BuildScript
 
 
 class RustBuilder:

@@ -15,28 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import debian
-from ..errors import BuildError, ConfigurationError, CrossyardError, DriftError
-from ..executors.local import LocalExecutor
+from .. import debian, pipeline
+from ..errors import BuildError, ConfigurationError
 from ..fsutil import atomic_write_text
-from ..images.assemble import Assembler, BuiltImage, lock_entry
-from ..images.assembly_plan import ArtifactInfo, ImageJob, plan_images
-from ..lock import (
-    Drift,
-    ImageLockEntry,
-    LockEntry,
-    compare_entries,
-    compare_images,
-    read_lock,
-    write_lock,
-)
-from ..plan import BUILD_KINDS, BuildGraph
-from ..plan import job_id as lock_id
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..report.tables import table_console
-from ..scheduler import BuildReport, Scheduler
-from ..store import image_ref
 from ..toolchains import placeholders
 from ..workspace import Workspace
 
@@ -196,12 +180,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             status = "build (after deps)"
         rows.append({
             "id": job_id, "recipe": job.recipe.name, "platform": job.platform.oci, "strategy": job.strategy,
-            "toolchain": job.toolchain.identity_text, "deps": list(job.deps), "input_key": key, "status": status,
+            "toolchain": job.identity, "deps": list(job.deps), "input_key": key, "status": status,
         })
     images = [
         {"recipe": j.recipe.name, "ref": j.ref, "base": j.spec.base.text, "platforms": [p.oci for p in j.platforms],
          "after": list(j.after)}
-        for j in _plan_images(project, graph, args.recipes)
+        for j in pipeline.plan_image_jobs(project, graph, args.recipes)
     ]
     if args.json is not None:
         _emit_json(args.json, {"jobs": rows, "images": images})
@@ -226,132 +210,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from ..report.progress import ConsoleReporter
-    from ..report.summary import build_summary
 
     workspace = _workspace(args)
     settings = load_settings(workspace, platforms=args.platform, jobs=args.jobs)
     project = Project(workspace, settings)
     check_json_target(args.json, project)
-    lock = read_lock(workspace.lock_path) if args.locked or workspace.lock_path.exists() else None
-    graph = project.graph(args.recipes)
-    image_jobs = _plan_images(project, graph, args.recipes)  # a bad image input fails before any build
-    assembler = Assembler(store=project.store, workspace=workspace.root)
-    project.fetch_sources(graph)
-    scheduler = Scheduler(
-        store=project.store,
-        resolver=project.resolver,
-        executor=LocalExecutor(),
-        logs_dir=workspace.logs_dir,
-        toolchain_cache=workspace.toolchain_cache_dir,
-        jobs=settings.jobs,
-        reporter=ConsoleReporter(quiet=args.json == "-"),
-    )
-    report = scheduler.run(graph)
-    entries = _lock_entries(report)
-    images: list[BuiltImage] = []
-    image_error: CrossyardError | None = None
-    try:
-        artifacts, unavailable = _artifacts(project, report)
-        images = assembler.run(image_jobs, artifacts=artifacts, unavailable=unavailable)
-    except CrossyardError as error:  # the artifacts' lock entries are still written below
-        image_error = error
-    image_entries = _image_lock_entries(project, images)
-    drift: list[Drift] = []
-    warnings: list[Drift] = []
-    if args.locked and lock is not None:
-        drift, warnings = compare_entries(lock, entries)
-        image_drift, image_warnings = compare_images(lock, image_entries)
-        drift += image_drift
-        warnings += image_warnings
-    summary = build_summary(report, drift=[{"id": d.id, "reason": d.reason} for d in drift])
-    summary["images"] = [image.to_json() for image in images]
-    summary["warnings"] = [{"id": w.id, "reason": w.reason} for w in warnings]
-    summary["ok"] = summary["ok"] and image_error is None and not any(i.status == "skipped" for i in images)
-    _emit_json(args.json, summary)
-    console = _console()
-    counts = summary["counts"]
+    result = pipeline.build(project, names=args.recipes, locked=args.locked,
+                            reporter=ConsoleReporter(quiet=args.json == "-"))
+    _emit_json(args.json, result.to_json())
+    render_build(result, _console())
+    result.raise_for_status()
+    return 0
+
+
+def render_build(result: pipeline.BuildResult, console: Console) -> None:
     console.print(
-        f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed, "
-        f"{counts['skipped']} skipped in {report.seconds:.1f}s"
+        f"{result.count('built')} built, {result.count('cached')} cached, {result.count('failed')} failed, "
+        f"{result.count('skipped')} skipped in {result.seconds:.1f}s"
     )
-    for image in images:
+    for image in result.images:
         colour = {"assembled": "green", "cached": "cyan"}.get(image.status, "yellow")
         where = image.index.digest if image.index else image.error or ""
         console.print(f"image [bold]{escape(image.ref)}[/] [{colour}]{image.status}[/] {escape(where)} "
                       f"[dim]({', '.join(image.manifests) or 'no platforms'})[/]", soft_wrap=True)
-    for warning in warnings:
+    for warning in result.warnings:
         console.print(f"[yellow]warning[/]: {escape(warning.id)} differs from the lock (not reproducible): "
                       f"{escape(warning.reason)}")
-    if not args.locked:
-        current = lock or read_lock(workspace.lock_path)
-        write_lock(workspace.lock_path,
-                   current.merged(entries, image_entries).pruned(**_producible(project)))
-    failures = [r for r in report.results if r.status == "failed"]
-    if failures:
-        raise BuildError("\n".join(r.error or r.job_id for r in failures))
-    if image_error is not None:
-        raise image_error
-    if drift:
-        raise DriftError(
-            f"{len(drift)} artifact(s)/image(s) differ from {workspace.lock_path.name}:\n"
-            + "\n".join(f"  {d.id}: {d.reason}" for d in drift)
-            + "\nIf the change is intended, run `crossyard build` without --locked and commit the lock."
-        )
-    return 0
-
-
-def _producible(project: Project) -> dict[str, set[str]]:
-    """The lock ids the catalog can produce now, whatever this run selected."""
-    recipes = project.catalog.recipes.values()
-    return {
-        "artifacts": {lock_id(r.name, p) for r in recipes if r.kind in BUILD_KINDS for p in r.platforms},
-        "images": {image_ref(r.image.name, r.version) for r in recipes if r.image is not None},
-    }
-
-
-def _lock_entries(report: BuildReport) -> list[LockEntry]:
-    return [
-        LockEntry(recipe=r.recipe, platform=r.platform, input_key=r.input_key or "", toolchain=r.toolchain,
-                  strategy=r.strategy, outputs=dict(r.outputs), reproducible=r.reproducible)
-        for r in report.results
-        if r.status in ("built", "cached")
-    ]
-
-
-def _plan_images(project: Project, graph: BuildGraph, names: list[str]) -> list[ImageJob]:
-    """The images to assemble after the build, checked as far as possible before it starts."""
-    epochs: dict[str, int] = {}
-    for job in graph.jobs.values():
-        epochs[job.recipe.name] = max(epochs.get(job.recipe.name, 0), job.source_date_epoch)
-    jobs = plan_images(project.select(names), platforms=project.settings.platforms, epochs=epochs,
-                       default_epoch=project.settings.source_date_epoch, named=names)
-    Assembler(store=project.store, workspace=project.workspace.root).preflight(jobs)
-    return jobs
-
-
-def _artifacts(
-    project: Project, report: BuildReport
-) -> tuple[dict[tuple[str, str], dict[str, ArtifactInfo]], set[tuple[str, str]]]:
-    """(recipe, platform) → the files each finished job stored, and the jobs that did not finish."""
-    index = project.store.cached_keys()
-    found: dict[tuple[str, str], dict[str, ArtifactInfo]] = {}
-    unavailable: set[tuple[str, str]] = set()
-    for result in report.results:
-        if result.status not in ("built", "cached") or not result.input_key:
-            unavailable.add((result.recipe, result.platform))
-            continue
-        artifact = project.store.find(result.input_key, index=index)
-        if artifact is None:
-            continue  # not a file artifact (a dockerfile job stores an image)
-        found[(result.recipe, result.platform)] = {
-            f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=project.store.file_path(f)) for f in artifact.files
-        }
-    return found, unavailable
-
-
-def _image_lock_entries(project: Project, images: list[BuiltImage]) -> list[ImageLockEntry]:
-    stored = {image.ref: image for image in project.store.images()}
-    return [lock_entry(project.store, stored[i.ref]) for i in images if i.index is not None and i.ref in stored]
 
 
 # -- toolchains ----------------------------------------------------------------------------------

@@ -7,30 +7,20 @@ pulling back every manifest → print where each thing is and how to get it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from rich.console import Console
 
-from .. import signing
-from ..annotations import ANNOTATION_RECIPE
+from .. import pipeline, signing
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
-from ..lock import Lock, read_lock
 from ..oci import media
-from ..oci.layout import Descriptor
-from ..platforms import platform_label
-from ..provenance import JobRecord, job_record, provenance_statement
-from ..recipes import Recipe
 from ..registry import push as pub
-from ..registry.client import RegistryClient, manifest_digest, walk
+from ..registry.client import manifest_digest
 from ..registry.target import Target, resolve_target
-from ..store import Store
 from ..workspace import Workspace
 
 
@@ -113,230 +103,31 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 # -- publish ------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class _Catalog:
-    """What the recipes say (versions, image → artifact recipes, source digests), if any."""
-
-    recipes: dict[str, Recipe]
-    sources: dict[str, str]
-
-
-def _build_and_catalog(workspace: Workspace, args: argparse.Namespace) -> _Catalog:
-    if not workspace.recipes_dir.is_dir():
-        return _Catalog(recipes={}, sources={})
-    from ..project import Project, load_settings
-    from .build import check_json_target, cmd_build
-
-    project = Project(workspace, load_settings(workspace, platforms=args.platform))
-    check_json_target(args.json, project)
-    if not args.no_build:
-        cmd_build(argparse.Namespace(
-            workspace=args.workspace, recipes=args.recipes, platform=args.platform, json=None,
-            jobs=None, locked=False,
-        ))
-    recipes = dict(project.catalog.recipes)
-    sources = {}
-    for name, recipe in recipes.items():
-        if recipe.source is not None:
-            with contextlib.suppress(ConfigurationError):
-                sources[name] = project.resolver.identity(recipe)
-    return _Catalog(recipes=recipes, sources=sources)
-
-
-def _record(store: Store, entry: Descriptor, catalog: _Catalog) -> JobRecord:
-    manifest = store.layout.read_json(entry.digest)
-    artifact = store.artifact(entry)
-    recipe_name = (manifest.get("annotations") or {}).get(ANNOTATION_RECIPE, "")
-    recipe = catalog.recipes.get(recipe_name)
-    return job_record(
-        entry.annotations, manifest.get("annotations"),
-        version=recipe.version if recipe else "",
-        source_digest=catalog.sources.get(recipe_name, ""),
-        outputs=artifact.digests,
-    )
-
-
-def _image_jobs(
-    store: Store, root: Descriptor, recipe: Recipe | None, catalog: _Catalog, built: _Built,
-) -> list[JobRecord]:
-    """The artifact builds an image is made of (as the lock records them), per platform of its
-    index."""
-    if recipe is None or recipe.image is None:
-        return []
-    platforms = []
-    if root.media_type == media.INDEX:
-        for child in store.layout.read_json(root.digest).get("manifests", []):
-            plat = child.get("platform") or {}
-            if plat.get("os") and plat.get("architecture"):
-                platforms.append(platform_label(plat))
-    jobs = []
-    for artifact_recipe in recipe.image.artifact_recipes:
-        for platform in platforms:
-            entry = built.artifacts.get(f"{artifact_recipe}@{platform}")
-            if entry is not None:
-                jobs.append(_record(store, entry, catalog))
-    return jobs
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Built:
-    """What the current catalog builds, as crossyard.lock records it, found in the store: the
-    lock's artifacts (`recipe@platform` → index entry) and images (`name:version` → entry)."""
-
-    artifacts: dict[str, Descriptor]
-    images: dict[str, tuple[str, Descriptor]]  # name:version → (recipe, index entry)
-
-
-def _built(store: Store, lock: Lock, lock_path: Path) -> _Built:
-    """Only what the lock names is published: an image or artifact the store still holds from
-    an older version, a deleted recipe or a failed experiment is not (`crossyard store gc` drops
-    those). Each is looked up by input key or index digest, never by a moving ref."""
-    missing = []
-    by_key = store.cached_keys()
-    artifacts = {}
-    for entry in lock.entries.values():
-        if not entry.reproducible:
-            continue  # a Dockerfile job's output is an image manifest: published with its image
-        found = by_key.get(entry.input_key)
-        if found is None:
-            missing.append(f"{entry.id} (input key {entry.input_key})")
-        else:
-            artifacts[entry.id] = found
-    by_digest = {d.digest: d for d in store.layout.manifests()}
-    images = {}
-    for image in lock.images.values():
-        found = by_digest.get(image.index)
-        if found is None:
-            missing.append(f"image {image.id} (index {image.index})")
-        else:
-            images[image.id] = (image.recipe, found)
-    if missing:
-        raise ConfigurationError(
-            f"{lock_path.name} records builds that {store.root} does not hold: {', '.join(missing)}; "
-            "run `crossyard build` (or publish without --no-build) to build them again"
-        )
-    return _Built(artifacts=artifacts, images=images)
-
-
-def _remember_base(client: RegistryClient, store: Store, recipe: Recipe | None) -> None:
-    """An image on a registry base from this same registry: tell the client where the base's
-    blobs already are, so it mounts them instead of uploading them (and tries nothing else)."""
-    if recipe is None or recipe.image is None or recipe.image.base.kind != "registry":
-        return
-    host, _, repo = recipe.image.base.value.partition("/")
-    digest = recipe.image.base.ref or ""
-    if host != client.host or not repo or not store.layout.has_blob(digest):
-        return
-    document = store.layout.read_json(digest)
-    root = Descriptor(media_type=str(document.get("mediaType", media.INDEX)), digest=digest,
-                      size=store.layout.blob_path(digest).stat().st_size)
-    blobs, _ = walk(store.layout, root)
-    for blob in blobs:
-        client.remember(blob.digest, repo)
-
-
 def _publish(args: argparse.Namespace) -> int:
+    from ..project import Project, load_settings
+    from ..report.progress import ConsoleReporter
+    from .build import check_json_target, render_build
+
     workspace = Workspace.find(explicit=args.workspace)
     key = _private_key(workspace, args.key)  # a wrong passphrase fails before any work
     target = resolve_target(workspace, registry=args.registry, ca=args.ca)
-    catalog = _build_and_catalog(workspace, args)
-    store = Store(workspace.store_dir)
-    lock = read_lock(workspace.lock_path)
-    built = _built(store, lock, workspace.lock_path)
-    if not built.artifacts and not built.images:
-        raise ConfigurationError(
-            f"nothing to publish: {workspace.lock_path} records no builds (run `crossyard build`)"
-        )
-    wanted = set(args.recipes or ())
-    images: list[tuple[str, str, str, Descriptor]] = []  # name, version, recipe, index entry
-    binaries: dict[str, list[Descriptor]] = defaultdict(list)
-    # Every platform the lock records, whatever -p built: the `version` index covers them all.
-    for entry_id, entry in sorted(built.artifacts.items()):
-        recipe_name = entry_id.partition("@")[0]
-        if not wanted or recipe_name in wanted:
-            binaries[recipe_name].append(entry)
-    for ref, (recipe_name, entry) in sorted(built.images.items()):
-        name, _, version = ref.rpartition(":")
-        if not wanted or recipe_name in wanted or name in wanted:
-            images.append((name, version, recipe_name or name, entry))
-    if wanted and not images and not binaries:
-        raise ConfigurationError(
-            f"nothing built for {', '.join(sorted(wanted))}: unknown recipe or image name "
-            f"(see {workspace.lock_path.name} or `crossyard store ls`)"
-        )
-    published: list[pub.Published] = []
-    skipped: list[str] = []
-    public = key.public_key()
-    with target.client() as client:
-        client.ping()
-        for name, version, recipe_name, entry in images:
-            recipe = catalog.recipes.get(recipe_name)
-            root = entry.with_(annotations=None)
-            statement = provenance_statement(
-                subjects=[(f"{target.host}/{name}", root.digest)],
-                recipe=recipe.name if recipe else name, version=version,
-                jobs=_image_jobs(store, root, recipe, catalog, built),
-            )
-            _remember_base(client, store, recipe)
-            done = pub.publish_image(client, store.layout, root, name, version, key,
-                                     statement=statement)
-            pub.verify_back(client, done, public)
-            published.append(done)
-        for recipe_name, entries in sorted(binaries.items()):
-            recipe = catalog.recipes.get(recipe_name)
-            if recipe is None:
-                skipped.append(f"binaries of `{recipe_name}`: no recipe, so no version to tag")
-                continue
-            builds = []
-            records = []
-            for entry in entries:
-                record = _record(store, entry, catalog)
-                records.append(record)
-                builds.append(pub.BinaryBuild(
-                    platform=record.platform, manifest=entry.with_(annotations=None),
-                    files=record.outputs,
-                    statement=provenance_statement(
-                        subjects=[(f"{target.host}/{recipe_name}", entry.digest),
-                                  *sorted(record.outputs.items())],
-                        recipe=recipe_name, version=recipe.version, jobs=[record],
-                    ),
-                ))
-            index_digest = manifest_digest(pub.binary_index(builds))
-            statement = provenance_statement(
-                subjects=[(f"{target.host}/{recipe_name}", index_digest)],
-                recipe=recipe_name, version=recipe.version, jobs=records,
-            )
-            # An image of the same name owns `name:version`; the binaries' index steps aside.
-            index_tag = recipe.version
-            if f"{recipe_name}:{recipe.version}" in built.images:
-                index_tag = f"{recipe.version}-binaries"
-            done = pub.publish_binaries(client, store.layout, recipe_name, recipe.version,
-                                        builds, key, statement=statement, index_tag=index_tag)
-            pub.verify_back(client, done, public)
-            published.append(done)
-    _report(published, skipped, target, workspace, args)
+    project = Project(workspace, load_settings(workspace, platforms=args.platform))
+    if args.no_build or not workspace.recipes_dir.is_dir():
+        result = pipeline.recorded(project)
+    else:
+        check_json_target(args.json, project)
+        result = pipeline.build(project, names=args.recipes, reporter=ConsoleReporter(quiet=args.json == "-"))
+        render_build(result, Console(file=sys.stderr, highlight=False))
+        result.raise_for_status()
+    published = pipeline.publish(result, target, key, names=args.recipes)
+    _report(published, target, workspace, args)
     return 0
 
 
-def _summary(published: Sequence[pub.Published], skipped: Sequence[str],
-             target: Target) -> dict[str, object]:
-    return {
-        "registry": target.host,
-        "published": [
-            {"kind": p.kind, "repository": p.repo, "tag": p.tag, "digest": p.digest,
-             "reference": p.reference, "platforms": list(p.platforms),
-             "platform_tags": dict(p.platform_tags),
-             "files": {k: dict(v) for k, v in p.files.items()}}
-            for p in published
-        ],
-        "skipped": list(skipped),
-    }
-
-
-def _report(published: Sequence[pub.Published], skipped: Sequence[str], target: Target,
-            workspace: Workspace, args: argparse.Namespace) -> None:
+def _report(result: pipeline.Published, target: Target, workspace: Workspace, args: argparse.Namespace) -> None:
+    published, skipped = result.items, result.skipped
     if args.json is not None:
-        text = json.dumps(_summary(published, skipped, target), indent=2, sort_keys=True) + "\n"
+        text = json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n"
         if args.json == "-":
             sys.stdout.write(text)
             return

@@ -100,7 +100,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         }
         if entry["type"] == "artifact":
             artifact = store.artifact(descriptor)
-            entry["files"] = {f.name: {"digest": f.digest, "size": f.size} for f in artifact.files}
+            entry["files"] = {f.name: {"digest": f.digest, "size": f.size} for f in artifact.outputs}
         elif descriptor.media_type == media.INDEX:
             entry["platforms"] = {
                 platform_label(m.get("platform")): m["digest"]

@@ -1,22 +1,39 @@
-"""Executors run a job's commands somewhere (this machine, SSH hosts, Docker engines) and bring
-the outputs back; they know nothing about recipes. One module per transport behind `Executor`."""
+"""Executors run a `JobSpec` somewhere (this machine, a Docker engine, SSH hosts) and bring the
+outputs back by digest; they know nothing about recipes. One module per transport, each an
+`Executor`: the scheduler picks, for each job, the first executor that does not refuse it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .local import ExecRequest
+from ..jobspec import Inputs, JobSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outputs:
+    """What a job produced, on this machine until the `run` block ends."""
+
+    files: Mapping[str, Path]  # output name → local file
+    digests: Mapping[str, str]  # output name → sha256, computed where the bytes were read
+    node: str  # the machine that ran the job, as records and provenance name it
+    facts: Mapping[str, str] = field(default_factory=dict)  # e.g. the engine's image id
 
 
 class Executor(Protocol):
-    name: str  # the transport: local | ssh | docker
+    name: str  # the transport: local | docker | ssh
     node: str  # the machine, as the store and provenance name it (`local:HOSTNAME`, …)
 
-    def run(self, request: ExecRequest) -> AbstractContextManager[dict[str, Path]]:
-        """Build; the context yields output name -> local file, valid until it exits."""
+    def refuses(self, spec: JobSpec) -> str | None:
+        """Why this executor cannot run `spec` (None: it can). Asked before `run`."""
+        ...
+
+    def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> AbstractContextManager[Outputs]:
+        """Run the job, its output going to `log`; the context yields the outputs. A failed
+        build raises `BuildError` (with the log's tail); the job's directory is removed after."""
         ...
 
     def cancel(self) -> None:

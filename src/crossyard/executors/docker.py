@@ -1,4 +1,4 @@
-"""Run a `dockerfile` job on a Docker engine: assemble the context, build, `docker save`.
+"""Run a `dockerfile` job spec on a Docker engine: assemble the context, build, `docker save`.
 
 The context is a copy of the source (excluded files dropped, modes normalized) with the
 dependencies' artifacts under `artifacts/<recipe>/`. It is sent as a tar made here rather than by
@@ -14,34 +14,22 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..builders.dockerfile import DockerBuild
-from ..engine import DockerEngine
-from ..errors import ConfigurationError
+from ..engine import DockerEngine, docker_host
+from ..errors import BuildError, ConfigurationError
+from ..hashing import sha256_file
+from ..jobspec import Inputs, JobSpec
 from ..oci.layer import LayerEntry, add_entry
-from ..sources import ResolvedSource, copy_tree
+from ..sources import copy_tree
+from . import Outputs
 
-
-@dataclass(frozen=True, kw_only=True)
-class EngineRequest:
-    """What the engine executor needs for one job; no recipe, no store."""
-
-    label: str  # "web@linux/riscv64"
-    where: Path  # the recipe file, for messages
-    source: ResolvedSource
-    deps: Mapping[str, Mapping[str, Path]]  # recipe → file name → file on this machine
-    modes: Mapping[str, Mapping[str, int]]  # recipe → file name → mode (store blobs are all 0644)
-    build: DockerBuild
-    log: Path
-
-
-@dataclass(frozen=True, kw_only=True)
-class EngineOutput:
-    image_id: str  # the engine's image ID: the sha256 of the image config
-    archive: Path  # `docker save` tarball, valid until the `run` block ends
+# The one output of a Dockerfile job: the `docker save` archive of the built image.
+IMAGE_OUTPUT = "image"
+# Outputs.facts key: the engine's image ID (the sha256 of the image config).
+FACT_IMAGE_ID = "docker.image-id"
 
 
 def _dockerignore(context: Path) -> list[str]:
@@ -73,56 +61,90 @@ def write_context(context: Path, dockerfile: str, out: Path, *, epoch: int) -> N
 
 
 class EngineExecutor:
-    """Builds `dockerfile` jobs on one Docker engine."""
+    """Builds `dockerfile` job specs on the Docker engine DOCKER_HOST names, one connection per job."""
 
-    name = "docker-engine"
+    name = "docker"
 
-    def __init__(self, engine: DockerEngine, *, temp_root: Path | None = None) -> None:
-        self.engine = engine
+    def __init__(self, *, connect: Callable[[], DockerEngine] = DockerEngine.from_env,
+                 temp_root: Path | None = None) -> None:
+        self.connect = connect
         self.temp_root = temp_root
+        self.node = f"docker:{docker_host()}"
+        self._engines: set[DockerEngine] = set()
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def refuses(self, spec: JobSpec) -> str | None:
+        return None if spec.docker is not None else "runs only Dockerfile builds"
+
+    def cancel(self) -> None:
+        """Close every engine connection: a build in progress then fails as a lost engine."""
+        with self._lock:
+            self._cancelled = True
+            engines = list(self._engines)
+        for engine in engines:
+            with contextlib.suppress(Exception):
+                engine.close()
 
     @contextlib.contextmanager
-    def run(self, request: EngineRequest) -> Iterator[EngineOutput]:
-        build = request.build
+    def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> Iterator[Outputs]:
+        build = spec.docker
+        if build is None:
+            raise BuildError(f"{spec.id}: not a Dockerfile build")
+        with self._lock:
+            if self._cancelled:
+                raise BuildError(f"{spec.id}: cancelled")
         jobdir = Path(tempfile.mkdtemp(prefix="crossyard-docker-", dir=self.temp_root))
         image_id: str | None = None
-        try:
-            copy_tree(request.source, jobdir / "src")
-            context = (jobdir / "src" / build.context).resolve()
-            if not context.is_relative_to(jobdir / "src") or not context.is_dir():
-                raise ConfigurationError(
-                    f"{request.where}: [dockerfile] context `{build.context}` is not a directory of the "
-                    "recipe's source; fix `context` (relative to [source])"
-                )
-            dockerfile = context / build.dockerfile
-            if not dockerfile.is_file():
-                raise ConfigurationError(
-                    f"{request.where}: [dockerfile] file `{build.dockerfile}` not found in the context "
-                    f"`{build.context}`; fix `file` (relative to the context)"
-                )
-            for placement in build.placements:
-                target = context / placement.dest
-                if target.exists():
-                    raise ConfigurationError(
-                        f"{request.where}: the source already has `{placement.dest}` where crossyard puts "
-                        f"the `{placement.recipe}` artifact; rename it in the source"
+        with self.connect() as engine:
+            with self._lock:
+                self._engines.add(engine)
+            try:
+                info = engine.info()
+                if info.identity_text != spec.toolchain.identity:
+                    raise BuildError(
+                        f"{spec.id}: the Docker engine at {info.host} is {info.identity_text}, but the "
+                        f"plan was made for {spec.toolchain.identity}; run the build again"
                     )
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(request.deps[placement.recipe][placement.file], target)
-                os.chmod(target, request.modes[placement.recipe][placement.file] & 0o755)
-            context_tar = jobdir / "context.tar"
-            write_context(context, build.dockerfile, context_tar, epoch=build.source_date_epoch)
-            with context_tar.open("rb") as handle:
-                image_id = self.engine.build(
-                    label=request.label, context=handle, dockerfile=build.dockerfile,
-                    platform=build.platform, build_args=build.build_args, target=build.target,
-                    log=request.log,
-                )
-            archive = jobdir / "image.tar"
-            self.engine.save(image_id, archive)
-            yield EngineOutput(image_id=image_id, archive=archive)
-        finally:
-            if image_id is not None:
-                self.engine.remove(image_id)
-            shutil.rmtree(jobdir, ignore_errors=True)
-
+                copy_tree(inputs.source(spec.source), jobdir / "src")
+                context = (jobdir / "src" / build.context).resolve()
+                if not context.is_relative_to(jobdir / "src") or not context.is_dir():
+                    raise ConfigurationError(
+                        f"{spec.id}: [dockerfile] context `{build.context}` is not a directory of the "
+                        "recipe's source; fix `context` (relative to [source])"
+                    )
+                dockerfile = context / build.dockerfile
+                if not dockerfile.is_file():
+                    raise ConfigurationError(
+                        f"{spec.id}: [dockerfile] file `{build.dockerfile}` not found in the context "
+                        f"`{build.context}`; fix `file` (relative to the context)"
+                    )
+                files = {(i.recipe, i.name): i for i in spec.inputs}
+                for placement in build.placements:
+                    target = context / placement.dest
+                    if target.exists():
+                        raise ConfigurationError(
+                            f"{spec.id}: the source already has `{placement.dest}` where crossyard puts "
+                            f"the `{placement.recipe}` artifact; rename it in the source"
+                        )
+                    item = files[(placement.recipe, placement.file)]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(inputs.file(item.digest), target)
+                    os.chmod(target, item.mode & 0o755)
+                context_tar = jobdir / "context.tar"
+                write_context(context, build.dockerfile, context_tar, epoch=spec.source_date_epoch)
+                with context_tar.open("rb") as handle:
+                    image_id = engine.build(
+                        label=spec.id, context=handle, dockerfile=build.dockerfile,
+                        platform=spec.platform, build_args=build.build_args, target=build.target, log=log,
+                    )
+                archive = jobdir / "image.tar"
+                engine.save(image_id, archive)
+                yield Outputs(files={IMAGE_OUTPUT: archive}, digests={IMAGE_OUTPUT: sha256_file(archive)},
+                              node=f"docker:{info.host}", facts={FACT_IMAGE_ID: image_id})
+            finally:
+                with self._lock:
+                    self._engines.discard(engine)
+                if image_id is not None:
+                    engine.remove(image_id)
+                shutil.rmtree(jobdir, ignore_errors=True)

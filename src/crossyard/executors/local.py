@@ -17,35 +17,22 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ..builders import BuildScript, JobPaths, output_inside
+from ..builders import output_inside
 from ..errors import BuildError
-from ..sources import ResolvedSource, copy_tree
-from ..toolchains import in_root
+from ..hashing import sha256_file
+from ..jobspec import Inputs, JobPaths, JobSpec, Step
+from ..sources import copy_tree
+from ..toolchains import in_root, roots_dir
+from . import Outputs
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
 CANCEL_GRACE_S = 5.0  # after SIGTERM, how long a step's processes get before SIGKILL
 SANDBOX_JOB = "/tmp/build"
 SANDBOX_CACHE = "/tmp/cache"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExecRequest:
-    """What the executor needs to run one job; no recipe, no store."""
-
-    label: str  # for messages: "hello-go@linux/riscv64"
-    source: ResolvedSource
-    deps: Mapping[str, Mapping[str, Path]]  # recipe → file name → file on this machine
-    root: Path | None  # toolchain root to run in, or None for the host
-    cache_dir: Path  # persistent, per toolchain
-    env: Mapping[str, str]  # toolchain env
-    source_date_epoch: int
-    script: Callable[[JobPaths], BuildScript]
-    log: Path
 
 
 def clean_env(*, paths: JobPaths, epoch: int, extra_path: str | None, extra: Mapping[str, str]) -> dict[str, str]:
@@ -72,18 +59,28 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 
 class LocalExecutor:
-    """Runs jobs in temp directories on this machine."""
+    """Runs jobs in temp directories on this machine, on the host or inside a toolchain root."""
 
     name = "local"
 
-    def __init__(self, *, temp_root: Path | None = None) -> None:
+    def __init__(self, *, cache_root: Path, temp_root: Path | None = None, roots: Path | None = None) -> None:
+        self.cache_root = cache_root  # <cache_root>/<toolchain>: GOCACHE and the like, kept
         self.temp_root = temp_root
+        self.roots = roots or roots_dir()
         self.node = f"local:{socket.gethostname()}"
         # Each step runs in its own session, so `cancel` can stop it and everything it started
         # (make → gcc, go → compile, bwrap → cargo) with one signal to the process group.
         self._running: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
         self._cancelled = False
+
+    def refuses(self, spec: JobSpec) -> str | None:
+        if spec.docker is not None:
+            return "a Dockerfile build needs a Docker engine"
+        if spec.toolchain.root is not None and not (self.roots / spec.toolchain.root / "usr").is_dir():
+            return (f"toolchain root {self.roots / spec.toolchain.root} is not prepared; run "
+                    f"`crossyard toolchains prepare {spec.toolchain.name}`")
+        return None
 
     def cancel(self, grace: float = CANCEL_GRACE_S) -> None:
         """Stop every running step and refuse new ones: SIGTERM to each step's process group,
@@ -102,85 +99,92 @@ class LocalExecutor:
                 _signal_group(process, signal.SIGKILL)
 
     @contextlib.contextmanager
-    def run(self, request: ExecRequest) -> Iterator[dict[str, Path]]:
-        """Build; yield output name → file (valid until the block ends, then all is removed)."""
+    def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> Iterator[Outputs]:
+        """Build; yield the outputs (valid until the block ends, then all is removed)."""
+        refused = self.refuses(spec)
+        if refused is not None:
+            raise BuildError(f"{spec.id}: {refused}")
         jobdir = Path(tempfile.mkdtemp(prefix="crossyard-job-", dir=self.temp_root))
         try:
             for sub in ("out", "deps", "home", "tmp"):
                 (jobdir / sub).mkdir()
-            copy_tree(request.source, jobdir / "src")
-            for recipe, files in request.deps.items():
-                target = jobdir / "deps" / recipe
-                target.mkdir()
-                for name, path in files.items():
-                    shutil.copyfile(path, target / name)
-                    os.chmod(target / name, 0o755 if os.access(path, os.X_OK) else 0o644)
-            request.cache_dir.mkdir(parents=True, exist_ok=True)
-            if request.root is None:
-                seen = JobPaths(
-                    root=str(jobdir), src=str(jobdir / "src"), out=str(jobdir / "out"),
-                    deps=str(jobdir / "deps"), cache=str(request.cache_dir), home=str(jobdir / "home"),
-                )
+            copy_tree(inputs.source(spec.source), jobdir / "src")
+            for item in spec.inputs:
+                target = jobdir / "deps" / item.recipe
+                target.mkdir(exist_ok=True)
+                shutil.copyfile(inputs.file(item.digest), target / item.name)
+                os.chmod(target / item.name, 0o755 if item.mode & 0o111 else 0o644)
+            cache = self.cache_root / spec.toolchain.name
+            cache.mkdir(parents=True, exist_ok=True)
+            root = None if spec.toolchain.root is None else self.roots / spec.toolchain.root
+            if root is None:
+                seen = JobPaths(root=str(jobdir), src=str(jobdir / "src"), out=str(jobdir / "out"),
+                                deps=str(jobdir / "deps"), cache=str(cache), home=str(jobdir / "home"))
                 binds: list[tuple[Path, str]] = []
             else:
                 # Mount points go under the sandbox's /tmp tmpfs: the root itself is read-only.
                 seen = JobPaths(root=SANDBOX_JOB, src=f"{SANDBOX_JOB}/src", out=f"{SANDBOX_JOB}/out",
                                 deps=f"{SANDBOX_JOB}/deps", cache=SANDBOX_CACHE, home=f"{SANDBOX_JOB}/home")
-                binds = [(jobdir, SANDBOX_JOB), (request.cache_dir, SANDBOX_CACHE)]
-            script = request.script(seen)
-            self._run_steps(request, script, seen, binds)
-            yield {name: self._output(request, jobdir, seen, name, seen_path)
-                   for name, seen_path in script.outputs.items()}
+                binds = [(jobdir, SANDBOX_JOB), (cache, SANDBOX_CACHE)]
+            self._run_steps(spec, seen, root, binds, log)
+            files = {name: self._output(spec, jobdir, seen, name, seen.fill(path), log)
+                     for name, path in spec.outputs.items()}
+            yield Outputs(files=files, digests={name: sha256_file(path) for name, path in files.items()},
+                          node=self.node)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
 
     @staticmethod
-    def _output(request: ExecRequest, jobdir: Path, seen: JobPaths, name: str, seen_path: str) -> Path:
+    def _output(spec: JobSpec, jobdir: Path, seen: JobPaths, name: str, seen_path: str, log: Path) -> Path:
         """The file an output names, on this machine. It must be a regular file inside the job
         directory once symlinks are resolved: a build (or a symlink in its source) pointing an
         output at /etc/shadow or another job's tree must not carry that file into the store."""
         if not output_inside(name, seen_path, seen.root):
-            raise BuildError(f"{request.label}: output `{name}` ({seen_path}) is outside the job directory")
+            raise BuildError(f"{spec.id}: output `{name}` ({seen_path}) is outside the job directory")
         host_path = jobdir / posixpath.relpath(posixpath.normpath(seen_path), seen.root)
         resolved = host_path.resolve()
         if not resolved.is_relative_to(jobdir.resolve()):
             raise BuildError(
-                f"{request.label}: output `{name}` ({seen_path}) is a symlink to {resolved}, outside the "
+                f"{spec.id}: output `{name}` ({seen_path}) is a symlink to {resolved}, outside the "
                 "job directory; outputs must be files the build made",
-                log=request.log, tail=tail(request.log),
+                log=log, tail=tail(log),
             )
         if not resolved.is_file():
             raise BuildError(
-                f"{request.label}: the build succeeded but did not produce `{name}` ({seen_path})",
-                log=request.log, tail=tail(request.log),
+                f"{spec.id}: the build succeeded but did not produce `{name}` ({seen_path})",
+                log=log, tail=tail(log),
             )
         return resolved
 
-    def _run_steps(self, request: ExecRequest, script: BuildScript, seen: JobPaths,
-                   binds: list[tuple[Path, str]]) -> None:
-        request.log.parent.mkdir(parents=True, exist_ok=True)
-        first = script.steps[0].argv[0] if script.steps else ""
-        extra_path = os.path.dirname(first) if request.root is None and os.path.isabs(first) else None
-        with request.log.open("w") as log:
-            for step in script.steps:
-                env = clean_env(paths=seen, epoch=request.source_date_epoch, extra_path=extra_path,
-                                extra={**request.env, **script.env, **step.env})
-                argv = in_root(request.root, step.argv, binds=binds, workdir=step.cwd)
+    def _run_steps(self, spec: JobSpec, seen: JobPaths, root: Path | None, binds: list[tuple[Path, str]],
+                   log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        steps = [Step(argv=tuple(seen.fill(a) for a in step.argv), cwd=seen.fill(step.cwd),
+                      env={k: seen.fill(v) for k, v in step.env.items()}) for step in spec.steps]
+        first = steps[0].argv[0] if steps else ""
+        # A host toolchain named by absolute path (/usr/lib/go-1.19/bin/go) finds its siblings
+        extra_path = os.path.dirname(first) if root is None and os.path.isabs(first) else None
+        job_env = {k: seen.fill(v) for k, v in {**spec.toolchain.env, **spec.env}.items()}
+        with log_path.open("w") as log:
+            for step in steps:
+                env = clean_env(paths=seen, epoch=spec.source_date_epoch, extra_path=extra_path,
+                                extra={**job_env, **step.env})
+                argv = in_root(root, step.argv, binds=binds, workdir=step.cwd)
                 log.write(f"$ {' '.join(step.argv)}\n")
                 log.flush()
                 started = time.monotonic()
                 with self._lock:  # so `cancel` either sees this step or it never starts
                     if self._cancelled:
-                        raise BuildError(f"{request.label}: cancelled", log=request.log)
+                        raise BuildError(f"{spec.id}: cancelled", log=log_path)
                     try:
                         process = subprocess.Popen(
-                            argv, cwd=step.cwd if request.root is None else None, env=env, stdout=log,
+                            argv, cwd=step.cwd if root is None else None, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o022,
                             start_new_session=True,
                         )
                     except OSError as error:
-                        raise BuildError(f"{request.label}: cannot run `{step.argv[0]}`: {error.strerror}",
-                                         log=request.log) from None
+                        raise BuildError(f"{spec.id}: cannot run `{step.argv[0]}`: {error.strerror}",
+                                         log=log_path) from None
                     self._running.add(process)
                 try:
                     returncode = process.wait()
@@ -192,10 +196,10 @@ class LocalExecutor:
                 if returncode != 0:
                     log.close()
                     if self._cancelled:
-                        raise BuildError(f"{request.label}: cancelled", log=request.log)
+                        raise BuildError(f"{spec.id}: cancelled", log=log_path)
                     raise BuildError(
-                        f"{request.label}: `{' '.join(step.argv[:3])} …` exited with status {returncode}",
-                        log=request.log, tail=tail(request.log),
+                        f"{spec.id}: `{' '.join(step.argv[:3])} …` exited with status {returncode}",
+                        log=log_path, tail=tail(log_path),
                     )
 
 

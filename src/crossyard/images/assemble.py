@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..oci.image import ImageConfig, rfc3339, write_image, write_index
 from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor
 from ..platforms import Platform, platform_label
+from ..records import BuildRecord
 from ..store import Store, StoredImage, artifact_ref
 from .assembly_plan import ArtifactInfo, ImageJob, Placed, image_key, place_files
 from .base_images import (
@@ -51,6 +52,8 @@ class BuiltImage:
     manifests: Mapping[str, str] = field(default_factory=dict)  # platform → manifest digest
     reproducible: bool = True
     error: str | None = None
+    # platform → input keys of the build jobs whose outputs are in the image (its provenance)
+    inputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -62,6 +65,7 @@ class BuiltImage:
             "status": self.status, "key": self.key or None,
             "digest": self.index.digest if self.index else None, "manifests": dict(self.manifests),
             "reproducible": self.reproducible, "error": self.error,
+            "inputs": {p: list(keys) for p, keys in self.inputs.items()},
         }
 
 
@@ -151,10 +155,16 @@ class Assembler:
         self,
         jobs: Sequence[ImageJob],
         *,
-        artifacts: Mapping[tuple[str, str], Mapping[str, ArtifactInfo]],
+        records: Mapping[tuple[str, str], BuildRecord],
         unavailable: AbstractSet[tuple[str, str]] = frozenset(),
     ) -> list[BuiltImage]:
-        """`artifacts`: (recipe, platform) → its files; `unavailable`: jobs that failed or were skipped."""
+        """`records`: (recipe, platform) → the job's record (its outputs in the store);
+        `unavailable`: jobs that failed or were skipped."""
+        artifacts = {
+            job: {f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=self.store.file_path(f))
+                  for f in record.outputs}
+            for job, record in records.items() if record.reproducible
+        }
         out: list[BuiltImage] = []
         done: dict[str, BuiltImage] = {}
         with BaseResolver(workspace=self.workspace, store=self.store.layout, assembled=self.assembled) as resolver:
@@ -164,9 +174,11 @@ class Assembler:
                     built = BuiltImage(recipe=job.recipe.name, name=job.name, version=job.version, status="skipped",
                                        reproducible=not job.from_dockerfile, error=blocked)
                 elif job.from_dockerfile:
-                    built = self._index_dockerfile(job)
+                    built = self._index_dockerfile(job, records)
                 else:
                     built = self._assemble(job, resolver, artifacts)
+                if built.index is not None:
+                    built = replace(built, inputs=_inputs(job, records))
                 done[job.recipe.name] = built
                 out.append(built)
         return out
@@ -234,11 +246,12 @@ class Assembler:
             history=_history(job, base, bool(placed)), inherited=base.config,
         )
 
-    def _index_dockerfile(self, job: ImageJob) -> BuiltImage:
+    def _index_dockerfile(self, job: ImageJob, records: Mapping[tuple[str, str], BuildRecord]) -> BuiltImage:
         """A dockerfile recipe's jobs stored one image manifest per platform; index and tag them."""
         manifests = []
         for platform in job.platforms:
-            entry = self.store.resolve(artifact_ref(job.recipe.name, platform))
+            record = records.get((job.recipe.name, platform.oci))
+            entry = record.manifest if record is not None else None
             if entry is None or entry.media_type != media.MANIFEST or entry.artifact_type:
                 raise ConfigurationError(
                     f"{job.recipe.file}: no image manifest for `{job.recipe.name}` on {platform} in the store "
@@ -269,7 +282,18 @@ class Assembler:
         )
 
 
-def lock_entry(store: Store, image: StoredImage) -> ImageLockEntry:
+def _inputs(job: ImageJob, records: Mapping[tuple[str, str], BuildRecord]) -> dict[str, tuple[str, ...]]:
+    """Per platform, the input keys of the jobs whose outputs the image holds."""
+    recipes = (job.recipe.name,) if job.from_dockerfile else job.spec.artifact_recipes
+    out: dict[str, tuple[str, ...]] = {}
+    for platform in job.platforms:
+        keys = sorted(records[(name, platform.oci)].input_key for name in recipes
+                      if (name, platform.oci) in records)
+        out[platform.oci] = tuple(keys)
+    return out
+
+
+def lock_entry(store: Store, image: StoredImage, inputs: Mapping[str, tuple[str, ...]] | None = None) -> ImageLockEntry:
     """What crossyard.lock records of a stored image: digests down to each layer's compressor."""
     index = store.layout.read_json(image.index.digest)
     platforms = []
@@ -285,8 +309,10 @@ def lock_entry(store: Store, image: StoredImage) -> ImageLockEntry:
                 diff_id=diff_id, blob=layer["digest"],
                 compressor=notes.get(ANNOTATION_COMPRESSOR, "unknown (from the base image)"),
             ))
+        label = platform_label(descriptor.platform)
         platforms.append(LockedPlatform(
-            platform=platform_label(descriptor.platform), manifest=descriptor.digest, layers=tuple(layers),
+            platform=label, manifest=descriptor.digest, layers=tuple(layers),
+            inputs=tuple((inputs or {}).get(label, ())),
         ))
     notes = index.get("annotations") or {}
     ca = next((

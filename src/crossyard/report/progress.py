@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from ..plan import Job
-from ..scheduler import JobResult
+from ..records import BuildRecord
 
 STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "skipped": "yellow"}
 
@@ -46,15 +46,15 @@ class ConsoleReporter:
             if self.progress is not None:
                 self.progress.update(self.task, description=f"building {job.id}")  # type: ignore[arg-type]
 
-    def job_finished(self, result: JobResult) -> None:
+    def job_finished(self, record: BuildRecord) -> None:
         with self._lock:
             if self.progress is not None:
                 self.progress.advance(self.task)  # type: ignore[arg-type]
-            if self.quiet and result.status == "cached":
+            if self.quiet and record.status == "cached":
                 return
-            style = STYLE.get(result.status, "")
-            took = f" ({result.seconds:.1f}s)" if result.status == "built" else ""
-            self.console.print(f"[{style}]{result.status:>7}[/] {result.job_id}{took}")
+            style = STYLE.get(record.status, "")
+            took = f" ({record.seconds:.1f}s)" if record.status == "built" else ""
+            self.console.print(f"[{style}]{record.status:>7}[/] {record.id}{took}")
 
     def stop(self) -> None:
         if self.progress is not None:
