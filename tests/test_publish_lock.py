@@ -61,3 +61,37 @@ def test_publish_checks_every_blob_before_pushing(ws: Path, tmp_path: Path) -> N
         build(ws, "--locked")
         cli(ws, "publish", "--no-build", env=env)
         assert tagged(reg, "app", "0.1.0")
+
+
+def test_provenance_names_the_builds_inside_the_image_not_the_newest_in_the_store(
+        ws: Path, tmp_path: Path) -> None:
+    import base64
+
+    first = build(ws)
+    [key] = [j["input_key"] for j in first["jobs"]]
+    # Another source builds (the newest artifact of app@linux/riscv64 in the store is now that
+    # one), then the source goes back: the job is cached under its first key, and the image
+    # published is the first one. Its provenance must name that build, not the newest.
+    source = ws / "src" / "app.c"
+    original = source.read_text()
+    source.write_text(original + "/* another source */\n")
+    newer = build(ws)
+    assert [j["input_key"] for j in newer["jobs"]] != [key]
+    source.write_text(original)
+    again = build(ws)
+    assert [j["status"] for j in again["jobs"]] == ["cached"] and [j["input_key"] for j in again["jobs"]] == [key]
+    lock = (ws / "crossyard.lock").read_text()
+    assert f'inputs = ["{key}"]' in lock  # the image records the build it holds
+    with running_registry(tmp_path) as reg:
+        env = publish_env(reg, ws)
+        summary = json.loads(cli(ws, "publish", "--no-build", "--json", "-", env=env).stdout)
+        digest = next(p["digest"] for p in summary["published"] if p["kind"] == "image")
+        with RegistryClient(reg.url, ca_path=reg.ca_path, username=reg.username,
+                            password=reg.password) as client:
+            att = client.get_manifest("app", "sha256-" + digest[7:] + ".att")
+            assert att is not None
+            envelope = client.get_blob_bytes("app", json.loads(att[0])["layers"][0]["digest"])
+    statement = json.loads(base64.b64decode(json.loads(envelope)["payload"]))
+    jobs = statement["predicate"]["buildDefinition"]["internalParameters"]["jobs"]
+    assert [j["inputKey"] for j in jobs] == [key]
+    assert jobs[0]["outputs"] == first["jobs"][0]["outputs"]

@@ -15,9 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from .executors import Executor
@@ -42,11 +40,15 @@ from .project import Project
 from .provenance import provenance_statement
 from .recipes import Recipe
 from .records import BuildRecord
-from .registry import push as pub
-from .registry.client import RegistryClient, manifest_digest, walk
-from .registry.target import Target
 from .scheduler import Reporter, Scheduler
 from .store import Store, image_ref
+
+if TYPE_CHECKING:  # publishing's modules load only when something is published (`plan` stays light)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .registry import push as pub
+    from .registry.client import RegistryClient
+    from .registry.target import Target
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,6 +292,8 @@ def _remember_base(client: RegistryClient, store: Store, recipe: Recipe | None) 
     document = store.layout.read_json(digest)
     root = Descriptor(media_type=str(document.get("mediaType", media.INDEX)), digest=digest,
                       size=store.layout.blob_path(digest).stat().st_size)
+    from .registry.client import walk
+
     blobs, _ = walk(store.layout, root)
     for blob in blobs:
         client.remember(blob.digest, repo)
@@ -301,6 +305,9 @@ def publish(
     """Push, sign, attest and verify back what `result`'s lock records (only `names`' builds and
     images when given). Every platform the lock records is published, whatever this run built:
     the `version` index covers them all."""
+    from .registry import push as pub
+    from .registry.client import manifest_digest
+
     store = Store(result.store)
     records = _records(result, store)
     images = _images(result, store, records)
