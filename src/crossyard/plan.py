@@ -136,6 +136,8 @@ def plan(
         for platform in recipe.platforms:
             if wanted is not None and platform.oci not in wanted:
                 continue
+            # The toolchain's part of the key: what it is (`go1.24.4`), not where or how it runs.
+            identity: str | dict[str, str]
             if recipe.kind in ENGINE_KINDS:
                 info = engine_info()
                 toolchain = _engine_target(recipe, platform, info, can_run)
@@ -268,5 +270,5 @@ def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
         )
     return ToolchainTarget(
         name="docker", kind=recipe.kind, platform=platform, strategy=strategy, available=True,
-        command=info.host, version=f"{info.version} on {info.platform.oci}",
+        command=info.host, version=f"{info.version} on {info.platform.oci}", identity=info.identity_text,
     )
