@@ -26,7 +26,7 @@ def recipe(name: str, *, depends: tuple[str, ...] = (), kind: str = "c", platfor
 def toolchains(kind: str, platform: Platform) -> list[ToolchainTarget]:
     return [
         ToolchainTarget(name="gcc", kind="c", platform=platform, strategy="cross", available=kind == "c",
-                        version="12.2.0; riscv64-linux-gnu", identity=f"gcc 12.2.0 {platform.gnu_triplet}",
+                        version=f"12.2.0; {platform.gnu_triplet}", identity=f"gcc 12.2.0 {platform.gnu_triplet}",
                         reason="" if kind == "c" else "missing", fix="apt-get install gcc"),
         ToolchainTarget(name="rust", kind="rust", platform=platform, strategy="cross", available=False,
                         reason="no std", fix=f"rustup target add {platform.rust_triple}"),
