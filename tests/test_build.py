@@ -223,7 +223,6 @@ def test_emulated_strategy_runs_a_riscv64_go_under_qemu(tmp_path: Path) -> None:
     summary = build_summary(ws)
     job = summary["jobs"][0]
     assert (job["status"], job["strategy"]) == ("built", "emulated")
-    assert job["toolchain"].startswith("go-emulated-riscv64 go version go1.")
-    assert "linux/riscv64" in job["toolchain"]  # the compiler itself is a riscv64 binary
+    assert job["toolchain"].startswith("go1.")  # the release only: not the riscv64 host it runs on
     binary = store_file(ws, job["outputs"]["tiny"], tmp_path, "tiny")
     assert struct.unpack("<H", binary.read_bytes()[18:20])[0] == 243

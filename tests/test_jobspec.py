@@ -79,9 +79,9 @@ def test_each_executor_refuses_what_it_cannot_run(tmp_path: Path) -> None:
     engine = EngineExecutor()
     assert local.refuses(spec) is None
     assert engine.refuses(spec) == "runs only Dockerfile builds"
-    with pytest.raises(BuildError, match="runs only Dockerfile builds|not a Dockerfile build"):
-        with engine.run(spec, StoreInputs(project.store, {}), tmp_path / "x.log"):
-            pass
+    with pytest.raises(BuildError, match="not a Dockerfile build"), \
+            engine.run(spec, StoreInputs(project.store, {}), tmp_path / "x.log"):
+        pass
 
     # A toolchain in a Debian root the node has not prepared: refused with the fix, not run.
     rooted = JobSpec.from_json({**spec.to_json(), "toolchain": {
@@ -91,5 +91,5 @@ def test_each_executor_refuses_what_it_cannot_run(tmp_path: Path) -> None:
     # and the scheduler reports every executor's reason on the failed job
     scheduler = Scheduler(store=project.store, resolver=project.resolver, executors=[local, engine],
                           logs_dir=tmp_path / "logs", jobs=1)
-    with pytest.raises(BuildError, match="no executor can run it .*toolchains prepare.*Dockerfile builds"):
+    with pytest.raises(BuildError, match=r"no executor can run it .*toolchains prepare.*Dockerfile builds"):
         scheduler._executor(rooted)

@@ -26,7 +26,8 @@ def recipe(name: str, *, depends: tuple[str, ...] = (), kind: str = "c", platfor
 def toolchains(kind: str, platform: Platform) -> list[ToolchainTarget]:
     return [
         ToolchainTarget(name="gcc", kind="c", platform=platform, strategy="cross", available=kind == "c",
-                        version="12.2", reason="" if kind == "c" else "missing", fix="apt-get install gcc"),
+                        version=f"12.2.0; {platform.gnu_triplet}", identity=f"gcc 12.2.0 {platform.gnu_triplet}",
+                        reason="" if kind == "c" else "missing", fix="apt-get install gcc"),
         ToolchainTarget(name="rust", kind="rust", platform=platform, strategy="cross", available=False,
                         reason="no std", fix=f"rustup target add {platform.rust_triple}"),
     ]
@@ -110,7 +111,7 @@ def test_dockerfile_jobs_run_on_the_engine_after_their_dependencies() -> None:
     web = graph.jobs["web@linux/riscv64"]
     assert web.deps == ("app@linux/riscv64",)
     assert web.strategy == "emulated"  # an amd64 engine builds riscv64 under qemu
-    assert web.toolchain.identity_text == "docker 20.10.24 on linux/amd64"
+    assert web.toolchain.identity_text == "docker 20.10.24 (linux/amd64)"
     native = make_docker([dockerfile_recipe()], engine_info(platform=ARM64))
     assert native.jobs["web@linux/arm64"].strategy == "native"
 

@@ -85,7 +85,7 @@ class FakeExecutor:
 
 def _toolchains(kind: str, platform: Platform) -> list[ToolchainTarget]:
     return [ToolchainTarget(name="gcc", kind="c", platform=platform, strategy="cross", available=True,
-                            version="12.2")]
+                            version="12.2", identity="gcc 12.2.0")]
 
 
 def graph_of(root: Path, *recipes: tuple[str, tuple[str, ...]],

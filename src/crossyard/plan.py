@@ -50,7 +50,7 @@ class Job:
     @property
     def identity(self) -> str:
         """The toolchain identity the key holds and an executor must match."""
-        return self.engine.identity_text if self.engine is not None else self.toolchain.identity_text
+        return self.toolchain.identity_text
 
     def spec(self, input_key: str, deps: Sequence[BuildRecord]) -> JobSpec:
         """The portable job, once the dependencies' outputs (`deps`, one per `self.deps`) are known."""
@@ -175,6 +175,8 @@ def plan(
             if wanted is not None and platform.oci not in wanted:
                 continue
             info = None
+            # The toolchain's part of the key: what it is (`go1.24.4`), not where or how it runs.
+            identity: str | dict[str, str]
             if recipe.kind in ENGINE_KINDS:
                 info = engine_info()
                 toolchain = _engine_target(recipe, platform, info, can_run)
@@ -309,5 +311,5 @@ def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
         )
     return ToolchainTarget(
         name="docker", kind=recipe.kind, platform=platform, strategy=strategy, available=True,
-        command=info.host, version=f"{info.version} on {info.platform.oci}",
+        command=info.host, version=f"{info.version} on {info.platform.oci}", identity=info.identity_text,
     )

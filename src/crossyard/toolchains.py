@@ -7,16 +7,25 @@ prepare NAME` for a toolchain that lives in a Debian root run under bubblewrap).
 
 Probing runs the version commands once and caches the answers by the binaries' (path, size,
 mtime), so planning a no-op build costs a few `stat`s, not a dozen process starts.
+
+What the version commands print is read into a normalized identity (`identity`): compiler, exact
+release and, where the compiler binary decides it, target — `go1.24.4`, `gcc 12.2.0
+riscv64-linux-gnu`, `rustc 1.85.1`, `zig 0.14.0` — and nothing of the build host, the strategy,
+the definition's name or its root. That identity is the input key's toolchain part, so an amd64
+cross build and a native riscv64 build of the same inputs with the same release share a key. A
+definition's `family` says how to read its output (default: by kind); output that family cannot
+read makes the toolchain unavailable, with a reason naming the definition's file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import string
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -30,7 +39,7 @@ from .recipes import read_toml
 DEF_KEYS: Final = (
     "kind", "command", "native_command", "version", "targets", "root", "root_platform",
     "prepare", "requires", "target_probe", "linker", "sysroot", "install", "env", "priority",
-    "description",
+    "description", "family",
 )
 DEFAULT_ROOTS: Final = "/var/cache/crossyard/roots"
 # What `ToolchainDef.render` fills in; `prepare` alone also gets {mirror} (crossyard.debian),
@@ -65,6 +74,7 @@ class ToolchainDef:
     env: Mapping[str, str] = field(default_factory=dict)
     priority: int = 50
     description: str = ""
+    family: str  # how its version output reads into an identity: a key of FAMILIES
 
     def root_path(self) -> Path | None:
         if self.root is None:
@@ -99,7 +109,10 @@ class ToolchainTarget:
     strategy: str  # cross | native | emulated
     available: bool
     command: str = ""
-    version: str = ""
+    version: str = ""  # what the version commands printed (first lines), for people
+    # Compiler, exact release, target (`go1.24.4`): the input key's toolchain part, never the
+    # host, the strategy or the definition's name. Set whenever `available`.
+    identity: str = ""
     root: Path | None = None
     sysroot: str = ""
     linker: str | None = None
@@ -107,14 +120,92 @@ class ToolchainTarget:
     reason: str = ""
     fix: str = ""
 
-    @property
-    def identity(self) -> dict[str, str]:
-        """What the input key and the lock record: exact version, target, strategy."""
-        return {"name": self.name, "version": self.version, "target": self.platform.oci, "strategy": self.strategy}
+    def __post_init__(self) -> None:
+        if self.available and not self.identity:
+            raise ValueError(f"toolchain {self.name} for {self.platform} is available without an identity")
 
     @property
     def identity_text(self) -> str:
-        return f"{self.name} {self.version}"
+        """What the lock, store annotations and provenance record (the key's part, as text)."""
+        return self.identity
+
+
+# -- identity: version output → compiler, release, target ----------------------------------------
+
+# `go version go1.24.4 linux/amd64`: the last word is the host Go runs on, never part of it.
+_GO = re.compile(r"go version (?P<release>(?:devel )?go\S.*?) [a-z0-9]+/[a-z0-9]+")
+_GO_BARE = re.compile(r"go\d\S*")  # `go env GOVERSION`
+_DOTTED = re.compile(r"\d+(?:\.\d+)+")
+_TRIPLET = re.compile(r"[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+){1,3}")
+_RUSTC = re.compile(r"rustc (?P<release>\d+\.\d+\.\d+\S*)(?P<build> \([0-9a-f]+ [0-9-]+\))?.*")
+_CARGO = re.compile(r"cargo (?P<release>\d+\.\d+\.\d+\S*).*")
+_ZIG = re.compile(r"\d+\.\d+\.\d+\S*")
+_QEMU = re.compile(r"qemu-\S+ version (?P<release>\d+\.\d+\.\d+\S*).*")
+
+
+def _go(lines: Sequence[str]) -> str:
+    if len(lines) == 1:
+        if match := _GO.fullmatch(lines[0]):
+            return match["release"]  # with its GOEXPERIMENT (` X:…`) if any: that changes code
+        if _GO_BARE.fullmatch(lines[0]):
+            return lines[0]
+    raise ValueError("expected `go version` (go version go1.24.4 linux/amd64) or `go env GOVERSION`")
+
+
+def _gcc(lines: Sequence[str]) -> str:
+    # `--version` ends in a distribution's own text (`(GCC) 14.2.1 20250207`) and names no target
+    # for a native gcc; these two answers are exact on every GCC since 7.
+    if len(lines) == 2 and _DOTTED.fullmatch(lines[0]) and _TRIPLET.fullmatch(lines[1]):
+        return f"gcc {lines[0]} {lines[1]}"
+    raise ValueError(
+        "expected `{command} -dumpfullversion` then `{command} -dumpmachine` (12.2.0; riscv64-linux-gnu)"
+    )
+
+
+def _rustc(lines: Sequence[str]) -> str:
+    rustc = _RUSTC.fullmatch(lines[0]) if len(lines) in (1, 2) else None
+    cargo = _CARGO.fullmatch(lines[1]) if rustc and len(lines) == 2 else None
+    if rustc is None or (len(lines) == 2 and cargo is None):
+        raise ValueError("expected `rustc --version`, optionally then `cargo --version`")
+    text = f"rustc {rustc['release']}"
+    if "-" in rustc["release"]:
+        text += rustc["build"] or ""  # a nightly or beta: the same number is many compilers
+    if cargo and cargo["release"] != rustc["release"]:
+        text += f" cargo {cargo['release']}"  # released together; named only when mixed
+    return text
+
+
+def _zig(lines: Sequence[str]) -> str:
+    if len(lines) == 1 and _ZIG.fullmatch(lines[0]):
+        return f"zig {lines[0]}"
+    raise ValueError("expected `zig version` (0.14.0)")
+
+
+def _qemu(lines: Sequence[str]) -> str:
+    if len(lines) == 1 and (match := _QEMU.fullmatch(lines[0])):
+        return f"qemu {match['release']}"
+    raise ValueError("expected `qemu-ARCH --version` (qemu-riscv64 version 7.2.19 …)")
+
+
+# How each compiler family's version output reads; a definition names one with `family`.
+FAMILIES: Final[Mapping[str, Callable[[Sequence[str]], str]]] = {
+    "go": _go, "gcc": _gcc, "rustc": _rustc, "zig": _zig, "qemu": _qemu,
+}
+KIND_FAMILIES: Final = {"go": "go", "c": "gcc", "rust": "rustc", "qemu": "qemu"}
+# The version commands a definition without `version` runs: what its family reads.
+FAMILY_VERSIONS: Final = {
+    "go": [["{command}", "version"]],
+    "gcc": [["{command}", "-dumpfullversion"], ["{command}", "-dumpmachine"]],
+    "rustc": [["rustc", "--version"], ["cargo", "--version"]],
+    "zig": [["{command}", "version"]],
+    "qemu": [["{command}", "--version"]],
+}
+
+
+def normalize_identity(family: str, lines: Sequence[str]) -> str:
+    """The identity in `lines` (first line of each version command); ValueError saying what
+    `family` expects when they are not its output."""
+    return FAMILIES[family](lines)
 
 
 def placeholders(template: str) -> set[str]:
@@ -161,7 +252,15 @@ def _parse_def(name: str, table: Mapping[str, Any], file: Path) -> ToolchainDef:
     if "kind" not in table or "command" not in table:
         raise ConfigurationError(f"{file}: toolchain [{name}] needs `kind` and `command`")
     _check_templates(name, table, file)
-    version = table.get("version", [[table["command"], "--version"]])
+    family = table.get("family", KIND_FAMILIES.get(str(table["kind"])))
+    if not isinstance(family, str) or family not in FAMILIES:
+        said = f"`family` {family!r}{suggest(str(family), FAMILIES)}" if "family" in table else (
+            f"kind `{table['kind']}` has no default `family`")
+        raise ConfigurationError(
+            f"{file}: toolchain [{name}]: {said}; set `family` to how its `version` output reads: "
+            f"{', '.join(FAMILIES)}"
+        )
+    version = table.get("version", FAMILY_VERSIONS[family])
     if version and isinstance(version[0], str):
         version = [version]
     try:
@@ -188,6 +287,7 @@ def _parse_def(name: str, table: Mapping[str, Any], file: Path) -> ToolchainDef:
         env=dict(table.get("env", {})),
         priority=int(table.get("priority", 50)),
         description=str(table.get("description", "")),
+        family=family,
     )
 
 
@@ -273,8 +373,9 @@ class Prober:
             return "emulated"
         return "native" if platform == self.host else "cross"
 
-    def _version(self, definition: ToolchainDef, platform: Platform, root: Path | None, command: str) -> str | None:
-        """First line of each version command, joined; None if a command is missing or fails."""
+    def _version(self, definition: ToolchainDef, platform: Platform, root: Path | None,
+                 command: str) -> list[str] | None:
+        """First line of each version command; None if a command is missing or fails."""
         lines = []
         for argv in definition.version:
             rendered = [definition.render(a, platform, command=command) for a in argv]
@@ -302,7 +403,7 @@ class Prober:
                 cached = text.splitlines()[0] if text else "unknown"
                 self.cache.put(key, cached)
             lines.append(cached)
-        return "; ".join(lines)
+        return lines
 
     def probe(self, definition: ToolchainDef, platform: Platform) -> ToolchainTarget:
         key = (definition.name, platform.oci)
@@ -328,11 +429,22 @@ class Prober:
                 f"update-binfmts --enable qemu-{d.root_platform.qemu_arch}",
             )
         command = d.render(d.native_command if (strategy == "native" and d.native_command) else d.command, platform)
-        version = self._version(d, platform, root, command)
-        if root is None and version is not None:
+        lines = self._version(d, platform, root, command)
+        if root is None and lines is not None:
             command = shutil.which(command) or command  # absolute, so a clean PATH still finds it
-        if version is None:
+        if lines is None:
             return replace(base, reason=f"`{command}` not found or not working")
+        version = "; ".join(lines)
+        try:
+            identity = normalize_identity(d.family, lines)
+        except ValueError as error:
+            # No identity, no input key: unusable, and said so wherever it would have been chosen.
+            return replace(
+                base, version=version,
+                reason=f"{d.file}: [{d.name}] `version` printed {version!r}, "
+                f"not {d.family} output ({error})",
+                fix=f"correct `version` or `family` of [{d.name}] in {d.file}",
+            )
         for requirement in () if (strategy == "native" and d.native_command) else d.requires:
             path = Path(d.render(requirement, platform))
             if not path.exists():
@@ -357,6 +469,7 @@ class Prober:
             available=True,
             command=command,
             version=version,
+            identity=identity,
             root=root,
             sysroot=d.render(d.sysroot, platform),
             linker=linker,

@@ -1,0 +1,5 @@
+# Strategy `emulated`: a riscv64 Debian trixie root with Go, run under qemu-user binfmt.
+crossyard toolchains prepare go-emulated-riscv64
+# The same Go release (trixie's golang-go) for amd64, run with bubblewrap: the cross half of the
+# test that an emulated and a cross build share one input key and one output.
+crossyard toolchains prepare go-trixie

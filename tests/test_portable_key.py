@@ -1,0 +1,90 @@
+"""A portable input key, for real: one Go recipe, one Go release (Debian trixie's golang-1.24),
+built two ways — cross-compiled by the amd64 Go of the `go-trixie` root on this host, and by the
+riscv64 Go of the `go-trixie-riscv64` root running under qemu-user — has one input key before
+anything is built and one output digest after both builds ran."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import binfmt_registered, build_summary, require, require_tool, run_cli
+from crossyard.toolchains import roots_dir
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MAIN = """package main
+
+import (
+\t"fmt"
+\t"os"
+\t"runtime"
+\t"sort"
+\t"strings"
+)
+
+func main() {
+\twords := strings.Fields("riscv64 amd64 arm64 one key one output")
+\tsort.Strings(words)
+\tfmt.Fprintf(os.Stdout, "%s on %s/%s\\n", strings.Join(words, ","), runtime.GOOS, runtime.GOARCH)
+}
+"""
+EXPECT = "amd64,arm64,key,one,one,output,riscv64 on linux/riscv64"
+
+
+def workspace(root: Path, strategy: str) -> Path:
+    """The same source and recipe, differing only in the strategy the recipe allows."""
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "go.mod").write_text("module tiny\n\ngo 1.19\n")
+    (root / "src" / "main.go").write_text(MAIN)
+    (root / "recipes").mkdir()
+    (root / "recipes" / "tiny.toml").write_text(
+        f'name = "tiny"\nkind = "go"\nversion = "1.0.0"\nplatforms = ["linux/riscv64"]\nstrategies = ["{strategy}"]\n'
+        'source_date_epoch = 1767225600\n[source]\npath = "../src"\n'
+        f'[test]\nrun = ["tiny"]\nexpect = "{EXPECT}"\n'
+    )
+    if strategy == "cross":
+        # The host's golang-go (an older release) would be chosen for `cross` first: hide it, so
+        # the built-in go-trixie, the release the riscv64 root has, is.
+        (root / "toolchains").mkdir()
+        (root / "toolchains" / "go.toml").write_text('[go]\nkind = "go"\ncommand = "go-hidden-by-this-test"\n')
+    return root
+
+
+def planned(ws: Path) -> dict[str, Any]:
+    result = run_cli("-C", str(ws), "plan", "--json", "-")
+    assert result.returncode == 0, result.stderr
+    (job,) = json.loads(result.stdout)["jobs"]
+    return dict(job)
+
+
+def test_cross_and_emulated_builds_of_one_go_release_share_the_key_and_the_output(tmp_path: Path) -> None:
+    for name in ("go-trixie-amd64", "go-trixie-riscv64"):
+        require((roots_dir() / name / "usr").is_dir(),
+                f"the {name} root is missing: run .ci/install.d/61-go-roots.sh")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    require_tool("qemu-riscv64-static", "apt-get install qemu-user-static")
+    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    cross_ws, emulated_ws = workspace(tmp_path / "cross", "cross"), workspace(tmp_path / "emulated", "emulated")
+
+    plans = planned(cross_ws), planned(emulated_ws)
+    assert [p["strategy"] for p in plans] == ["cross", "emulated"]
+    assert plans[0]["toolchain"] == plans[1]["toolchain"]
+    assert plans[0]["toolchain"].startswith("go1.24.")
+    assert plans[0]["input_key"] == plans[1]["input_key"]
+
+    jobs = []
+    for ws in (cross_ws, emulated_ws):  # each its own store: both really build
+        started = time.monotonic()
+        (job,) = build_summary(ws)["jobs"]
+        print(f"{job['strategy']}: {job['status']} in {time.monotonic() - started:.1f}s, "
+              f"key {job['input_key']}, tiny {job['outputs']['tiny']}")
+        jobs.append(job)
+    assert [(j["status"], j["strategy"]) for j in jobs] == [("built", "cross"), ("built", "emulated")]
+    assert jobs[0]["input_key"] == jobs[1]["input_key"] == plans[0]["input_key"]
+    assert jobs[0]["toolchain"] == jobs[1]["toolchain"] == plans[0]["toolchain"]
+    assert jobs[0]["outputs"] == jobs[1]["outputs"]  # byte for byte, and each ran its smoke test
