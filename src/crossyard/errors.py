@@ -42,6 +42,12 @@ class BuildError(CrossyardError):
         super().__init__(text)
 
 
+class NodeLost(BuildError):
+    """The node running a job went away (connection dropped or timed out, sshd or the engine
+    gone): not the build's fault, so the scheduler may run the job on another capable node.
+    Whatever the job wrote there is discarded."""
+
+
 class DriftError(CrossyardError):
     """Outputs differ from what crossyard.lock records (`build --locked`)."""
 
