@@ -462,6 +462,18 @@ def test_k8s_manifests_leave_the_clusters_own_namespaces_alone(tmp_path: Path) -
     assert {doc["metadata"]["namespace"] for _, doc in objects} == {"kube-system"}
 
 
+def test_k8s_image_must_be_an_image_reference(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
+                     "--image", "docker.io/Library/registry:2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "crossyard: error: --image `docker.io/Library/registry:2`: repository `Library/registry`: uppercase "
+        "letters are not allowed; expected [HOST[:PORT]/]REPOSITORY[:TAG][@sha256:<64 hex>]"]
+    assert not out.exists()
+
+
 def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     builtin = (Path(__file__).resolve().parent.parent / "registry" / "config.yml").read_text()

@@ -27,6 +27,7 @@ from ..oci.layout import Descriptor
 from ..platforms import platform_label
 from ..provenance import JobRecord, job_record, provenance_statement
 from ..recipes import Recipe
+from ..reference import Reference
 from ..registry import push as pub
 from ..registry.client import RegistryClient, manifest_digest, walk
 from ..registry.target import Target, resolve_target
@@ -49,21 +50,13 @@ def _private_key(workspace: Workspace, explicit: str | None) -> ec.EllipticCurve
 
 def _split(ref: str, host: str) -> tuple[str, str]:
     """`[HOST/]REPO[:TAG|@DIGEST]` → (repo, tag or digest); the host must be the target's."""
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        if first != host:
-            raise ConfigurationError(
-                f"{ref} names registry {first}, but the target registry is {host}: pass "
-                f"--registry {first} (or drop the host from the reference)"
-            )
-        ref = rest
-    if "@" in ref:
-        repo, _, digest = ref.partition("@")
-        return repo, digest
-    repo, sep, tag = ref.rpartition(":")
-    if not sep or not repo or "/" in tag:
-        return ref, "latest"
-    return repo, tag
+    image = Reference.parse(ref, default_host=host)
+    if image.host != host:
+        raise ConfigurationError(
+            f"{ref} names registry {image.host}, but the target registry is {host}: pass "
+            f"--registry {image.host} (or drop the host from the reference)"
+        )
+    return image.repository, image.ref
 
 
 # -- keys / sign / verify -----------------------------------------------------------------------
@@ -221,11 +214,11 @@ def _built(store: Store, lock: Lock, lock_path: Path) -> _Built:
 def _remember_base(client: RegistryClient, store: Store, recipe: Recipe | None) -> None:
     """An image on a registry base from this same registry: tell the client where the base's
     blobs already are, so it mounts them instead of uploading them (and tries nothing else)."""
-    if recipe is None or recipe.image is None or recipe.image.base.kind != "registry":
+    if recipe is None or recipe.image is None or recipe.image.base.registry is None:
         return
-    host, _, repo = recipe.image.base.value.partition("/")
-    digest = recipe.image.base.ref or ""
-    if host != client.host or not repo or not store.layout.has_blob(digest):
+    base = recipe.image.base.registry
+    host, repo, digest = base.host, base.repository, base.digest or ""
+    if host != client.host or not store.layout.has_blob(digest):
         return
     document = store.layout.read_json(digest)
     root = Descriptor(media_type=str(document.get("mediaType", media.INDEX)), digest=digest,

@@ -42,6 +42,7 @@ from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor, OciLayout
 from ..platforms import Platform, platform_label
 from ..recipes import BaseRef
+from ..reference import Reference
 from ..workspace import Workspace
 
 STATIC_VERSION: Final = 1
@@ -84,11 +85,11 @@ def ca_bundle_path() -> Path:
     return Path(override) if override else CA_BUNDLE
 
 
-def _registry_base(workspace: Path, ref: str, into: OciLayout) -> Descriptor:
+def _registry_base(workspace: Path, base: Reference, into: OciLayout) -> Descriptor:
     """Pull a registry base (pinned by digest) into the store, its whole tree, digests checked."""
     from ..registry.pull_base import pull_base  # imports the HTTP client: only when asked
 
-    return pull_base(Workspace(root=workspace), ref, into=into)
+    return pull_base(Workspace(root=workspace), base, into=into)
 
 
 def _matches(found: Mapping[str, Any] | None, platform: Platform) -> bool:
@@ -231,8 +232,8 @@ class BaseResolver:
             descriptor = self.assembled[base.value][platform.oci]
             return self._from_manifest(self.store, descriptor, base)
         if base.kind == "registry":
-            assert base.ref is not None
-            root = _registry_base(self.workspace, base.text, self.store)
+            assert base.registry is not None
+            root = _registry_base(self.workspace, base.registry, self.store)
             descriptor = self._platform_manifest(self.store, root, base, platform, file)
             return self._from_manifest(self.store, descriptor, base)
         layout = self._layout(base, file)
