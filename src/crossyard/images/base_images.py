@@ -36,7 +36,7 @@ from ..errors import ConfigurationError
 from ..hashing import sha256_file, sha256_json
 from ..oci import media
 from ..oci.archive import safe_extract
-from ..oci.copy import INDEX_TYPES, MANIFEST_TYPES, copy_blob
+from ..oci.copy import copy_blob
 from ..oci.image import rfc3339
 from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor, OciLayout
@@ -201,17 +201,17 @@ class BaseResolver:
     def _platform_manifest(
         self, layout: OciLayout, entry: Descriptor, base: BaseRef, platform: Platform, file: Path
     ) -> Descriptor:
-        if entry.media_type in INDEX_TYPES:
+        if entry.media_type in media.INDEXES:
             index = layout.read_json(entry.digest)
             for child in (Descriptor.from_json(d) for d in index.get("manifests", [])):
-                if _matches(child.platform, platform) and child.media_type in MANIFEST_TYPES:
+                if _matches(child.platform, platform) and child.media_type in media.IMAGE_MANIFESTS:
                     return child
             have = ", ".join(
                 platform_label(d.get("platform"))
                 for d in index.get("manifests", [])
             )
             raise ConfigurationError(f"{file}: [image] base `{base.text}` has no {platform} image (it has: {have})")
-        if entry.media_type not in MANIFEST_TYPES:
+        if entry.media_type not in media.IMAGE_MANIFESTS:
             raise ConfigurationError(f"{file}: [image] base `{base.text}` is a {entry.media_type}, not an image")
         manifest = layout.read_json(entry.digest)
         config = layout.read_json(manifest["config"]["digest"])
