@@ -74,7 +74,7 @@ def cli(ws: Path, *args: str, code: int = 0, env: dict[str, str] | None = None) 
 
 
 def build(ws: Path, *args: str) -> dict[str, Any]:
-    summary: dict[str, Any] = json.loads(cli(ws, "build", "--json", "-", *args).stdout)
+    summary: dict[str, Any] = json.loads(cli(ws, "build", "--json", *args).stdout)
     return summary
 
 

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .. import signing
 from ..annotations import ANNOTATION_RECIPE
 from ..errors import ConfigurationError
-from ..fsutil import atomic_write_text
 from ..lock import Lock, read_lock
 from ..oci import media
 from ..oci.layout import Descriptor
@@ -33,6 +32,7 @@ from ..registry.client import RegistryClient, manifest_digest, walk
 from ..registry.target import Target, resolve_target
 from ..store import Store
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 
 def _keys_dir(workspace: Workspace) -> Path:
@@ -118,13 +118,13 @@ def _build_and_catalog(workspace: Workspace, args: argparse.Namespace) -> _Catal
     if not workspace.recipes_dir.is_dir():
         return _Catalog(recipes={}, sources={})
     from ..project import Project, load_settings
-    from .build import check_json_target, cmd_build
+    from .build import cmd_build
 
     project = Project(workspace, load_settings(workspace, platforms=args.platform))
-    check_json_target(args.json, project)
     if not args.no_build:
         cmd_build(argparse.Namespace(
-            workspace=args.workspace, recipes=args.recipes, platform=args.platform, json=None,
+            workspace=args.workspace, recipes=args.recipes, platform=args.platform, json=False,
+            json_file=None,
             jobs=None, locked=False,
         ))
     recipes = dict(project.catalog.recipes)
@@ -328,12 +328,8 @@ def _summary(published: Sequence[pub.Published], skipped: Sequence[str],
 
 def _report(published: Sequence[pub.Published], skipped: Sequence[str], target: Target,
             workspace: Workspace, args: argparse.Namespace) -> None:
-    if args.json is not None:
-        text = json.dumps(_summary(published, skipped, target), indent=2, sort_keys=True) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-            return
-        atomic_write_text(Path(args.json), text)
+    if emit_json(args, _summary(published, skipped, target)):
+        return
     out = sys.stdout
     pubkey = Path(args.key).with_suffix(".pub") if args.key else _keys_dir(workspace) / "cosign.pub"
     ws = f"-C {workspace.root} " if args.workspace else ""
@@ -398,8 +394,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     publish.add_argument("recipes", nargs="*", metavar="RECIPE", help="default: everything")
     publish.add_argument("-p", "--platform", action="append", default=[])
     publish.add_argument("--no-build", action="store_true", help="publish the store as it is")
-    publish.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                         help="write a machine-readable summary to FILE (default: stdout)")
+    add_json_options(publish)
     publish.add_argument("--key", help="private key (default .crossyard/keys/cosign.key)")
     target_options(publish)
     publish.set_defaults(func=_publish)
