@@ -561,21 +561,18 @@ def test_address_the_certificate_does_not_name_is_refused(tmp_path: Path) -> Non
     assert "does not name 127.0.0.2" in result.stderr and "certs/registry.toml" in result.stderr
 
 
-def test_addr_cascade_file_then_flag_then_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_addr_cascade_file_then_flag_then_env(tmp_path: Path) -> None:
     from crossyard.registry import settings
 
-    monkeypatch.delenv(settings.ADDR_ENV, raising=False)
     ws = make_workspace(tmp_path, '[registry]\naddr = "0.0.0.0:5001"\ncert = "edge"\n')
-    got = settings.load(ws)
+    got = settings.load(ws, environ={})
     assert (got.addr.listen, got.addr.url, got.cert) == (
         "0.0.0.0:5001", "https://127.0.0.1:5001", "edge")
-    assert settings.load(ws, addr="[::1]:5002").addr.url == "https://[::1]:5002"
-    monkeypatch.setenv(settings.ADDR_ENV, "localhost:5003")
-    assert settings.load(ws, addr="127.0.0.1:5002").addr.authority == "localhost:5003"
-    assert settings.load(make_workspace(tmp_path / "empty")).addr.listen == "localhost:5003"
-    monkeypatch.delenv(settings.ADDR_ENV)
-    assert settings.load(make_workspace(tmp_path / "plain")).addr.listen == "127.0.0.1:5000"
+    assert settings.load(ws, addr="[::1]:5002", environ={}).addr.url == "https://[::1]:5002"
+    env = {settings.ADDR_ENV: "localhost:5003"}
+    assert settings.load(ws, addr="127.0.0.1:5002", environ=env).addr.authority == "localhost:5003"
+    assert settings.load(make_workspace(tmp_path / "empty"), environ=env).addr.listen == "localhost:5003"
+    plain = make_workspace(tmp_path / "plain")
+    assert settings.load(plain, environ={settings.ADDR_ENV: ""}).addr.listen == "127.0.0.1:5000"
     with pytest.raises(ConfigurationError, match="cert must name a certificate profile"):
-        settings.load(make_workspace(tmp_path / "bad", '[registry]\ncert = "../x"\n'))
+        settings.load(make_workspace(tmp_path / "bad", '[registry]\ncert = "../x"\n'), environ={})
