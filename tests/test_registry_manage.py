@@ -13,7 +13,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ def _tls(bundle: Path) -> ssl.SSLContext:
 
 def _get(url: str, bundle: Path, auth: tuple[str, str] | None = None) -> int:
     return httpx.get(f"{url}/v2/", verify=_tls(bundle), auth=auth, timeout=10).status_code
+
+
+def _owner_get(info: manager.RegistryInfo) -> int:
+    """GET /v2/ as the registry's own user, trusting the workspace bundle: 200 when it serves."""
+    return _get(info.url, info.ca_bundle, (info.username, info.password))
 
 
 def _alive(pid: int) -> bool:
@@ -67,6 +73,15 @@ def _started(ws: Workspace) -> manager.RegistryInfo:
     info = manager.status(ws)
     assert info is not None
     return info
+
+
+@contextmanager
+def _running(tmp_path: Path) -> Iterator[tuple[Workspace, manager.RegistryInfo]]:
+    """A workspace whose registry `registry up` started; stopped afterwards, pass or fail."""
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    with stopped_after(ws):
+        yield ws, _started(ws)
 
 
 @pytest.mark.integration
@@ -209,7 +224,7 @@ def test_a_full_registry_disk_says_so(tmp_path: Path) -> None:
             RegistryError, match=f"registry {info.host} is out of disk space"
         ):
             client.push_layout(small, "small:1", "small", "1")
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         status = run_cli("-C", str(ws.root), "registry", "status")
         assert status.returncode == 0 and "(FULL: pushes fail)" in status.stdout, status.stdout
         as_json = run_cli("-C", str(ws.root), "registry", "status", "--json")
@@ -237,7 +252,7 @@ def test_a_copied_workspace_does_not_control_the_originals_registry(tmp_path: Pa
         added = run_cli("-C", str(copy.root), "registry", "user", "add", "bob")
         assert added.returncode == 0 and "reloaded" not in added.stdout, added.stderr
         assert manager.status(ws) == info  # same supervisor, same backend: nothing was touched
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         assert run_cli("-C", str(ws.root), "registry", "status").returncode == 0
 
         # The copy runs its own registry on another port; each workspace then sees its own.
@@ -248,22 +263,19 @@ def test_a_copied_workspace_does_not_control_the_originals_registry(tmp_path: Pa
         assert manager.status(ws) == info
         assert run_cli("-C", str(copy.root), "registry", "down").returncode == 0
         assert not _alive(mine.pid) and _alive(info.pid)
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
 
 
 @pytest.mark.integration
 def test_user_add_and_rm_take_effect_on_the_running_registry(tmp_path: Path) -> None:
-    require_tool("docker-registry", "apt install docker-registry")
-    ws = make_workspace(tmp_path)
-    with stopped_after(ws):
-        info = _started(ws)
+    with _running(tmp_path) as (ws, info):
         before = info.backend_pid
         added = run_cli("-C", str(ws.root), "registry", "user", "add", "bob",
                         env={"CROSSYARD_REGISTRY_PASSWORD": "pw-bob-1"})
         assert added.returncode == 0, added.stderr
         assert "reloaded" in added.stdout and "pw-bob-1" not in added.stdout
         assert _get(info.url, info.ca_bundle, ("bob", "pw-bob-1")) == 200
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         now = manager.status(ws)
         assert now is not None and now.backend_pid != before and now.pid == info.pid
 
@@ -296,7 +308,7 @@ def test_crashed_backend_is_replaced_and_a_killed_supervisor_leaves_nothing(
         os.kill(info.backend_pid, signal.SIGKILL)
         _eventually(lambda: (manager.status(ws) or info).backend_pid != info.backend_pid,
                     "a new backend after the crash")
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
 
         current = manager.status(ws)
         assert current is not None and current.backend_pid is not None
@@ -315,10 +327,7 @@ def test_crashed_backend_is_replaced_and_a_killed_supervisor_leaves_nothing(
 
 @pytest.mark.integration
 def test_upload_begun_before_a_reload_completes_after_it(tmp_path: Path) -> None:
-    require_tool("docker-registry", "apt install docker-registry")
-    ws = make_workspace(tmp_path)
-    with stopped_after(ws):
-        info = _started(ws)
+    with _running(tmp_path) as (ws, info):
         data = os.urandom(300_000)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         auth = (info.username, info.password)
@@ -354,10 +363,7 @@ def test_upload_begun_before_a_reload_completes_after_it(tmp_path: Path) -> None
 def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
     tmp_path: Path,
 ) -> None:
-    require_tool("docker-registry", "apt install docker-registry")
-    ws = make_workspace(tmp_path)
-    with stopped_after(ws):
-        info = _started(ws)
+    with _running(tmp_path) as (ws, info):
         host, port = info.host.rsplit(":", 1)
         served = ssl.get_server_certificate((host, int(port)))
         # A leaf from a CA nobody trusts lands where the registry's leaf lives.
@@ -369,7 +375,7 @@ def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
         assert "reload failed, the previous certificate is still served" in reload.stderr
         assert "does not verify the new certificate" in reload.stderr
         assert ssl.get_server_certificate((host, int(port))) == served
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         status = run_cli("-C", str(ws.root), "registry", "status")
         assert status.returncode == 0 and "last reload FAILED" in status.stdout
 
