@@ -380,12 +380,23 @@ def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
         assert status.returncode == 0 and "last reload FAILED" in status.stdout
 
 
-def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
+def _k8s(tmp_path: Path, *flags: str) -> tuple[Workspace, Path]:
+    """`registry k8s -o DIR FLAGS` in a new workspace, which must succeed; (workspace, DIR)."""
     ws = make_workspace(tmp_path)
     out = tmp_path / "k8s"
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
-                     "--namespace", "edge")
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
     assert result.returncode == 0, result.stderr
+    return ws, out
+
+
+def _k8s_objects(directory: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) in the order `kubectl apply -f DIR` applies them: files by name."""
+    return [(path.name, doc) for path in sorted(directory.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text())]
+
+
+def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
+    ws, out = _k8s(tmp_path, "--namespace", "edge")
     docs = {}
     for path in sorted(out.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -428,23 +439,13 @@ def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def _k8s_objects(directory: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(file name, object) in the order `kubectl apply -f DIR` applies them: files by name."""
-    return [(path.name, doc) for path in sorted(directory.glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text())]
-
-
 @pytest.mark.parametrize("namespace", [None, "edge"])
 def test_k8s_manifests_declare_their_namespace_before_using_it(
     tmp_path: Path, namespace: str | None
 ) -> None:
     """`kubectl apply -f DIR` on a new cluster: the Namespace comes first, so nothing fails with
     "namespaces crossyard not found"."""
-    ws = make_workspace(tmp_path)
-    out = tmp_path / "k8s"
-    flags = ["--namespace", namespace] if namespace else []
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
-    assert result.returncode == 0, result.stderr
+    _, out = _k8s(tmp_path, *(["--namespace", namespace] if namespace else []))
     objects = _k8s_objects(out)
     assert objects[0][0] == "00-namespace.yaml"
     declared: set[str] = set()
@@ -458,11 +459,7 @@ def test_k8s_manifests_declare_their_namespace_before_using_it(
 
 
 def test_k8s_manifests_leave_the_clusters_own_namespaces_alone(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path)
-    out = tmp_path / "k8s"
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
-                     "--namespace", "kube-system")
-    assert result.returncode == 0, result.stderr
+    _, out = _k8s(tmp_path, "--namespace", "kube-system")
     objects = _k8s_objects(out)
     assert objects and all(doc["kind"] != "Namespace" for _, doc in objects)
     assert {doc["metadata"]["namespace"] for _, doc in objects} == {"kube-system"}
