@@ -58,8 +58,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 
 def build_summary(ws: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """`crossyard -C ws build --json - ARGS`, which must succeed; its JSON summary."""
-    result = run_cli("-C", str(ws), "build", "--json", "-", *args, env=env)
+    """`crossyard -C ws build --json ARGS`, which must succeed; its JSON summary."""
+    result = run_cli("-C", str(ws), "build", "--json", *args, env=env)
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout)
     return summary

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import require_tool, run_cli
 from crossyard.commands import COMMANDS, command_word
 
 # imported by publish/certs/registry, never needed to plan or build
@@ -82,3 +82,35 @@ def test_each_command_has_its_own_help() -> None:
         result = run_cli(command, "--help")
         assert result.returncode == 0, (command, result.stderr)
         assert f"crossyard {command}" in result.stdout
+
+
+def test_json_is_a_flag_so_a_word_after_it_stays_a_recipe(tmp_path: Path) -> None:
+    """`build --json app` builds app alone and prints the summary; it used to take `app` as the
+    summary's file name (and build everything)."""
+    require_tool("gcc", "run .ci/install.d/00-apt.sh")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.c").write_text("int main(void){return 0;}\n")
+    (tmp_path / "recipes").mkdir()
+    for name in ("app", "other"):
+        (tmp_path / "recipes" / f"{name}.toml").write_text(
+            f'name = "{name}"\nkind = "c"\nplatforms = ["linux/amd64"]\n[source]\npath = "../src"\n'
+            '[c]\nsources = ["main.c"]\n'
+        )
+    planned = run_cli("-C", str(tmp_path), "plan", "--json", "app")
+    assert planned.returncode == 0, planned.stderr
+    assert [job["id"] for job in json.loads(planned.stdout)["jobs"]] == ["app@linux/amd64"]
+
+    built = run_cli("-C", str(tmp_path), "build", "--json", "app")
+    assert built.returncode == 0, built.stderr
+    summary = json.loads(built.stdout)
+    assert {job["id"]: job["status"] for job in summary["jobs"]} == {"app@linux/amd64": "built"}
+    assert not (tmp_path / "app").exists()
+
+    out = tmp_path / "summaries" / "out.json"
+    out.parent.mkdir()
+    again = run_cli("-C", str(tmp_path), "build", "--json-file", str(out), "other")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""  # the summary went to the file only
+    written = json.loads(out.read_text())
+    assert {job["id"]: job["status"] for job in written["jobs"]} == {"other@linux/amd64": "built"}
+    assert [p.name for p in out.parent.iterdir()] == ["out.json"]  # atomic: no temporary left

@@ -67,14 +67,6 @@ def test_platform_no_recipe_builds(tmp_path: Path) -> None:
     assert "app.toml" in fails(ws, "app", "--platform", "amd64")  # named: the recipe's file
 
 
-def test_json_file_named_like_a_recipe(tmp_path: Path) -> None:
-    """`build --json app` would build everything and write a file `app`: refused, nothing run."""
-    ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="")})
-    error = fails(ws, "--json", "app")
-    assert "`app` is a recipe, not a file" in error and "--json - app" in error
-    assert not (ws / "app").exists()
-
-
 def test_options_the_builder_refuses_fail_before_building(tmp_path: Path) -> None:
     ws = workspace(tmp_path, {"app": GOOD.format(name="app", extra="").replace('sources = ["main.c"]', "cflags = []")})
     assert "app.toml: [c]: a C recipe without `build` needs `sources`" in fails(ws)

@@ -49,7 +49,7 @@ def apt(tmp_path: Path, sources_list: str | None = None, **parts: str) -> Path:
 
 
 def found(apt_dir: Path, lists_dir: Path | None = None) -> str:
-    return debian.mirror({}, {}, apt_dir=apt_dir, lists_dir=lists_dir or apt_dir / "no-lists")
+    return debian.mirror({}, environ={}, apt_dir=apt_dir, lists_dir=lists_dir or apt_dir / "no-lists")
 
 
 def test_deb822_stanzas_with_comments_and_security(tmp_path: Path) -> None:
@@ -123,23 +123,23 @@ def test_environment_wins_over_workspace_over_apt(tmp_path: Path) -> None:
     apt_dir = apt(tmp_path, debian_sources=DEB822)
     config = {"debian": {"mirror": "https://ws.example/debian/"}}
     env = {debian.ENV: "http://env.example/debian"}
-    assert debian.mirror(config, env, apt_dir=apt_dir) == "http://env.example/debian"
-    assert debian.mirror(config, {}, apt_dir=apt_dir) == "https://ws.example/debian"
-    assert debian.mirror({}, {debian.ENV: ""}, apt_dir=apt_dir, lists_dir=tmp_path) == MAIN
+    assert debian.mirror(config, environ=env, apt_dir=apt_dir) == "http://env.example/debian"
+    assert debian.mirror(config, environ={}, apt_dir=apt_dir) == "https://ws.example/debian"
+    assert debian.mirror({}, environ={debian.ENV: ""}, apt_dir=apt_dir, lists_dir=tmp_path) == MAIN
 
 
 @pytest.mark.parametrize(("config", "env", "named"), [
     ({"debian": {"mirror": "mirror.example/debian"}}, {}, "crossyard.toml: [debian] mirror"),
     ({"debian": {"mirror": 3}}, {}, "crossyard.toml: [debian] mirror"),
     ({"debian": {"mirorr": "http://mirror.example/debian"}}, {}, "did you mean `mirror`"),
-    ({"debian": "http://mirror.example/debian"}, {}, "must be a table [debian]"),
+    ({"debian": "http://mirror.example/debian"}, {}, "must be a table ([debian])"),
     ({}, {debian.ENV: "http://mirror example/debian"}, debian.ENV),
     ({}, {debian.ENV: "ftp://mirror.example/debian"}, debian.ENV),
 ])
 def test_bad_overrides_name_where_they_came_from(tmp_path: Path, config: dict[str, object],
                                                  env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigurationError) as error:
-        debian.mirror(config, env, apt_dir=apt(tmp_path, debian_sources=DEB822))
+        debian.mirror(config, environ=env, apt_dir=apt(tmp_path, debian_sources=DEB822))
     assert named in str(error.value)
 
 

@@ -41,7 +41,7 @@ def test_publish_pushes_what_the_lock_records_not_every_stored_image(ws: Path, t
     flip(blob(ws, stale_layer))  # the old image is damaged; it must not matter any more
     with running_registry(tmp_path) as reg:
         env = publish_env(reg, ws)
-        summary = json.loads(cli(ws, "publish", "--json", "-", env=env).stdout)
+        summary = json.loads(cli(ws, "publish", "--json", env=env).stdout)
         assert sorted((p["kind"], p["repository"], p["tag"]) for p in summary["published"]) == [
             ("binary", "app", "0.2.0-binaries"), ("image", "app", "0.2.0")]
         assert tagged(reg, "app", "0.2.0") and not tagged(reg, "app", "0.1.0")

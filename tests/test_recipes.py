@@ -113,6 +113,10 @@ def test_image_recipe_requires_its_inputs(tmp_path: Path) -> None:
     [
         ('entrypont = ["/x"]\n', "did you mean `entrypoint`"),
         ('base = "debian:12"\n', "not a known base"),
+        ('base = "reg.example:5000/base:1"\n', "pinned by tag; pin it by digest"),
+        ('base = "reg.example:5000/base"\n', "pinned by tag"),
+        ('base = "reg.example/Base@sha256:' + "a" * 64 + '"\n', "uppercase letters are not allowed"),
+        ('base = "reg.example/base@sha256:1234"\n', "`sha256:1234` is not a digest"),
         ('base = "recipe:img"\n', "names the recipe itself"),
         ('compression = "xz"\n', "compression `xz`"),
         ('ports = ["http"]\n', "port `http`"),
@@ -131,6 +135,16 @@ def test_bad_image_tables(tmp_path: Path, image: str, message: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         load_recipe(path)
     assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_registry_base_keeps_host_and_digest(tmp_path: Path) -> None:
+    digest = "sha256:" + "b" * 64
+    path = write(tmp_path / "img.toml", f'kind = "image"\n[image]\nbase = "reg.example:5000/base/static:1@{digest}"\n')
+    spec = load_recipe(path).image
+    assert spec is not None and spec.base.registry is not None
+    assert (spec.base.registry.host, spec.base.registry.repository) == ("reg.example:5000", "base/static")
+    # The tag is a note: the key (text) holds what is pulled, the digest.
+    assert spec.base.text == f"reg.example:5000/base/static@{digest}"
 
 
 def test_image_references_are_checked_at_load(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ def _tls(bundle: Path) -> ssl.SSLContext:
 
 def _get(url: str, bundle: Path, auth: tuple[str, str] | None = None) -> int:
     return httpx.get(f"{url}/v2/", verify=_tls(bundle), auth=auth, timeout=10).status_code
+
+
+def _owner_get(info: manager.RegistryInfo) -> int:
+    """GET /v2/ as the registry's own user, trusting the workspace bundle: 200 when it serves."""
+    return _get(info.url, info.ca_bundle, (info.username, info.password))
 
 
 def _alive(pid: int) -> bool:
@@ -67,6 +73,15 @@ def _started(ws: Workspace) -> manager.RegistryInfo:
     info = manager.status(ws)
     assert info is not None
     return info
+
+
+@contextmanager
+def _running(tmp_path: Path) -> Iterator[tuple[Workspace, manager.RegistryInfo]]:
+    """A workspace whose registry `registry up` started; stopped afterwards, pass or fail."""
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    with stopped_after(ws):
+        yield ws, _started(ws)
 
 
 @pytest.mark.integration
@@ -209,7 +224,7 @@ def test_a_full_registry_disk_says_so(tmp_path: Path) -> None:
             RegistryError, match=f"registry {info.host} is out of disk space"
         ):
             client.push_layout(small, "small:1", "small", "1")
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         status = run_cli("-C", str(ws.root), "registry", "status")
         assert status.returncode == 0 and "(FULL: pushes fail)" in status.stdout, status.stdout
         as_json = run_cli("-C", str(ws.root), "registry", "status", "--json")
@@ -237,7 +252,7 @@ def test_a_copied_workspace_does_not_control_the_originals_registry(tmp_path: Pa
         added = run_cli("-C", str(copy.root), "registry", "user", "add", "bob")
         assert added.returncode == 0 and "reloaded" not in added.stdout, added.stderr
         assert manager.status(ws) == info  # same supervisor, same backend: nothing was touched
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         assert run_cli("-C", str(ws.root), "registry", "status").returncode == 0
 
         # The copy runs its own registry on another port; each workspace then sees its own.
@@ -248,22 +263,19 @@ def test_a_copied_workspace_does_not_control_the_originals_registry(tmp_path: Pa
         assert manager.status(ws) == info
         assert run_cli("-C", str(copy.root), "registry", "down").returncode == 0
         assert not _alive(mine.pid) and _alive(info.pid)
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
 
 
 @pytest.mark.integration
 def test_user_add_and_rm_take_effect_on_the_running_registry(tmp_path: Path) -> None:
-    require_tool("docker-registry", "apt install docker-registry")
-    ws = make_workspace(tmp_path)
-    with stopped_after(ws):
-        info = _started(ws)
+    with _running(tmp_path) as (ws, info):
         before = info.backend_pid
         added = run_cli("-C", str(ws.root), "registry", "user", "add", "bob",
                         env={"CROSSYARD_REGISTRY_PASSWORD": "pw-bob-1"})
         assert added.returncode == 0, added.stderr
         assert "reloaded" in added.stdout and "pw-bob-1" not in added.stdout
         assert _get(info.url, info.ca_bundle, ("bob", "pw-bob-1")) == 200
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         now = manager.status(ws)
         assert now is not None and now.backend_pid != before and now.pid == info.pid
 
@@ -296,7 +308,7 @@ def test_crashed_backend_is_replaced_and_a_killed_supervisor_leaves_nothing(
         os.kill(info.backend_pid, signal.SIGKILL)
         _eventually(lambda: (manager.status(ws) or info).backend_pid != info.backend_pid,
                     "a new backend after the crash")
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
 
         current = manager.status(ws)
         assert current is not None and current.backend_pid is not None
@@ -315,10 +327,7 @@ def test_crashed_backend_is_replaced_and_a_killed_supervisor_leaves_nothing(
 
 @pytest.mark.integration
 def test_upload_begun_before_a_reload_completes_after_it(tmp_path: Path) -> None:
-    require_tool("docker-registry", "apt install docker-registry")
-    ws = make_workspace(tmp_path)
-    with stopped_after(ws):
-        info = _started(ws)
+    with _running(tmp_path) as (ws, info):
         data = os.urandom(300_000)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         auth = (info.username, info.password)
@@ -354,10 +363,7 @@ def test_upload_begun_before_a_reload_completes_after_it(tmp_path: Path) -> None
 def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
     tmp_path: Path,
 ) -> None:
-    require_tool("docker-registry", "apt install docker-registry")
-    ws = make_workspace(tmp_path)
-    with stopped_after(ws):
-        info = _started(ws)
+    with _running(tmp_path) as (ws, info):
         host, port = info.host.rsplit(":", 1)
         served = ssl.get_server_certificate((host, int(port)))
         # A leaf from a CA nobody trusts lands where the registry's leaf lives.
@@ -369,17 +375,28 @@ def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
         assert "reload failed, the previous certificate is still served" in reload.stderr
         assert "does not verify the new certificate" in reload.stderr
         assert ssl.get_server_certificate((host, int(port))) == served
-        assert _get(info.url, info.ca_bundle, (info.username, info.password)) == 200
+        assert _owner_get(info) == 200
         status = run_cli("-C", str(ws.root), "registry", "status")
         assert status.returncode == 0 and "last reload FAILED" in status.stdout
 
 
-def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
+def _k8s(tmp_path: Path, *flags: str) -> tuple[Workspace, Path]:
+    """`registry k8s -o DIR FLAGS` in a new workspace, which must succeed; (workspace, DIR)."""
     ws = make_workspace(tmp_path)
     out = tmp_path / "k8s"
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
-                     "--namespace", "edge")
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
     assert result.returncode == 0, result.stderr
+    return ws, out
+
+
+def _k8s_objects(directory: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, object) in the order `kubectl apply -f DIR` applies them: files by name."""
+    return [(path.name, doc) for path in sorted(directory.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text())]
+
+
+def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
+    ws, out = _k8s(tmp_path, "--namespace", "edge")
     docs = {}
     for path in sorted(out.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -422,23 +439,13 @@ def test_k8s_manifests_carry_the_leaf_and_parse(tmp_path: Path) -> None:
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def _k8s_objects(directory: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(file name, object) in the order `kubectl apply -f DIR` applies them: files by name."""
-    return [(path.name, doc) for path in sorted(directory.glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text())]
-
-
 @pytest.mark.parametrize("namespace", [None, "edge"])
 def test_k8s_manifests_declare_their_namespace_before_using_it(
     tmp_path: Path, namespace: str | None
 ) -> None:
     """`kubectl apply -f DIR` on a new cluster: the Namespace comes first, so nothing fails with
     "namespaces crossyard not found"."""
-    ws = make_workspace(tmp_path)
-    out = tmp_path / "k8s"
-    flags = ["--namespace", namespace] if namespace else []
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
-    assert result.returncode == 0, result.stderr
+    _, out = _k8s(tmp_path, *(["--namespace", namespace] if namespace else []))
     objects = _k8s_objects(out)
     assert objects[0][0] == "00-namespace.yaml"
     declared: set[str] = set()
@@ -452,14 +459,22 @@ def test_k8s_manifests_declare_their_namespace_before_using_it(
 
 
 def test_k8s_manifests_leave_the_clusters_own_namespaces_alone(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path)
-    out = tmp_path / "k8s"
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
-                     "--namespace", "kube-system")
-    assert result.returncode == 0, result.stderr
+    _, out = _k8s(tmp_path, "--namespace", "kube-system")
     objects = _k8s_objects(out)
     assert objects and all(doc["kind"] != "Namespace" for _, doc in objects)
     assert {doc["metadata"]["namespace"] for _, doc in objects} == {"kube-system"}
+
+
+def test_k8s_image_must_be_an_image_reference(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out),
+                     "--image", "docker.io/Library/registry:2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "crossyard: error: --image `docker.io/Library/registry:2`: repository `Library/registry`: uppercase "
+        "letters are not allowed; expected [HOST[:PORT]/]REPOSITORY[:TAG][@sha256:<64 hex>]"]
+    assert not out.exists()
 
 
 def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None:
@@ -549,21 +564,18 @@ def test_address_the_certificate_does_not_name_is_refused(tmp_path: Path) -> Non
     assert "does not name 127.0.0.2" in result.stderr and "certs/registry.toml" in result.stderr
 
 
-def test_addr_cascade_file_then_flag_then_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_addr_cascade_file_then_flag_then_env(tmp_path: Path) -> None:
     from crossyard.registry import settings
 
-    monkeypatch.delenv(settings.ADDR_ENV, raising=False)
     ws = make_workspace(tmp_path, '[registry]\naddr = "0.0.0.0:5001"\ncert = "edge"\n')
-    got = settings.load(ws)
+    got = settings.load(ws, environ={})
     assert (got.addr.listen, got.addr.url, got.cert) == (
         "0.0.0.0:5001", "https://127.0.0.1:5001", "edge")
-    assert settings.load(ws, addr="[::1]:5002").addr.url == "https://[::1]:5002"
-    monkeypatch.setenv(settings.ADDR_ENV, "localhost:5003")
-    assert settings.load(ws, addr="127.0.0.1:5002").addr.authority == "localhost:5003"
-    assert settings.load(make_workspace(tmp_path / "empty")).addr.listen == "localhost:5003"
-    monkeypatch.delenv(settings.ADDR_ENV)
-    assert settings.load(make_workspace(tmp_path / "plain")).addr.listen == "127.0.0.1:5000"
+    assert settings.load(ws, addr="[::1]:5002", environ={}).addr.url == "https://[::1]:5002"
+    env = {settings.ADDR_ENV: "localhost:5003"}
+    assert settings.load(ws, addr="127.0.0.1:5002", environ=env).addr.authority == "localhost:5003"
+    assert settings.load(make_workspace(tmp_path / "empty"), environ=env).addr.listen == "localhost:5003"
+    plain = make_workspace(tmp_path / "plain")
+    assert settings.load(plain, environ={settings.ADDR_ENV: ""}).addr.listen == "127.0.0.1:5000"
     with pytest.raises(ConfigurationError, match="cert must name a certificate profile"):
-        settings.load(make_workspace(tmp_path / "bad", '[registry]\ncert = "../x"\n'))
+        settings.load(make_workspace(tmp_path / "bad", '[registry]\ncert = "../x"\n'), environ={})

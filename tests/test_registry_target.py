@@ -60,7 +60,7 @@ def test_a_password_in_the_registry_url_is_used_and_never_shown(tmp_path: Path) 
     with running_registry(tmp_path, users={"tester": SECRET}) as reg:
         closed = f"127.0.0.1:{free_port()}"
         runs = {
-            "publish": run_cli("-C", str(ws), "publish", "--no-build", "--json", "-",
+            "publish": run_cli("-C", str(ws), "publish", "--no-build", "--json",
                                env=_env(_url(reg.host), reg.ca_path)),
             "publish -v": run_cli("-C", str(ws), "-v", "publish", "--no-build",
                                   env=_env(_url(reg.host), reg.ca_path)),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool, run_cli
+from conftest import run_cli
+from helpers.appws import riscv64_c_workspace
 
 pytestmark = [pytest.mark.integration]
 
@@ -53,13 +54,7 @@ def recipe(ws: Path, mode: str, pidfile: Path, timeout: object) -> None:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    require_tool("riscv64-linux-gnu-gcc", "run .ci/install.d/00-apt.sh")
-    require_tool("qemu-riscv64-static", "run .ci/install.d/00-apt.sh")
-    root = tmp_path / "ws"
-    (root / "src").mkdir(parents=True)
-    (root / "recipes").mkdir()
-    (root / "src" / "forker.c").write_text(FORKER)
-    return root
+    return riscv64_c_workspace(tmp_path, {"forker.c": FORKER})
 
 
 def group_members(group: int) -> list[int]:

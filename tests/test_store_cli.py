@@ -163,7 +163,7 @@ def test_gc_lists_then_drops_only_what_nothing_kept_needs(ws: Path) -> None:
 
     (artifact,) = [d["digest"] for d in json.loads(index_before)["manifests"]
                    if (d.get("annotations") or {}).get("dev.crossyard.input-key") == lock(ws)["artifact"][0]["input_key"]]
-    done = json.loads(cli(ws, "store", "gc", "--keep-days", "0", "--apply", "--json", "-").stdout)
+    done = json.loads(cli(ws, "store", "gc", "--keep-days", "0", "--apply", "--json").stdout)
     after = files(ws)
     deleted = set(before) - set(after)
     assert {b["file"].removeprefix("blobs/sha256/") for b in done["blobs"]} == deleted

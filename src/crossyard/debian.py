@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from .config import config_table, read_config
 from .errors import ConfigurationError, check_keys
-from .recipes import read_toml
 from .workspace import Workspace
 
 ENV: Final = "CROSSYARD_DEBIAN_MIRROR"
@@ -182,15 +182,14 @@ def check_mirror(value: object, where: str) -> str:
     return text.rstrip("/")
 
 
-def mirror(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ, *,
+def mirror(config: Mapping[str, Any], *, environ: Mapping[str, str] = os.environ,
            config_file: Path | str = "crossyard.toml", apt_dir: Path = APT_DIR,
            lists_dir: Path = LISTS_DIR) -> str:
-    """The Debian mirror to prepare roots from: the environment, the workspace, then apt."""
+    """The Debian mirror to prepare roots from: `ENV` from `environ` (an empty one counts as
+    unset), `[debian] mirror` of `config` (a read crossyard.toml), then apt's sources."""
     if environ.get(ENV):
         return check_mirror(environ[ENV], ENV)
-    section = config.get("debian", {})
-    if not isinstance(section, dict):
-        raise ConfigurationError(f"{config_file}: `debian` must be a table [debian]")
+    section = config_table(config, "debian", file=config_file)
     check_keys(section, DEBIAN_KEYS, where="[debian]", file=config_file)
     if "mirror" in section:
         return check_mirror(section["mirror"], f"{config_file}: [debian] mirror")
@@ -207,7 +206,6 @@ def mirror(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ, *
     return ranked[0][2].uri.rstrip("/")
 
 
-def workspace_mirror(workspace: Workspace, environ: Mapping[str, str] = os.environ) -> str:
+def workspace_mirror(workspace: Workspace, *, environ: Mapping[str, str] = os.environ) -> str:
     """`mirror` with the workspace's crossyard.toml as its configuration."""
-    path = workspace.config_path
-    return mirror(read_toml(path) if path.exists() else {}, environ, config_file=path)
+    return mirror(read_config(workspace), environ=environ, config_file=workspace.config_path)

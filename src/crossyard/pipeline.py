@@ -283,11 +283,11 @@ def _image_jobs(image: ImageLockEntry, result: BuildResult, records: Mapping[str
 def _remember_base(client: RegistryClient, store: Store, recipe: Recipe | None) -> None:
     """An image on a registry base from this same registry: tell the client where the base's
     blobs already are, so it mounts them instead of uploading them (and tries nothing else)."""
-    if recipe is None or recipe.image is None or recipe.image.base.kind != "registry":
+    if recipe is None or recipe.image is None or recipe.image.base.registry is None:
         return
-    host, _, repo = recipe.image.base.value.partition("/")
-    digest = recipe.image.base.ref or ""
-    if host != client.host or not repo or not store.layout.has_blob(digest):
+    base = recipe.image.base.registry
+    host, repo, digest = base.host, base.repository, base.digest or ""
+    if host != client.host or not store.layout.has_blob(digest):
         return
     document = store.layout.read_json(digest)
     root = Descriptor(media_type=str(document.get("mediaType", media.INDEX)), digest=digest,

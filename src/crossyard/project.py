@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from .config import config_table, read_config
 from .engine import probe as engine_probe
 from .errors import ConfigurationError, check_keys
 from .plan import BUILD_KINDS, BuildGraph, plan
 from .platforms import Platform, parse_platforms
-from .recipes import Catalog, Recipe, check_epoch, load_catalog, read_toml
+from .recipes import Catalog, Recipe, check_epoch, load_catalog
 from .sources import SourceResolver
 from .store import Store
 from .toolchains import ProbeCache, Prober, load_definitions, qemu_command
 from .workspace import Workspace
 
-CONFIG_KEYS = ("build", "registry", "debian")  # [registry]: registry/manager.py, [debian]: debian.py
 BUILD_KEYS = ("platforms", "jobs", "source_date_epoch", "source_root")
 
 
@@ -43,11 +43,7 @@ def load_settings(
     and key, the flag or the variable. A variable that is set is used: set but empty is an error,
     not "unset" (an empty `CROSSYARD_JOBS` in CI is a mistake worth hearing about)."""
     file = workspace.config_path
-    data = read_toml(file) if file.exists() else {}
-    check_keys(data, CONFIG_KEYS, where="crossyard.toml", file=file)
-    build = data.get("build", {})
-    if not isinstance(build, dict):
-        raise ConfigurationError(f"{file}: `build` must be a table ([build]), got {build!r}")
+    build = config_table(read_config(workspace), "build", file=file)
     check_keys(build, BUILD_KEYS, where="[build]", file=file)
 
     chosen: tuple[Platform, ...] | None = None

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from .errors import ConfigurationError, check_keys, suggest
 from .platforms import ARM64, PLATFORMS, RISCV64, Platform, parse_platforms
+from .reference import COMPONENT, REPOSITORY_RE, TAG_RE, Reference, split_host
 
 KINDS: Final = ("go", "c", "rust", "image", "dockerfile")
 BUILD_RECIPE_KINDS: Final = ("go", "c", "rust")  # the kinds whose jobs produce file artifacts
@@ -57,14 +58,12 @@ OPTION_TYPES: Final[dict[str, dict[str, str | tuple[str, ...]]]] = {
 }
 OPTION_KEYS: Final[dict[str, tuple[str, ...]]] = {kind: tuple(keys) for kind, keys in OPTION_TYPES.items()}
 
-# Names as the OCI distribution spec allows them, since recipes and images are pushed under
-# them: a repository is path components joined by `/`, a tag at most 128 characters. Recipe
-# names are one component (they are also directory names: deps/<recipe>, logs/<recipe>). 128
-# characters leaves the registry host room within the 255 that clients allow for host/name.
-COMPONENT: Final = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+# Names as the OCI distribution spec allows them (crossyard.reference), since recipes and images
+# are pushed under them. Recipe names are one component (they are also directory names:
+# deps/<recipe>, logs/<recipe>). 128 characters leaves the registry host room within the 255
+# that clients allow for host/name.
 NAME_RE: Final = re.compile(rf"^{COMPONENT}$")
 MAX_NAME: Final = 128
-TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 # A version is tagged as is (images, the binaries' index) and with a suffix (registry/push.py:
 # `VERSION-binaries`, `VERSION-linux-riscv64`): it leaves room for the longest within 128.
 VERSION_SUFFIXES: Final = ("-binaries", *(f"-{p.slug}" for p in PLATFORMS.values()))
@@ -83,12 +82,7 @@ IMAGE_KEYS: Final = (
 IMAGE_FILE_KEYS: Final = ("artifact", "file", "src", "dest", "mode")
 COMPRESSIONS: Final = ("gzip", "zstd")
 BASE_WORDS: Final = ("scratch", "crossyard/static", "recipe:", "oci-layout:", "oci-archive:")
-# A repository path as the distribution spec allows it (lowercase components, / between them).
-REPOSITORY_RE: Final = re.compile(rf"^{COMPONENT}(?:/{COMPONENT})*$")
 PORT_RE: Final = re.compile(r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$")
-REGISTRY_BASE_RE: Final = re.compile(
-    r"^(?P<host>[A-Za-z0-9.-]+(?::[0-9]+)?)/(?P<repo>[a-z0-9][a-z0-9._/-]*)@(?P<digest>sha256:[0-9a-f]{64})$"
-)
 DEFAULT_IMAGE_DEST: Final = "/usr/local/bin/"
 
 
@@ -138,6 +132,7 @@ class BaseRef:
     kind: str  # scratch | static | recipe | oci-layout | oci-archive | registry
     value: str = ""  # recipe name, path (as written), or `host/repo`
     ref: str | None = None  # the ref inside a layout/archive, or the registry digest
+    registry: Reference | None = None  # a registry base, parsed (host and digest always set)
 
     @property
     def text(self) -> str:
@@ -166,9 +161,17 @@ class BaseRef:
                 if prefix == "recipe" and (ref or not NAME_RE.match(value)):
                     break
                 return cls(kind=prefix, value=value, ref=ref or None)
-        match = REGISTRY_BASE_RE.match(text)
-        if match:
-            return cls(kind="registry", value=f"{match['host']}/{match['repo']}", ref=match["digest"])
+        if split_host(text.partition("@")[0])[0] is not None:
+            image = Reference.parse(text, what=f"{origin}[image] base")
+            if image.digest is None:
+                raise ConfigurationError(
+                    f"{origin}[image] base `{text}` is pinned by tag; pin it by digest "
+                    f"(`{image.name}@sha256:…`; `skopeo inspect --format '{{{{.Digest}}}}' "
+                    f"docker://{text}` prints it): a base that can move would make the image key lie"
+                )
+            # A tag next to the digest is a note for readers: the digest is what is pulled and
+            # what the key holds.
+            return cls(kind="registry", value=image.name, ref=image.digest, registry=image)
         raise ConfigurationError(
             f"{origin}[image] base `{text}` is not a known base{suggest(text, BASE_WORDS)}; use "
             "`scratch`, `crossyard/static`, `recipe:<image recipe>`, `oci-layout:<dir>[:<ref>]`, "

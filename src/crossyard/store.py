@@ -45,7 +45,7 @@ from .errors import IntegrityError
 from .fsutil import atomic_writer
 from .hashing import CHUNK, split_digest
 from .oci import media
-from .oci.copy import INDEX_TYPES, MANIFEST_TYPES, children
+from .oci.copy import children
 from .oci.image import rfc3339, tag
 from .oci.layout import INCOMING_PREFIX, Descriptor, OciLayout, index_problem
 from .platforms import Platform
@@ -272,7 +272,7 @@ class Store:
 
     def _intact(self, descriptor: Descriptor) -> bool:
         """Every blob under `descriptor` is present and hashes to its digest."""
-        if descriptor.media_type in MANIFEST_TYPES + INDEX_TYPES:
+        if descriptor.media_type in media.MANIFESTS_AND_INDEXES:
             try:
                 document = self.layout.read_json(descriptor.digest)  # hashed as it is read
             except IntegrityError:
@@ -464,7 +464,7 @@ class Store:
                 size = self.layout.blob_path(node.digest).stat().st_size
                 if size != node.size:
                     problems.setdefault(node.digest, f"is {size} bytes, a descriptor says {node.size}")
-                if node.media_type in MANIFEST_TYPES + INDEX_TYPES:
+                if node.media_type in media.MANIFESTS_AND_INDEXES:
                     try:
                         stack.extend(references(self.layout.read_json(node.digest)))
                     except (IntegrityError, KeyError, TypeError, ValueError):
@@ -561,7 +561,7 @@ class Store:
             if node.digest in seen:
                 continue
             seen.add(node.digest)
-            if node.media_type not in MANIFEST_TYPES + INDEX_TYPES:
+            if node.media_type not in media.MANIFESTS_AND_INDEXES:
                 continue
             try:
                 stack.extend((child, label) for child in references(self.layout.read_json(node.digest)))
@@ -574,7 +574,7 @@ class Store:
         return seen
 
     def _subject(self, entry: Descriptor) -> str | None:
-        if entry.media_type not in MANIFEST_TYPES + INDEX_TYPES:
+        if entry.media_type not in media.MANIFESTS_AND_INDEXES:
             return None
         try:
             subject = self.layout.read_json(entry.digest).get("subject")

@@ -51,13 +51,21 @@ dest = "/app"
 """
 
 
-def app_workspace(tmp_path: Path) -> Path:
+def riscv64_c_workspace(tmp_path: Path, sources: dict[str, str]) -> Path:
+    """tmp_path/ws with src/<name> for each of `sources` and an empty recipes/, once the cross
+    compiler and qemu-user that a linux/riscv64 C recipe with a smoke test needs are there."""
     require_tool("riscv64-linux-gnu-gcc", "run .ci/install.d/00-apt.sh")
     require_tool("qemu-riscv64-static", "run .ci/install.d/00-apt.sh")
     root = tmp_path / "ws"
     (root / "src").mkdir(parents=True)
     (root / "recipes").mkdir()
-    (root / "src" / "app.c").write_text(APP_C)
+    for name, text in sources.items():
+        (root / "src" / name).write_text(text)
+    return root
+
+
+def app_workspace(tmp_path: Path) -> Path:
+    root = riscv64_c_workspace(tmp_path, {"app.c": APP_C})
     set_version(root, "0.1.0")
     return root
 
@@ -74,7 +82,7 @@ def cli(ws: Path, *args: str, code: int = 0, env: dict[str, str] | None = None) 
 
 
 def build(ws: Path, *args: str) -> dict[str, Any]:
-    summary: dict[str, Any] = json.loads(cli(ws, "build", "--json", "-", *args).stdout)
+    summary: dict[str, Any] = json.loads(cli(ws, "build", "--json", *args).stdout)
     return summary
 
 

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from ..fsutil import atomic_write_text
 
 
 class CommandModule(Protocol):
@@ -56,3 +61,24 @@ def command_word(argv: Sequence[str], options_with_values: frozenset[str]) -> st
         elif not word.startswith("-"):
             return word
     return None
+
+
+def add_json_options(parser: argparse.ArgumentParser) -> None:
+    """`--json` (summary on stdout, instead of the human output) and `--json-file FILE` (the
+    same summary written to FILE, the human output kept). `--json` takes no value, so a word
+    after it (`build --json hello-go`) stays a recipe and never becomes a file name."""
+    parser.add_argument("--json", action="store_true",
+                        help="print a machine-readable summary to stdout instead of the table")
+    parser.add_argument("--json-file", type=Path, default=None, metavar="FILE",
+                        help="also write the machine-readable summary to FILE")
+
+
+def emit_json(args: argparse.Namespace, summary: Any) -> bool:
+    """Write `summary` where `add_json_options` asked for it; True when it went to stdout (the
+    caller then prints nothing else there)."""
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    if args.json_file is not None:
+        atomic_write_text(args.json_file, text)
+    if args.json:
+        sys.stdout.write(text)
+    return bool(args.json)

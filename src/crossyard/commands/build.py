@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -17,12 +16,12 @@ from rich.table import Table
 
 from .. import debian, pipeline
 from ..errors import BuildError, ConfigurationError
-from ..fsutil import atomic_write_text
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..report.tables import table_console
 from ..toolchains import placeholders
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipes to build (default: all)")
         parser.add_argument("-p", "--platform", action="append", default=[],
                             help="platform(s) to build, e.g. linux/riscv64 (repeat or comma-separate)")
-        parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                            help="write a machine-readable summary to FILE (default: stdout)")
+        add_json_options(parser)
         if name == "build":
             parser.add_argument("-j", "--jobs", type=int, default=None, help="parallel jobs (default: cores)")
             parser.add_argument("--locked", action="store_true",
@@ -45,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.set_defaults(func=func)
 
     tools = subparsers.add_parser("toolchains", help="what can be built here, how, and how to fix what cannot")
-    tools.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    add_json_options(tools)
     tools.set_defaults(func=cmd_toolchains)
     tool_sub = tools.add_subparsers(dest="toolchains_command", metavar="ACTION")
     prepare = tool_sub.add_parser("prepare", help="create a toolchain's root (mmdebstrap)")
@@ -57,26 +55,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _workspace(args: argparse.Namespace) -> Workspace:
     return Workspace.find(explicit=args.workspace)
-
-
-def _emit_json(target: str | None, value: Any) -> None:
-    if target is None:
-        return
-    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-    else:
-        atomic_write_text(Path(target), text)
-
-
-def check_json_target(target: str | None, project: Project) -> None:
-    """`--json` takes an optional FILE, so `build --json hello-go` would quietly build everything
-    and write the summary to a file named hello-go; refuse a FILE that is a recipe's name."""
-    if target not in (None, "-") and target in project.catalog.recipes and not Path(target).exists():
-        raise ConfigurationError(
-            f"--json {target}: `{target}` is a recipe, not a file; put the recipes before --json, or "
-            f"write `--json - {target}` (summary to stdout) or `--json FILE`"
-        )
 
 
 def _console() -> Console:
@@ -161,7 +139,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     project = Project(workspace, load_settings(workspace, platforms=args.platform))
-    check_json_target(args.json, project)
     graph = project.graph(args.recipes)
     cached_keys = project.store.cached_keys()
     known: dict[str, dict[str, str]] = {}  # job id → outputs, for jobs known to be cached
@@ -187,10 +164,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
          "after": list(j.after)}
         for j in pipeline.plan_image_jobs(project, graph, args.recipes)
     ]
-    if args.json is not None:
-        _emit_json(args.json, {"jobs": rows, "images": images})
-        if args.json == "-":
-            return 0
+    if emit_json(args, {"jobs": rows, "images": images}):
+        return 0
     table = Table(title=f"{len(rows)} jobs", title_justify="left")
     for column in ("job", "strategy", "toolchain", "after", "input key", "status"):
         table.add_column(column)
@@ -214,10 +189,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     settings = load_settings(workspace, platforms=args.platform, jobs=args.jobs)
     project = Project(workspace, settings)
-    check_json_target(args.json, project)
     result = pipeline.build(project, names=args.recipes, locked=args.locked,
-                            reporter=ConsoleReporter(quiet=args.json == "-"))
-    _emit_json(args.json, result.to_json())
+                            reporter=ConsoleReporter(quiet=args.json))
+    emit_json(args, result.to_json())
     render_build(result, _console())
     result.raise_for_status()
     return 0
@@ -267,10 +241,8 @@ def cmd_toolchains(args: argparse.Namespace) -> int:
                 ],
             })
     project.probe_cache.save()
-    if args.json is not None:
-        _emit_json(args.json, {"host": Platform.host().oci, "toolchains": rows})
-        if args.json == "-":
-            return 0
+    if emit_json(args, {"host": Platform.host().oci, "toolchains": rows}):
+        return 0
     table = Table(title=f"toolchains on this machine ({Platform.host().oci})", title_justify="left",
                   show_lines=True)
     for column in ("kind", "platform", "", "how", "toolchain", "version / fix"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from .. import certprofiles, certs, pki, trust
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_bytes
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 _DAY = 86400.0
 
@@ -139,24 +139,22 @@ def _status(args: argparse.Namespace) -> int:
         )
     problems = [r for r in rows if r["state"] != "ok"]
     rotation = pki.rotation(ws)
-    if args.json:
-        summary = {
-            "threshold_days": args.threshold_days,
-            "ok": not problems,
-            "ca_overlap_end": rotation.overlap_end.isoformat() if rotation.overlap_end else None,
-            "ca_rotation": {
-                "phase": rotation.phase,
-                "name": rotation.name,
-                "since": rotation.since.isoformat() if rotation.since else None,
-                "overlap_end": rotation.overlap_end.isoformat() if rotation.overlap_end else None,
-                "switch_at": rotation.switch_at.isoformat() if rotation.switch_at else None,
-                "next": rotation.next_command,
-                "advice": rotation.advice(now),
-            },
-            "certificates": rows,
-        }
-        print(json.dumps(summary, indent=2, sort_keys=True))
-    else:
+    summary = {
+        "threshold_days": args.threshold_days,
+        "ok": not problems,
+        "ca_overlap_end": rotation.overlap_end.isoformat() if rotation.overlap_end else None,
+        "ca_rotation": {
+            "phase": rotation.phase,
+            "name": rotation.name,
+            "since": rotation.since.isoformat() if rotation.since else None,
+            "overlap_end": rotation.overlap_end.isoformat() if rotation.overlap_end else None,
+            "switch_at": rotation.switch_at.isoformat() if rotation.switch_at else None,
+            "next": rotation.next_command,
+            "advice": rotation.advice(now),
+        },
+        "certificates": rows,
+    }
+    if not emit_json(args, summary):
         for r in rows:
             sans = ", ".join(r["dns_names"] + r["ip_addresses"]) or "-"
             mark = r["state"].upper().replace("-", " ") if r["state"] != "ok" else "ok"
@@ -317,7 +315,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--threshold-days", type=float, default=30.0,
         help="exit 1 when a certificate expires within this many days (default 30)",
     )
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_options(status)
     status.set_defaults(func=_status)
 
     rotate = sub.add_parser(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..fsutil import atomic_write_text
 from ..images.export import FORMATS, export_image, platform_manifests
 from ..platforms import Platform, platform_label
 from ..report.tables import table_console
 from ..store import Store
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -36,12 +35,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 for d in manifests
             },
         })
-    if args.json is not None:
-        text = json.dumps({"store": str(store.root), "images": rows}, indent=2, sort_keys=True) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-            return 0
-        atomic_write_text(Path(args.json), text)
+    if emit_json(args, {"store": str(store.root), "images": rows}):
+        return 0
     table = Table(title=f"images in {store.root}", title_justify="left")
     for column in ("image", "digest", "platforms", "recipe"):
         table.add_column(column)
@@ -67,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     image = subparsers.add_parser("image", help="images in the store: list, export")
     sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     ls = sub.add_parser("ls", help="list the images `crossyard build` assembled")
-    ls.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    add_json_options(ls)
     ls.set_defaults(func=cmd_ls)
     export = sub.add_parser(
         "export", help="write an image as an OCI layout (or oci-archive .tar) or a docker-archive",

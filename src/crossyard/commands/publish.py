@@ -16,12 +16,13 @@ from rich.console import Console
 
 from .. import pipeline, signing
 from ..errors import ConfigurationError
-from ..fsutil import atomic_write_text
 from ..oci import media
+from ..reference import Reference
 from ..registry import push as pub
 from ..registry.client import manifest_digest
 from ..registry.target import Target, resolve_target
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 
 def _keys_dir(workspace: Workspace) -> Path:
@@ -39,21 +40,13 @@ def _private_key(workspace: Workspace, explicit: str | None) -> ec.EllipticCurve
 
 def _split(ref: str, host: str) -> tuple[str, str]:
     """`[HOST/]REPO[:TAG|@DIGEST]` → (repo, tag or digest); the host must be the target's."""
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        if first != host:
-            raise ConfigurationError(
-                f"{ref} names registry {first}, but the target registry is {host}: pass "
-                f"--registry {first} (or drop the host from the reference)"
-            )
-        ref = rest
-    if "@" in ref:
-        repo, _, digest = ref.partition("@")
-        return repo, digest
-    repo, sep, tag = ref.rpartition(":")
-    if not sep or not repo or "/" in tag:
-        return ref, "latest"
-    return repo, tag
+    image = Reference.parse(ref, default_host=host)
+    if image.host != host:
+        raise ConfigurationError(
+            f"{ref} names registry {image.host}, but the target registry is {host}: pass "
+            f"--registry {image.host} (or drop the host from the reference)"
+        )
+    return image.repository, image.ref
 
 
 # -- keys / sign / verify -----------------------------------------------------------------------
@@ -106,7 +99,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from ..project import Project, load_settings
     from ..report.progress import ConsoleReporter
-    from .build import check_json_target, render_build
+    from .build import render_build
 
     workspace = Workspace.find(explicit=args.workspace)
     key = _private_key(workspace, args.key)  # a wrong passphrase fails before any work
@@ -115,8 +108,7 @@ def _publish(args: argparse.Namespace) -> int:
     if args.no_build or not workspace.recipes_dir.is_dir():
         result = pipeline.recorded(project)
     else:
-        check_json_target(args.json, project)
-        result = pipeline.build(project, names=args.recipes, reporter=ConsoleReporter(quiet=args.json == "-"))
+        result = pipeline.build(project, names=args.recipes, reporter=ConsoleReporter(quiet=args.json))
         render_build(result, Console(file=sys.stderr, highlight=False))
         result.raise_for_status()
     published = pipeline.publish(result, target, key, names=args.recipes)
@@ -126,12 +118,8 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _report(result: pipeline.Published, target: Target, workspace: Workspace, args: argparse.Namespace) -> None:
     published, skipped = result.items, result.skipped
-    if args.json is not None:
-        text = json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-            return
-        atomic_write_text(Path(args.json), text)
+    if emit_json(args, result.to_json()):
+        return
     out = sys.stdout
     pubkey = Path(args.key).with_suffix(".pub") if args.key else _keys_dir(workspace) / "cosign.pub"
     ws = f"-C {workspace.root} " if args.workspace else ""
@@ -196,8 +184,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     publish.add_argument("recipes", nargs="*", metavar="RECIPE", help="default: everything")
     publish.add_argument("-p", "--platform", action="append", default=[])
     publish.add_argument("--no-build", action="store_true", help="publish the store as it is")
-    publish.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                         help="write a machine-readable summary to FILE (default: stdout)")
+    add_json_options(publish)
     publish.add_argument("--key", help="private key (default .crossyard/keys/cosign.key)")
     target_options(publish)
     publish.set_defaults(func=_publish)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 from ..registry import k8s, manager, users
 from ..registry.paths import RegistryPaths
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 FULL_BELOW = 1 << 20  # bytes free: not even a small layer fits
 
@@ -51,26 +51,24 @@ def _status(args: argparse.Namespace) -> int:
     ws = _ws(args)
     info = manager.status(ws)
     if info is None:
-        if args.json:
-            print(json.dumps({"running": False, "healthy": False}))
-        else:
+        if not emit_json(args, {"running": False, "healthy": False}):
             print("registry: not running (start it with `crossyard registry up`)")
         return 1
     health = manager.probe(info)
     cert = health.certificate
-    if args.json:
-        print(json.dumps({
-            "running": True, "healthy": health.answering, "url": info.url, "host": info.host,
-            "pid": info.pid, "backend_pid": info.backend_pid, "ca_bundle": str(info.ca_bundle),
-            "username": info.username, "password_file": str(info.password_file),
-            "http_status": health.http_status, "error": health.error,
-            "last_reload_error": info.last_reload_error, "storage_free_bytes": health.storage_free,
-            "certificate": None if cert is None else {
-                "subject": cert.subject, "sans": list(cert.sans), "serial": f"{cert.serial:x}",
-                "not_after": cert.not_after.isoformat(), "sha256": cert.sha256,
-                "verified": cert.verified,
-            },
-        }, indent=2))
+    summary = {
+        "running": True, "healthy": health.answering, "url": info.url, "host": info.host,
+        "pid": info.pid, "backend_pid": info.backend_pid, "ca_bundle": str(info.ca_bundle),
+        "username": info.username, "password_file": str(info.password_file),
+        "http_status": health.http_status, "error": health.error,
+        "last_reload_error": info.last_reload_error, "storage_free_bytes": health.storage_free,
+        "certificate": None if cert is None else {
+            "subject": cert.subject, "sans": list(cert.sans), "serial": f"{cert.serial:x}",
+            "not_after": cert.not_after.isoformat(), "sha256": cert.sha256,
+            "verified": cert.verified,
+        },
+    }
+    if emit_json(args, summary):
         return 0 if health.answering else 1
     state = "healthy" if health.answering else f"NOT answering ({health.error})"
     lines = [f"registry: running, {state}",
@@ -149,7 +147,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop the registry (storage is kept)").set_defaults(func=_down)
     st = sub.add_parser("status", help="running? healthy? which certificate? (exit 1 if not)")
-    st.add_argument("--json", action="store_true")
+    add_json_options(st)
     st.set_defaults(func=_status)
     sub.add_parser(
         "reload", help="serve the current certificate and users without dropping a connection"

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 from ..annotations import ANNOTATION_INPUT_KEY, ANNOTATION_PLATFORM, ANNOTATION_RECIPE
 from ..errors import ConfigurationError
-from ..fsutil import atomic_write_text
 from ..lock import read_lock
 from ..oci import media
 from ..platforms import platform_label
 from ..report.tables import table_console
 from ..store import GcPlan, Store, entry_label
 from ..workspace import Workspace
+from . import add_json_options, emit_json
 
 DEFAULT_KEEP_DAYS = 7
 
@@ -28,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     store = subparsers.add_parser("store", help="the local OCI store: list, verify, gc")
     store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     ls = store_sub.add_parser("ls", help="list artifacts and images")
-    ls.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    add_json_options(ls)
     ls.set_defaults(func=cmd_ls)
 
     verify = store_sub.add_parser(
         "verify", help="re-hash every blob and follow every reference (exit 1 on damage)")
-    verify.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    add_json_options(verify)
     verify.set_defaults(func=cmd_verify)
 
     gc = store_sub.add_parser(
@@ -42,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     help="also keep what was built in the last DAYS days (default 7; 0: only the lock)")
     gc.add_argument("--apply", "--yes", action="store_true", dest="apply",
                     help="delete (default: only list what would go)")
-    gc.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    add_json_options(gc)
     gc.set_defaults(func=cmd_gc)
 
 
@@ -59,14 +57,6 @@ def _days(text: str) -> int:
 def _store(args: argparse.Namespace) -> tuple[Workspace, Store]:
     workspace = Workspace.find(explicit=args.workspace)
     return workspace, Store(workspace.store_dir)
-
-
-def _emit_json(target: str, value: Any) -> None:
-    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-    else:
-        atomic_write_text(Path(target), text)
 
 
 def _size(n: int) -> str:
@@ -107,10 +97,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 for m in store.layout.read_json(descriptor.digest).get("manifests", [])
             }
         rows.append(entry)
-    if args.json is not None:
-        _emit_json(args.json, {"store": str(store.root), "entries": rows})
-        if args.json == "-":
-            return 0
+    if emit_json(args, {"store": str(store.root), "entries": rows}):
+        return 0
     table = Table(title=f"{store.root}", title_justify="left")
     for column in ("ref", "type", "platform", "digest", "files"):
         table.add_column(column)
@@ -128,14 +116,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     _, store = _store(args)
     report = store.verify()
-    if args.json is not None:
-        _emit_json(args.json, {
-            "store": str(store.root), "ok": report.ok, "blobs": report.blobs, "bytes": report.size,
-            "index_problem": report.index_problem,
-            "problems": [{"digest": p.digest, "problem": p.problem, "used_by": list(p.used_by)}
-                         for p in report.problems],
-        })
-    out = sys.stderr if args.json == "-" else sys.stdout
+    on_stdout = emit_json(args, {
+        "store": str(store.root), "ok": report.ok, "blobs": report.blobs, "bytes": report.size,
+        "index_problem": report.index_problem,
+        "problems": [{"digest": p.digest, "problem": p.problem, "used_by": list(p.used_by)}
+                     for p in report.problems],
+    })
+    out = sys.stderr if on_stdout else sys.stdout
     if report.ok:
         out.write(f"{store.root}: {report.blobs} blobs ({_size(report.size)}) intact, "
                   "every reference resolves\n")
@@ -174,10 +161,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         recent_since=time.time() - args.keep_days * 86400,
         apply=args.apply,
     )
-    if args.json is not None:
-        _emit_json(args.json, _gc_json(store, plan, applied=args.apply))
-        if args.json == "-":
-            return 0
+    if emit_json(args, _gc_json(store, plan, applied=args.apply)):
+        return 0
     _gc_render(store, plan, args)
     return 0
 

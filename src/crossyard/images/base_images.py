@@ -36,12 +36,13 @@ from ..errors import ConfigurationError
 from ..hashing import sha256_file, sha256_json
 from ..oci import media
 from ..oci.archive import safe_extract
-from ..oci.copy import INDEX_TYPES, MANIFEST_TYPES, copy_blob
+from ..oci.copy import copy_blob
 from ..oci.image import rfc3339
 from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor, OciLayout
 from ..platforms import Platform, platform_label
 from ..recipes import BaseRef
+from ..reference import Reference
 from ..workspace import Workspace
 
 STATIC_VERSION: Final = 1
@@ -84,11 +85,11 @@ def ca_bundle_path() -> Path:
     return Path(override) if override else CA_BUNDLE
 
 
-def _registry_base(workspace: Path, ref: str, into: OciLayout) -> Descriptor:
+def _registry_base(workspace: Path, base: Reference, into: OciLayout) -> Descriptor:
     """Pull a registry base (pinned by digest) into the store, its whole tree, digests checked."""
     from ..registry.pull_base import pull_base  # imports the HTTP client: only when asked
 
-    return pull_base(Workspace(root=workspace), ref, into=into)
+    return pull_base(Workspace(root=workspace), base, into=into)
 
 
 def _matches(found: Mapping[str, Any] | None, platform: Platform) -> bool:
@@ -200,17 +201,17 @@ class BaseResolver:
     def _platform_manifest(
         self, layout: OciLayout, entry: Descriptor, base: BaseRef, platform: Platform, file: Path
     ) -> Descriptor:
-        if entry.media_type in INDEX_TYPES:
+        if entry.media_type in media.INDEXES:
             index = layout.read_json(entry.digest)
             for child in (Descriptor.from_json(d) for d in index.get("manifests", [])):
-                if _matches(child.platform, platform) and child.media_type in MANIFEST_TYPES:
+                if _matches(child.platform, platform) and child.media_type in media.IMAGE_MANIFESTS:
                     return child
             have = ", ".join(
                 platform_label(d.get("platform"))
                 for d in index.get("manifests", [])
             )
             raise ConfigurationError(f"{file}: [image] base `{base.text}` has no {platform} image (it has: {have})")
-        if entry.media_type not in MANIFEST_TYPES:
+        if entry.media_type not in media.IMAGE_MANIFESTS:
             raise ConfigurationError(f"{file}: [image] base `{base.text}` is a {entry.media_type}, not an image")
         manifest = layout.read_json(entry.digest)
         config = layout.read_json(manifest["config"]["digest"])
@@ -231,8 +232,8 @@ class BaseResolver:
             descriptor = self.assembled[base.value][platform.oci]
             return self._from_manifest(self.store, descriptor, base)
         if base.kind == "registry":
-            assert base.ref is not None
-            root = _registry_base(self.workspace, base.text, self.store)
+            assert base.registry is not None
+            root = _registry_base(self.workspace, base.registry, self.store)
             descriptor = self._platform_manifest(self.store, root, base, platform, file)
             return self._from_manifest(self.store, descriptor, base)
         layout = self._layout(base, file)

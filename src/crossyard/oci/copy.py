@@ -12,9 +12,6 @@ from ..hashing import CHUNK
 from . import media
 from .layout import Descriptor, OciLayout
 
-MANIFEST_TYPES = (media.MANIFEST, media.DOCKER_MANIFEST)
-INDEX_TYPES = (media.INDEX, media.DOCKER_MANIFEST_LIST)
-
 
 def children(document: dict[str, Any]) -> list[Descriptor]:
     """The descriptors a manifest or index points at (config first, then layers/manifests)."""
@@ -50,7 +47,7 @@ def copy_blob(source: OciLayout, descriptor: Descriptor, target: OciLayout) -> N
 
 def copy_tree(source: OciLayout, descriptor: Descriptor, target: OciLayout) -> None:
     """Copy `descriptor` and everything under it; children go first, the root last."""
-    if descriptor.media_type in MANIFEST_TYPES + INDEX_TYPES:
+    if descriptor.media_type in media.MANIFESTS_AND_INDEXES:
         document = source.read_json(descriptor.digest)
         for child in children(document):
             copy_tree(source, child, target)

@@ -16,6 +16,12 @@ EMPTY_JSON: Final = b"{}"
 DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 
+# The kinds of document a registry serves under /manifests/, Docker's spellings read as OCI's:
+# an image manifest (config + layers), an index (a list of manifests), either.
+IMAGE_MANIFESTS: Final = (MANIFEST, DOCKER_MANIFEST)
+INDEXES: Final = (INDEX, DOCKER_MANIFEST_LIST)
+MANIFESTS_AND_INDEXES: Final = IMAGE_MANIFESTS + INDEXES
+
 # A crossyard binary artifact: one layer per file, named by org.opencontainers.image.title,
 # the way oras pushes files, so `oras pull` restores them.
 ARTIFACT_TYPE: Final = "application/vnd.crossyard.artifact.v1"

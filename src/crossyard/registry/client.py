@@ -25,18 +25,16 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import httpx
 
 from ..errors import ConfigurationError, CrossyardError, IntegrityError
+from ..oci import media
 from ..oci.layout import Descriptor, OciLayout
 from .auth import RegistryAuth
 
 CHUNK: Final = 64 * 1024 * 1024
 PIECE: Final = 1024 * 1024
 MONOLITHIC_LIMIT: Final = 4 * 1024 * 1024
-MANIFEST_TYPES: Final = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
+# The Accept header of a manifest request: every manifest and index kind, so the registry
+# serves the document as stored (one whose kind was not listed may be converted or refused).
+ACCEPT_MANIFESTS: Final = ", ".join(media.MANIFESTS_AND_INDEXES)
 T = TypeVar("T")
 
 
@@ -344,7 +342,7 @@ class RegistryClient:
         response = self._request(
             "HEAD",
             f"{self.base}/v2/{repo}/manifests/{ref}",
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            headers={"Accept": ACCEPT_MANIFESTS},
         )
         return (
             response.status_code == 200
@@ -378,7 +376,7 @@ class RegistryClient:
         response = self._request(
             "GET",
             f"{self.base}/v2/{repo}/manifests/{ref}",
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            headers={"Accept": ACCEPT_MANIFESTS},
         )
         if response.status_code == 404:
             return None
@@ -463,12 +461,12 @@ class RegistryClient:
         document = json.loads(body)
         children = child_descriptors(document)
         for child in children:
-            if child.media_type in MANIFEST_TYPES:
+            if child.media_type in media.MANIFESTS_AND_INDEXES:
                 got = self.get_manifest(repo, child.digest)
                 if got is None:
                     raise RegistryError(f"{self.host}/{repo}@{child.digest} is missing")
                 self._store_tree(repo, got[0], child.media_type, into)
-        blobs = [c for c in children if c.media_type not in MANIFEST_TYPES]
+        blobs = [c for c in children if c.media_type not in media.MANIFESTS_AND_INDEXES]
         with ThreadPoolExecutor(max_workers=self._max_workers) as pool:
             list(pool.map(lambda c: self.fetch_blob(repo, c.digest, into), blobs))
         return into.write_blob(body, media_type or str(document.get("mediaType", "")))
@@ -486,7 +484,7 @@ def walk(layout: OciLayout, root: Descriptor) -> tuple[list[Descriptor], list[De
             return
         seen.add(node.digest)
         for child in child_descriptors(layout.read_json(node.digest)):
-            if child.media_type in MANIFEST_TYPES:
+            if child.media_type in media.MANIFESTS_AND_INDEXES:
                 visit(child)
             else:
                 blobs.setdefault(child.digest, child)

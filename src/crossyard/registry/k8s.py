@@ -13,6 +13,7 @@ from typing import Final
 from .. import pki
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
+from ..reference import Reference
 from ..workspace import Workspace
 from . import server, users
 from .paths import RegistryPaths, k8s_templates, template, trust_file
@@ -21,7 +22,6 @@ from .settings import load
 PORT: Final = 5000
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _SECRET_KIND = re.compile(r"^kind:\s*Secret\s*$", re.MULTILINE)
 _NAMESPACE_KIND = re.compile(r"^kind:\s*Namespace\s*$", re.MULTILINE)
 # Every cluster has these (and refuses to delete most): no Namespace manifest for them.
@@ -45,8 +45,7 @@ class K8sOptions:
             raise ConfigurationError(
                 f"--storage-size {self.storage_size!r} is not a Kubernetes quantity, e.g. 10Gi"
             )
-        if not _IMAGE.match(self.image):
-            raise ConfigurationError(f"--image {self.image!r} is not an image reference")
+        Reference.parse(self.image, what="--image")
 
 
 def render(workspace: Workspace, options: K8sOptions) -> dict[str, str]:

@@ -34,7 +34,7 @@ from ..oci import media
 from ..oci.layout import Descriptor, OciLayout
 from ..platforms import platform_label
 from ..provenance import SLSA_PROVENANCE_V1
-from .client import MANIFEST_TYPES, RegistryClient, manifest_digest, walk
+from .client import RegistryClient, manifest_digest, walk
 
 PREDICATE_ANNOTATION: Final = "predicateType"
 _COSIGN_EPOCH: Final = "0001-01-01T00:00:00Z"
@@ -275,7 +275,7 @@ def publish_image(
     if statement is not None:
         attest(client, repo, digest, key, statement)
     platforms: list[str] = []
-    if root.media_type in (media.INDEX, media.DOCKER_MANIFEST_LIST):
+    if root.media_type in media.INDEXES:
         for child in layout.read_json(root.digest).get("manifests", []):
             plat = child.get("platform") or {}
             if plat:
@@ -361,7 +361,7 @@ def verify_back(
     def walk(body: bytes) -> None:
         for child in json.loads(body).get("manifests", []) or []:
             # Artifact platform manifests are read (and their signatures checked) by verify().
-            if child.get("mediaType") in MANIFEST_TYPES and \
+            if child.get("mediaType") in media.MANIFESTS_AND_INDEXES and \
                     child.get("artifactType") != media.ARTIFACT_TYPE:
                 child_got = client.get_manifest(published.repo, str(child["digest"]))
                 if child_got is None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
+from ..config import config_table, read_config
 from ..errors import ConfigurationError, check_keys
-from ..recipes import read_toml
 from ..workspace import Workspace
 
 DEFAULT_ADDR: Final = "127.0.0.1:5000"
@@ -80,12 +81,13 @@ class RegistrySettings:
     cert: str = DEFAULT_CERT
 
 
-def load(workspace: Workspace, *, addr: str | None = None) -> RegistrySettings:
+def load(
+    workspace: Workspace, *, addr: str | None = None, environ: Mapping[str, str] = os.environ
+) -> RegistrySettings:
+    """The cascade: default, `[registry]` in crossyard.toml, `--addr`, then `ADDR_ENV` from
+    `environ` (an empty one counts as unset). A bad value names where it came from."""
     file = workspace.config_path
-    data: dict[str, Any] = read_toml(file) if file.exists() else {}
-    table = data.get("registry", {})
-    if not isinstance(table, dict):
-        raise ConfigurationError(f"{file}: `registry` must be a table ([registry])")
+    table = config_table(read_config(workspace), "registry", file=file)
     check_keys(table, KEYS, where="[registry]", file=file)
     addr_text, where = DEFAULT_ADDR, "default"
     if "addr" in table:
@@ -96,7 +98,7 @@ def load(workspace: Workspace, *, addr: str | None = None) -> RegistrySettings:
         addr_text, where = table["addr"], f"{file}: [registry] addr"
     if addr is not None:
         addr_text, where = addr, "--addr"
-    env = os.environ.get(ADDR_ENV)
+    env = environ.get(ADDR_ENV)
     if env:
         addr_text, where = env, ADDR_ENV
     cert = table.get("cert", DEFAULT_CERT)

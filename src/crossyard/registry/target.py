@@ -9,6 +9,7 @@ the variables), and the URL is kept without them, so nothing that prints it show
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,13 @@ def _without_credentials(url: str, origin: str) -> tuple[str, str | None, str | 
 
 
 def resolve_target(
-    workspace: Workspace, *, registry: str | None = None, ca: str | None = None
+    workspace: Workspace, *, registry: str | None = None, ca: str | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> Target:
-    url = registry or os.environ.get("CROSSYARD_REGISTRY")
+    url = registry or environ.get("CROSSYARD_REGISTRY")
     if url:
         origin = "--registry" if registry else "CROSSYARD_REGISTRY"
-        ca_text = ca or os.environ.get("CROSSYARD_REGISTRY_CA")
+        ca_text = ca or environ.get("CROSSYARD_REGISTRY_CA")
         ca_path = Path(ca_text) if ca_text else None
         if ca_path is not None and not ca_path.is_file():
             raise ConfigurationError(
@@ -75,8 +77,8 @@ def resolve_target(
         full, user, password = _without_credentials(_normalize(url), origin)
         return Target(
             url=full, host=urlsplit(full).netloc, ca_path=ca_path,
-            username=user or os.environ.get("CROSSYARD_REGISTRY_USERNAME") or None,
-            password=password or os.environ.get("CROSSYARD_REGISTRY_PASSWORD") or None,
+            username=user or environ.get("CROSSYARD_REGISTRY_USERNAME") or None,
+            password=password or environ.get("CROSSYARD_REGISTRY_PASSWORD") or None,
             origin=origin,
             password_from=f"the {origin} URL" if password else "CROSSYARD_REGISTRY_PASSWORD",
         )
@@ -95,11 +97,13 @@ def resolve_target(
     )
 
 
-def target_for_host(workspace: Workspace, host: str) -> Target:
+def target_for_host(
+    workspace: Workspace, host: str, *, environ: Mapping[str, str] = os.environ
+) -> Target:
     """Settings for `host` (a registry base's): the configured registry if it is that host,
     else anonymous over the system trust store."""
     try:
-        configured = resolve_target(workspace)
+        configured = resolve_target(workspace, environ=environ)
     except ConfigurationError:
         configured = None
     if configured is not None and configured.host == host:
