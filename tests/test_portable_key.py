@@ -56,7 +56,7 @@ def workspace(root: Path, strategy: str) -> Path:
 
 
 def planned(ws: Path) -> dict[str, Any]:
-    result = run_cli("-C", str(ws), "plan", "--json", "-")
+    result = run_cli("-C", str(ws), "plan", "--json")
     assert result.returncode == 0, result.stderr
     (job,) = json.loads(result.stdout)["jobs"]
     return dict(job)

@@ -84,7 +84,7 @@ def test_provenance_names_the_builds_inside_the_image_not_the_newest_in_the_stor
     assert f'inputs = ["{key}"]' in lock  # the image records the build it holds
     with running_registry(tmp_path) as reg:
         env = publish_env(reg, ws)
-        summary = json.loads(cli(ws, "publish", "--no-build", "--json", "-", env=env).stdout)
+        summary = json.loads(cli(ws, "publish", "--no-build", "--json", env=env).stdout)
         digest = next(p["digest"] for p in summary["published"] if p["kind"] == "image")
         with RegistryClient(reg.url, ca_path=reg.ca_path, username=reg.username,
                             password=reg.password) as client:

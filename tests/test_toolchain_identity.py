@@ -120,7 +120,7 @@ def test_the_catalog_still_builds_go_with_the_host_go(tmp_path: Path) -> None:
     for name in ("recipes", "services", "toolchains"):
         shutil.copytree(REPO / name, tmp_path / name)
     shutil.copy(REPO / "crossyard.toml", tmp_path)
-    result = run_cli("-C", str(tmp_path), "plan", "hello-go", "--json", "-")
+    result = run_cli("-C", str(tmp_path), "plan", "hello-go", "--json")
     assert result.returncode == 0, result.stderr
     jobs = json.loads(result.stdout)["jobs"]
     assert {(j["platform"], j["strategy"], j["toolchain"]) for j in jobs} == {
@@ -178,7 +178,7 @@ def test_a_toolchain_whose_output_cannot_be_read_is_unusable_naming_its_file(tmp
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "c.toml").write_text(
         'name = "c"\nkind = "c"\nplatforms = ["linux/riscv64"]\n[source]\npath = "../src"\n[c]\nsources = ["main.c"]\n')
-    result = run_cli("-C", str(tmp_path), "plan", "--json", "-")
+    result = run_cli("-C", str(tmp_path), "plan", "--json")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (f"gcc (cross): {definitions}: [gcc] `version` printed 'riscv64-linux-gnu-gcc (Debian"
             in result.stderr), result.stderr
