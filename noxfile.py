@@ -85,7 +85,7 @@ def ca_bundle(session: nox.Session) -> None:
         texts = [c.read_bytes() for c in certs]
         target.write_bytes(b"".join(t if t.endswith(b"\n") else t + b"\n" for t in texts))
     session.log(f"{len(certs)} certificates from {deb.name} -> {target}; "
-                "name the version in src/crossyard/images/bases.py")
+                "name the version in src/crossyard/images/base_images.py")
 
 
 @nox.session
