@@ -21,7 +21,7 @@ from ..fsutil import atomic_write_text
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..report.tables import table_console
-from ..toolchains import placeholders
+from ..templates import placeholders
 from ..workspace import Workspace
 
 
