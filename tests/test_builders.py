@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from crossyard.build_options import GoOptions
-from crossyard.builders import BuildInput, JobPaths, builder_for
+from crossyard.builders import BuildInput, builder_for
 from crossyard.builders.dockerfile import DockerfileBuilder
+from crossyard.jobspec import JobPaths
 from crossyard.platforms import AMD64, RISCV64
 from crossyard.recipes import Recipe, load_recipe
 from crossyard.toolchains import ToolchainTarget
@@ -20,7 +21,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def script_of(recipe: Recipe, command: str = "/usr/bin/tool") -> tuple[tuple[str, ...], dict[str, str]]:
     """The (only) step's argv and env of `recipe` for riscv64."""
     toolchain = ToolchainTarget(name="t", kind=recipe.kind, platform=RISCV64, strategy="cross", available=True,
-                                command=command)
+                                command=command, identity="t 1.0")
     script = builder_for(recipe.kind).script(BuildInput(
         name=recipe.name, version=recipe.version, platform=RISCV64, options=recipe.options_for(RISCV64),
         toolchain=toolchain, paths=PATHS, source_date_epoch=1767225600, commit=recipe.commit,
@@ -82,7 +83,8 @@ def test_dockerfile_build_args_are_templated(tmp_path: Path) -> None:
 
 
 def test_a_builder_refuses_another_kinds_options() -> None:
-    toolchain = ToolchainTarget(name="t", kind="c", platform=RISCV64, strategy="cross", available=True, command="cc")
+    toolchain = ToolchainTarget(name="t", kind="c", platform=RISCV64, strategy="cross", available=True, command="cc",
+                                identity="gcc 12.2.0 riscv64-linux-gnu")
     job = BuildInput(name="x", version="1", platform=RISCV64, options=GoOptions(), toolchain=toolchain, paths=PATHS,
                      source_date_epoch=0)
     with pytest.raises(TypeError, match="COptions expected, got GoOptions"):

@@ -77,7 +77,7 @@ def test_recipe_values() -> None:
 
 
 def test_toolchains_render_with_the_same_grammar() -> None:
-    definition = ToolchainDef(name="cc", kind="c", file=Path("t.toml"), command="{gnu_triplet}-gcc")
+    definition = ToolchainDef(name="cc", kind="c", family="gcc", file=Path("t.toml"), command="{gnu_triplet}-gcc")
     assert definition.render("{{x}}-{gnu_triplet}", RISCV64) == "{x}-riscv64-linux-gnu"
     with pytest.raises(TemplateError):  # a template never checked at load: not a KeyError
         definition.render("{gnu_triple}", RISCV64)
