@@ -46,26 +46,36 @@ class KindOptions:
     @classmethod
     def types(cls) -> dict[str, str | tuple[str, ...]]:
         """Each option's name and what its value must be."""
-        return {f.name: f.metadata["type"] for f in fields(cls) if "type" in f.metadata}
+        return {spec.name: spec.type for spec in OPTION_SPECS[cls]}
 
     @classmethod
     def templated(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls) if f.metadata.get("templated"))
+        return frozenset(spec.name for spec in OPTION_SPECS[cls] if spec.templated)
 
     def normalized(self) -> dict[str, Any]:
         """What the input key sees: the options the recipe set, as TOML gave them, and any other
         that is not its default (options made in code, not loaded, set no `given`)."""
         out: dict[str, Any] = {}
-        for option in fields(self):
-            value = getattr(self, option.name)
-            if "type" not in option.metadata or (option.name not in self.given and value == option.default):
+        for spec in OPTION_SPECS[type(self)]:
+            value = getattr(self, spec.name)
+            if spec.name not in self.given and value == spec.default:
                 continue
-            if option.metadata["type"] in (ENV, ARGS):
+            if spec.type in (ENV, ARGS):
                 value = dict(value)
             elif isinstance(value, tuple):
                 value = list(value)
-            out[option.name] = value
+            out[spec.name] = value
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionSpec:
+    """One option as its field declares it (read once per kind: every recipe and job uses it)."""
+
+    name: str
+    type: str | tuple[str, ...]
+    templated: bool
+    default: Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +129,12 @@ class DockerfileOptions(KindOptions):
 BuildOptions = GoOptions | COptions | RustOptions | DockerfileOptions
 OPTIONS: Final[dict[str, type[BuildOptions]]] = {
     "go": GoOptions, "c": COptions, "rust": RustOptions, "dockerfile": DockerfileOptions,
+}
+
+OPTION_SPECS: Final[dict[type[KindOptions], tuple[OptionSpec, ...]]] = {
+    cls: tuple(OptionSpec(name=f.name, type=f.metadata["type"], templated=f.metadata["templated"],
+                          default=f.default) for f in fields(cls) if "type" in f.metadata)
+    for cls in OPTIONS.values()
 }
 
 OptionsT = TypeVar("OptionsT", bound=KindOptions)

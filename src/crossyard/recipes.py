@@ -517,7 +517,7 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
     template strings are checked against the placeholders a build fills in."""
     options = _table(value, key=where.strip("[]"), file=file)
     cls = OPTIONS[kind]
-    types = cls.types()
+    types, templated = cls.types(), cls.templated()
     check_keys(options, types, where=where, file=file)
     typed: dict[str, Any] = {}
     for key, option in options.items():
@@ -557,7 +557,7 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
                 raise ConfigurationError(f"{file}: {at} must be a boolean (true or false), got {option!r}")
         elif not isinstance(option, str) or not option:
             raise ConfigurationError(f'{file}: {at} must be a non-empty string (in quotes: "..."), got {option!r}')
-        if key in cls.templated():
+        if key in templated:
             _check_templates(option, at, cls.PLACEHOLDERS, file=file, commit=commit)
         typed[key] = option
     if kind == "c":  # two outputs of one name: one would silently replace the other
