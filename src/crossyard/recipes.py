@@ -54,11 +54,6 @@ SOURCE_KEYS: Final = ("path", "git", "commit", "url", "sha256", "subdir", "exclu
 TEST_KEYS: Final = ("run", "expect", "env", "timeout")
 DEFAULT_TEST_TIMEOUT: Final = 120  # seconds
 
-# What each option of each kind must be, and which are templates: `crossyard.build_options`.
-# One rule for every recipe (README, "Recipes"): nothing is converted, so a list is a TOML array,
-# a flag a boolean, text a string; `cgo = "false"` or `tags = "netgo"` is an error, not cgo on or
-# `-tags=n,e,t,g,o`. Names and paths are strings with more rules (`check_name`, `check_relative`).
-
 # Names as the OCI distribution spec allows them, since recipes and images are pushed under
 # them: a repository is path components joined by `/`, a tag at most 128 characters. Recipe
 # names are one component (they are also directory names: deps/<recipe>, logs/<recipe>). 128
@@ -513,8 +508,12 @@ def _nul(value: Any, key: str = "") -> str | None:
 
 def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | None) -> dict[str, Any]:
     """A kind's options table (`where`: its table), each value checked against its field in
-    `build_options` and returned as that field holds it (tuples; tables as sorted pairs);
-    template strings are checked against the placeholders a build fills in."""
+    `build_options` and returned as that field holds it (tuples; tables as sorted pairs).
+
+    One rule for every recipe (README, "Recipes"): nothing is converted, so a list is a TOML
+    array, a flag a boolean, text a string; `cgo = "false"` or `tags = "netgo"` is an error, not
+    cgo on or `-tags=n,e,t,g,o`. Names and paths have more rules (`check_name`, `check_relative`);
+    template strings may use only the placeholders a build fills in."""
     options = _table(value, key=where.strip("[]"), file=file)
     cls = OPTIONS[kind]
     types, templated = cls.types(), cls.templated()
@@ -558,7 +557,7 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
         elif not isinstance(option, str) or not option:
             raise ConfigurationError(f'{file}: {at} must be a non-empty string (in quotes: "..."), got {option!r}')
         if key in templated:
-            _check_templates(option, at, cls.PLACEHOLDERS, file=file, commit=commit)
+            _check_templates(option, f"{file}: {at}", cls.PLACEHOLDERS, commit=commit)
         typed[key] = option
     if kind == "c":  # two outputs of one name: one would silently replace the other
         names = [PurePosixPath(p).name for p in (*typed.get("outputs", ()), *typed.get("headers", ()))]
@@ -570,22 +569,24 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
     return typed
 
 
-def _check_templates(value: Any, at: str, known: tuple[str, ...], *, file: Path, commit: str | None) -> None:
-    """Each template string of one option (`at`: its table and key; a table's entries by name)."""
+def _check_templates(value: Any, where: str, known: tuple[str, ...], *, commit: str | None) -> None:
+    """Each template string of one option; `where` is "FILE: [table] `key`", and a table's
+    entries are named by key: "FILE: [go] `env.NAME`"."""
     if isinstance(value, str):
-        templates.check(value, known, where=f"{file}: {at}")
+        templates.check(value, known, where=where)
         if commit is None and "commit" in templates.placeholders(value):
             raise ConfigurationError(
-                f"{file}: {at} uses {{commit}}, but the recipe's [source] has no commit; add "
+                f"{where} uses {{commit}}, but the recipe's [source] has no commit; add "
                 '`commit = "<40-hex>"` to [source], the upstream commit this source was made from '
                 "(a `git` source has its own)"
             )
     elif isinstance(value, tuple):
         for item in value:
             if isinstance(item, tuple):  # (name, value) of an env or build_args table
-                _check_templates(item[1], f"{at.removesuffix('`')}.{item[0]}`", known, file=file, commit=commit)
+                name, text = item
+                _check_templates(text, f"{where.removesuffix('`')}.{name}`", known, commit=commit)
             else:
-                _check_templates(item, at, known, file=file, commit=commit)
+                _check_templates(item, where, known, commit=commit)
 
 
 def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | None = None) -> Recipe:

@@ -210,8 +210,8 @@ def normalize_identity(family: str, lines: Sequence[str]) -> str:
 
 
 def _check_templates(name: str, table: Mapping[str, Any], file: Path) -> None:
-    """Every template uses only placeholders `render` fills in: a typo is a message, not a
-    KeyError when the toolchain is probed or prepared."""
+    """Every template uses only placeholders `render` fills in (`templates.check`): a typo is a
+    message when the definition loads, not an error when the toolchain is probed or prepared."""
     for key in ("command", "native_command", "version", "root", "prepare", "requires", "target_probe",
                 "linker", "sysroot", "install", "env"):
         if key not in table:
