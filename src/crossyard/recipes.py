@@ -381,10 +381,14 @@ class Recipe:
         return self.source.commit if self.source is not None else None
 
     def options_for(self, platform: Platform) -> BuildOptions:
-        """Build options with the platform's overrides applied (lists replace, not append)."""
-        if self.options is None:
-            raise ValueError(f"a `{self.kind}` recipe has no build options")
-        return self.overrides.get(platform.oci, self.options)
+        """Build options with the platform's overrides applied (lists replace, not append); a
+        recipe made in code without options has its kind's defaults."""
+        options = self.overrides.get(platform.oci, self.options)
+        if options is None:
+            if self.kind not in OPTIONS:
+                raise ValueError(f"a `{self.kind}` recipe has no build options")
+            options = OPTIONS[self.kind]()
+        return options
 
     def normalized(self, platform: Platform, workspace_root: Path) -> dict[str, Any]:
         """What the input key sees of this recipe for one platform."""
@@ -394,7 +398,7 @@ class Recipe:
             "version": self.version,
             "source": self.source.normalized(workspace_root) if self.source else None,
             "source_date_epoch": self.source_date_epoch,
-            "options": {} if self.options is None else self.options_for(platform).normalized(),
+            "options": self.options_for(platform).normalized() if self.kind in OPTIONS else {},
             "test": None
             if self.test is None
             else {"run": list(self.test.run), "expect": self.test.expect, "env": dict(self.test.env)},
