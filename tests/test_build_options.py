@@ -1,5 +1,6 @@
 """The recipe options users reach for beyond the example catalog, each built for real for riscv64
-and arm64 and proven by its smoke test under qemu-user: Go package + tags + ldflags + cgo, C via
+and arm64 and proven by its smoke test under qemu-user: Go package + tags + ldflags + cgo + the
+source's declared commit stamped in with `{commit}`, C via
 cmake and via make with a dependency's static library, Rust with a workspace package + features."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def ws(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_go_package_tags_ldflags_and_cgo(ws: Path) -> None:
+def test_go_package_tags_ldflags_cgo_and_commit(ws: Path) -> None:
     for tool in ("go", "riscv64-linux-gnu-gcc", "aarch64-linux-gnu-gcc", "qemu-riscv64-static"):
         require_tool(tool, "run .ci/install.d/00-apt.sh")
     write(ws / "src", {
@@ -51,9 +52,11 @@ def test_go_package_tags_ldflags_and_cgo(ws: Path) -> None:
 
             import "fmt"
 
-            var version = "dev"
+            var version, commit = "dev", "none"
 
-            func main() { fmt.Printf("opts %s edition=%s cgo=%d\\n", version, edition, int(C.twice(21))) }
+            func main() {
+                fmt.Printf("opts %s edition=%s cgo=%d commit=%s\\n", version, edition, int(C.twice(21)), commit)
+            }
             """,
         "cmd/opts/plain.go": '//go:build !extra\n\npackage main\n\nconst edition = "plain"\n',
         "cmd/opts/extra.go": '//go:build extra\n\npackage main\n\nconst edition = "extra"\n',
@@ -64,14 +67,15 @@ def test_go_package_tags_ldflags_and_cgo(ws: Path) -> None:
         version = "1.2.3"
         [source]
         path = "../src"
+        commit = "0123456789abcdef0123456789abcdef01234567"  # the upstream commit of this tree
         [go]
         package = "./cmd/opts"
         tags = ["extra"]
-        ldflags = ["-X main.version={version}"]
+        ldflags = ["-X main.version={version}", "-X main.commit={commit}"]
         cgo = true
         [test]
         run = ["opts"]
-        expect = "opts 1.2.3 edition=extra cgo=42"
+        expect = "opts 1.2.3 edition=extra cgo=42 commit=0123456789abcdef0123456789abcdef01234567"
         """})
     summary = build_summary(ws)  # the smoke test runs each binary under qemu and checks that line
     assert built(summary) == {f"opts@{p}": "built" for p in PLATFORMS}

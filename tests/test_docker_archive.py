@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from crossyard.build_options import DockerfileOptions
 from crossyard.builders.dockerfile import DockerfileBuilder, platform_args
 from crossyard.errors import IntegrityError
 from crossyard.executors.docker import write_context
@@ -145,14 +146,16 @@ def test_context_tar_is_deterministic_and_honours_dockerignore(tmp_path: Path) -
 
 
 def test_build_args_and_placements() -> None:
+    options = DockerfileOptions(build_args=(("N", 3), ("TEAM", "edge {version} {{x}}")), context="./docker/",
+                                target="final")
     build = DockerfileBuilder().build(
-        options={"build_args": {"TEAM": "edge", "N": 3}, "context": "docker", "target": "final"},
+        name="web", version="1.0", commit=None, options=options,
         platform=ARM64, engine=AMD64, deps={"hello-go": ("hello-go",)}, source_date_epoch=42,
-        where=Path("recipes/web.toml"),
     )
     assert build.build_args == {
         "BUILDARCH": "amd64", "BUILDOS": "linux", "BUILDPLATFORM": "linux/amd64", "N": "3", "SOURCE_DATE_EPOCH": "42",
-        "TARGETARCH": "arm64", "TARGETOS": "linux", "TARGETPLATFORM": "linux/arm64", "TARGETVARIANT": "", "TEAM": "edge",
+        "TARGETARCH": "arm64", "TARGETOS": "linux", "TARGETPLATFORM": "linux/arm64", "TARGETVARIANT": "",
+        "TEAM": "edge 1.0 {x}",
     }
     assert platform_args(RISCV64, AMD64)["TARGETPLATFORM"] == "linux/riscv64"
     assert [p.dest for p in build.placements] == ["artifacts/hello-go/hello-go"]

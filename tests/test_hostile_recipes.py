@@ -202,6 +202,24 @@ CASES: dict[str, Case] = {
                        ("bad.toml: `go.tags` must be a list of strings",)),
     "go-ldflags-string": (bad(kind="go", table='[go]\nldflags = "-s"\n'), BUILD, {},
                           ("bad.toml: `go.ldflags` must be a list of strings",)),
+    "go-ldflags-unknown-placeholder": (
+        bad(kind="go", table='[go]\nldflags = ["-X main.commit={comit}"]\n'), BUILD, {},
+        ("bad.toml: [go] `ldflags` uses unknown placeholder {comit} (did you mean `commit`?); known: {name}",)),
+    "go-commit-without-commit": (
+        bad(kind="go", table='[go]\nldflags = ["-X main.commit={commit}"]\n'), BUILD, {},
+        ("bad.toml: [go] `ldflags` uses {commit}, but the recipe's [source] has no commit; add `commit = ",)),
+    "c-cflags-lone-brace": (bad(table='[c]\nsources = ["main.c"]\ncflags = ["-DX=${Y"]\n'), BUILD, {},
+                            ("bad.toml: [c] `cflags`: '-DX=${Y' is not a valid template",)),
+    "override-env-placeholder": (
+        bad(kind="go", top='[platform."riscv64".go]\nenv = { V = "{verison}" }\n', table=""), BUILD, {},
+        ('bad.toml: [platform."riscv64".go] `env.V` uses unknown placeholder {verison} (did you mean `version`?)',)),
+    "dockerfile-reserved-build-arg": (
+        bad(kind="dockerfile", table='[dockerfile]\nbuild_args = { SOURCE_DATE_EPOCH = "1" }\n'), BUILD, {},
+        ("bad.toml: [dockerfile] `build_args` sets `SOURCE_DATE_EPOCH`, which crossyard sets",)),
+    "toolchain-placeholder-typo": (
+        write({"toolchains/extra.toml": '[cc]\nkind = "c"\ncommand = "{gnu_tripet}-gcc"\n'}), BUILD, {},
+        ("toolchains/extra.toml: toolchain [cc] `command` uses unknown placeholder {gnu_tripet} "
+         "(did you mean `gnu_triplet`?)",)),
     "go-package-escapes": (bad(kind="go", table='[go]\npackage = "../../elsewhere"\n'), BUILD, {},
                            ("bad.toml: [go] `package`",)),
     "c-static-string": (bad(table='[c]\nsources = ["main.c"]\nstatic = "yes"\n'), BUILD, {},

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from crossyard.build_options import COptions, DockerfileOptions, GoOptions, RustOptions
 from crossyard.errors import ConfigurationError
 from crossyard.platforms import ARM64, PLATFORMS, RISCV64
 from crossyard.recipes import MAX_VERSION, TAG_RE, load_catalog, load_recipe
@@ -39,9 +40,75 @@ def test_normalized_ignores_spelling_and_order(tmp_path: Path) -> None:
 def test_platform_override(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     recipe = load_recipe(write(tmp_path / "r.toml", 'name = "x"\nkind = "go"\n[source]\npath = "src"\n'
-                               '[go]\ntags = ["a"]\n[platform."riscv64".go]\ntags = ["b"]\n'))
-    assert recipe.options_for(RISCV64)["tags"] == ["b"]
-    assert recipe.options_for(ARM64)["tags"] == ["a"]
+                               '[go]\ntags = ["a"]\nldflags = ["-s"]\n[platform."riscv64".go]\ntags = ["b"]\n'))
+    riscv64, arm64 = recipe.options_for(RISCV64), recipe.options_for(ARM64)
+    assert isinstance(riscv64, GoOptions) and isinstance(arm64, GoOptions)
+    assert (riscv64.tags, riscv64.ldflags) == (("b",), ("-s",))  # a key replaces; the others stay
+    assert (arm64.tags, arm64.ldflags) == (("a",), ("-s",))
+
+
+HEAD = 'name = "x"\nkind = "{kind}"\n[source]\npath = "src"\n'
+
+
+@pytest.mark.parametrize(("kind", "table", "expected"), [
+    ("go", "", GoOptions()),
+    ("go", '[go]\ncgo = true\ntags = ["netgo"]\nldflags = ["-s"]\nenv = { B = "2", A = "1" }\n',
+     GoOptions(cgo=True, tags=("netgo",), ldflags=("-s",), env=(("A", "1"), ("B", "2")),
+               given=frozenset({"cgo", "tags", "ldflags", "env"}))),
+    ("c", '[c]\nbuild = "make"\noutputs = ["a/b"]\n',
+     COptions(build="make", outputs=("a/b",), given=frozenset({"build", "outputs"}))),
+    ("rust", '[rust]\nfeatures = ["f"]\nlocked = true\n',
+     RustOptions(features=("f",), locked=True, given=frozenset({"features", "locked"}))),
+    ("dockerfile", '[dockerfile]\nbuild_args = { N = 3, V = "{version}" }\n',
+     DockerfileOptions(build_args=(("N", 3), ("V", "{version}")), given=frozenset({"build_args"}))),
+])
+def test_options_are_typed_per_kind(tmp_path: Path, kind: str, table: str, expected: object) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load_recipe(write(tmp_path / "r.toml", HEAD.format(kind=kind) + table))
+    assert recipe.options_for(RISCV64) == expected
+
+
+def test_defaults_are_typed_values() -> None:
+    assert (GoOptions().package, GoOptions().cgo, GoOptions().output) == (".", False, None)
+    assert (COptions().cflags, COptions().build, COptions().outputs) == (("-O2",), "sources", None)
+    assert (RustOptions().profile, DockerfileOptions().file) == ("release", "Dockerfile")
+
+
+def test_normalized_options_are_what_the_recipe_wrote(tmp_path: Path) -> None:
+    """The input key sees the options as written (TOML arrays and tables), not the defaults:
+    so the keys in a committed crossyard.lock did not change when options became typed."""
+    (tmp_path / "src").mkdir()
+    recipe = load_recipe(write(tmp_path / "r.toml", HEAD.format(kind="go") +
+                               '[go]\ncgo = false\ntags = ["a"]\nenv = { B = "2", A = "1" }\n'))
+    assert recipe.normalized(RISCV64, tmp_path)["options"] == {"cgo": False, "tags": ["a"],
+                                                                "env": {"A": "1", "B": "2"}}
+    bare = load_recipe(write(tmp_path / "s.toml", HEAD.format(kind="go")))
+    assert bare.normalized(RISCV64, tmp_path)["options"] == {}
+    # Options made in code (no `given`) still key on every value that is not a default.
+    assert GoOptions(tags=("a",)).normalized() == {"tags": ["a"]}
+
+
+GIT = 'git = "https://example.com/x.git"\ncommit = "{commit}"\n'
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("source", [GIT.format(commit=COMMIT), f'path = "src"\ncommit = "{COMMIT}"\n',
+                                    f'url = "https://example.com/x.tgz"\nsha256 = "{"a" * 64}"\ncommit = "{COMMIT}"\n'])
+def test_commit_is_the_sources_and_in_the_key(tmp_path: Path, source: str) -> None:
+    (tmp_path / "src").mkdir()
+    text = 'name = "x"\nkind = "go"\n[go]\nldflags = ["-X main.commit={{commit}}"]\n[source]\n'
+    recipe = load_recipe(write(tmp_path / "r.toml", text + source))
+    assert recipe.commit == COMMIT
+    other = load_recipe(write(tmp_path / "s.toml", text + source.replace(COMMIT, "f" * 40)))
+    assert recipe.normalized(RISCV64, tmp_path) != other.normalized(RISCV64, tmp_path)
+
+
+def test_a_source_without_commit_keeps_its_key_shape(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load_recipe(write(tmp_path / "r.toml", HEAD.format(kind="go")))
+    assert recipe.commit is None
+    assert recipe.normalized(RISCV64, tmp_path)["source"] == {"kind": "path", "subdir": None, "exclude": [],
+                                                               "where": "src"}
 
 
 @pytest.mark.parametrize(
@@ -55,6 +122,46 @@ def test_platform_override(tmp_path: Path) -> None:
         ('name = "x"\nkind = "go"\n[source]\nurl = "https://example.com/x.tgz"\n', "sha256"),
         ('name = "x"\nkind = "go"\n[source]\ngit = "https://example.com/x.git"\ncommit = "main"\n', "40-hex"),
         ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\npkg = "."\n', "did you mean `package`"),
+        # types: nothing is converted
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\ncgo = "false"\n',
+         "[go] `cgo` must be a boolean (true or false), got 'false'"),
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\ntags = "netgo"\n', "`go.tags` must be a list of strings"),
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\nldflags = "-s"\n', "`go.ldflags` must be a list of strings"),
+        ('name = "x"\nkind = "rust"\n[source]\npath = "."\n[rust]\npackage = ""\n',
+         "[rust] `package` must be a non-empty string"),
+        ('name = "x"\nkind = "dockerfile"\n[source]\npath = "."\n[dockerfile]\ntarget = 1\n',
+         "[dockerfile] `target` must be a non-empty string"),
+        ('name = "x"\nkind = "dockerfile"\n[source]\npath = "."\n[dockerfile]\nbuild_args = { TARGETARCH = "x" }\n',
+         "[dockerfile] `build_args` sets `TARGETARCH`, which crossyard sets for each platform"),
+        ('name = "x"\nkind = "dockerfile"\n[source]\npath = "."\n[dockerfile]\ncontext = "../elsewhere"\n',
+         "[dockerfile] `context` = '../elsewhere' must be a path inside the source tree"),
+        ('name = "x"\nkind = "dockerfile"\n[source]\npath = "."\n[dockerfile]\nfile = "/etc/Dockerfile"\n',
+         "[dockerfile] `file` = '/etc/Dockerfile' must be a path inside"),
+        # templates: checked at load, against what a build fills in
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\nldflags = ["-X main.c={comit}"]\n',
+         "[go] `ldflags` uses unknown placeholder {comit} (did you mean `commit`?); known: {name}, {version}, "
+         "{commit}, {source_date_epoch}, {build_date}, {goarch}, {architecture}, {gnu_triplet}, {rust_triple}, "
+         "{platform}, {deps}, {out}"),
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\nenv = { A = "{verison}" }\n',
+         "[go] `env.A` uses unknown placeholder {verison} (did you mean `version`?)"),
+        ('name = "x"\nkind = "rust"\n[source]\npath = "."\n[rust]\nenv = { A = "{0}" }\n',
+         "[rust] `env.A` uses unknown placeholder {0}"),
+        ('name = "x"\nkind = "c"\n[source]\npath = "."\n[c]\ncflags = ["-DX={"]\n',
+         "[c] `cflags`: '-DX={' is not a valid template (a lone `{` at character 5); write a literal brace as {{ or }}"),
+        ('name = "x"\nkind = "c"\n[source]\npath = "."\n[c]\nbuild = "make"\nmake_args = ["X={version:>9}"]\n',
+         "[c] `make_args` uses unknown placeholder {version:>9}"),
+        ('name = "x"\nkind = "c"\n[source]\npath = "."\n[c]\nbuild = "cmake"\ncmake_args = ["-DX=}"]\n',
+         "[c] `cmake_args`: '-DX=}' is not a valid template (a lone `}`"),
+        ('name = "x"\nkind = "c"\n[source]\npath = "."\n[c]\nsources = ["a.c"]\nldflags = ["{dep}/x.a"]\n',
+         "[c] `ldflags` uses unknown placeholder {dep} (did you mean `deps`?)"),
+        ('name = "x"\nkind = "dockerfile"\n[source]\npath = "."\n[dockerfile]\nbuild_args = { X = "{out}" }\n',
+         "[dockerfile] `build_args.X` uses unknown placeholder {out}"),
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[platform."riscv64".go]\nldflags = ["{gnu_triple}"]\n',
+         '[platform."riscv64".go] `ldflags` uses unknown placeholder {gnu_triple} (did you mean `gnu_triplet`?)'),
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\n[go]\nldflags = ["-X main.c={commit}"]\n',
+         "[go] `ldflags` uses {commit}, but the recipe's [source] has no commit; add `commit = \"<40-hex>\"` to [source]"),
+        ('name = "x"\nkind = "go"\n[source]\npath = "."\ncommit = "v1.2"\n',
+         "[source] `commit` (the upstream commit) must be a full 40-hex commit id"),
     ],
 )
 def test_bad_recipes(tmp_path: Path, text: str, message: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from crossyard.build_options import COptions
 from crossyard.errors import BuildError
 from crossyard.executors import Outputs
 from crossyard.hashing import sha256_file
@@ -97,7 +98,7 @@ def graph_of(root: Path, *recipes: tuple[str, tuple[str, ...]],
         (root / name / "main.c").write_text(f"int main(void) {{ return 0; }} /* {name} */\n")
         made.append(Recipe(name=name, kind="c", file=root / "recipes" / f"{name}.toml", depends=depends,
                            platforms=platforms, strategies=("cross",), source=Source(path=root / name),
-                           options={"sources": ["main.c"]}))
+                           options=COptions(sources=("main.c",))))
     return plan(made, platforms=None, toolchains=_toolchains,
                 source_digests={name: f"sha256:{name}" for name, _ in recipes}, source_epochs={},
                 workspace_root=root)

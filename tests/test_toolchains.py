@@ -65,6 +65,10 @@ def test_prepare_with_a_bad_mirror_writes_nothing(tmp_path: Path) -> None:
      "[cc] `env`: '{command' is not a valid template"),
     (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc"\nroot = "{roots}/{name}"\n',
      "[cc] `root` uses unknown placeholder {name}; known: {roots}"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc}"\n',
+     "[cc] `command`: 'cc}' is not a valid template (a lone `}` at character 3)"),
+    (["toolchains"], '[cc]\nkind = "c"\ncommand = "cc"\nlinker = "{gnu_triplet!r}"\n',
+     "[cc] `linker` uses unknown placeholder {gnu_triplet!r}"),  # one grammar: no conversions or specs
 ])
 def test_unknown_placeholder_names_file_key_and_known_ones(tmp_path: Path, command: list[str], text: str,
                                                            named: str) -> None:

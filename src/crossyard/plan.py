@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .builders import BuildInput, builder_for, output_inside
-from .builders.dockerfile import CONTEXT_FORMAT, DockerfileBuilder, check_options
+from .builders.dockerfile import CONTEXT_FORMAT, DockerfileBuilder
 from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
 from .hashing import sha256_json
@@ -65,14 +65,14 @@ class Job:
             "inputs": inputs, "source_date_epoch": self.source_date_epoch,
         }
         if self.engine is not None:
-            build = DockerfileBuilder().build(options=options, platform=platform, engine=self.engine.platform,
-                                              deps=files, source_date_epoch=self.source_date_epoch,
-                                              where=recipe.file)
+            build = DockerfileBuilder().build(name=recipe.name, version=recipe.version, commit=recipe.commit,
+                                              options=options, platform=platform, engine=self.engine.platform,
+                                              deps=files, source_date_epoch=self.source_date_epoch)
             return JobSpec(**common, docker=build, toolchain=ToolchainRequirement(
                 name="docker", identity=self.identity, strategy=tool.strategy))
         script = builder_for(recipe.kind).script(BuildInput(
             name=recipe.name, version=recipe.version, platform=platform, options=options, toolchain=tool,
-            source_date_epoch=self.source_date_epoch, deps=files,
+            source_date_epoch=self.source_date_epoch, deps=files, commit=recipe.commit,
         ))
         return JobSpec(
             **common, steps=script.steps, env=script.env, outputs=script.outputs,
@@ -248,7 +248,7 @@ def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget
     try:
         script = builder_for(recipe.kind).script(BuildInput(
             name=recipe.name, version=recipe.version, platform=platform, options=recipe.options_for(platform),
-            toolchain=toolchain, source_date_epoch=epoch,
+            toolchain=toolchain, source_date_epoch=epoch, commit=recipe.commit,
         ))
     except ValueError as error:
         raise ConfigurationError(f"{recipe.file}: [{recipe.kind}]: {error}") from None
@@ -295,7 +295,6 @@ def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
             f"{recipe.file}: a `{recipe.kind}` recipe builds an image, which [test] cannot run; "
             "remove [test] (test the binary in the recipe it depends on)"
         )
-    check_options(recipe.options_for(platform), where=recipe.file)
     strategy = "native" if info.platform == platform else "emulated"
     if strategy not in recipe.strategies:
         raise ConfigurationError(

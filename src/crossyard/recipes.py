@@ -23,6 +23,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
+from . import templates
+from .build_options import (
+    ARGS,
+    BOOL,
+    ENV,
+    NAME,
+    OPTIONS,
+    OUTS,
+    REL,
+    RELS,
+    RESERVED_BUILD_ARGS,
+    STRS,
+    BuildOptions,
+)
 from .errors import ConfigurationError, check_keys, suggest
 from .platforms import ARM64, PLATFORMS, RISCV64, Platform, parse_platforms
 from .reference import COMPONENT, REPOSITORY_RE, TAG_RE, Reference, split_host
@@ -40,23 +54,6 @@ TOP_KEYS: Final = (
 SOURCE_KEYS: Final = ("path", "git", "commit", "url", "sha256", "subdir", "exclude")
 TEST_KEYS: Final = ("run", "expect", "env", "timeout")
 DEFAULT_TEST_TIMEOUT: Final = 120  # seconds
-
-# What each option of each kind must be. One rule for every recipe (README, "Recipes"): nothing
-# is converted, so a list is a TOML array, a flag a boolean, text a string; `cgo = "false"` or
-# `tags = "netgo"` is an error, not cgo on or `-tags=n,e,t,g,o`. Names and paths are strings
-# with more rules (see `check_name`, `check_relative`); `c.build` is one of its words.
-STR, BOOL, STRS, ENV, ARGS = "string", "boolean", "list of strings", "table of strings", "table of values"
-NAME, REL, RELS = "file name", "relative path", "list of relative paths"
-OUTS = "list of relative paths to outputs"  # each file's name is an output's name
-C_BUILDS: Final = ("sources", "make", "cmake")
-OPTION_TYPES: Final[dict[str, dict[str, str | tuple[str, ...]]]] = {
-    "go": {"package": REL, "output": NAME, "ldflags": STRS, "tags": STRS, "cgo": BOOL, "env": ENV},
-    "c": {"sources": RELS, "cflags": STRS, "ldflags": STRS, "libs": STRS, "output": NAME, "headers": OUTS,
-          "build": C_BUILDS, "make_args": STRS, "cmake_args": STRS, "outputs": OUTS, "static": BOOL},
-    "rust": {"package": STR, "bin": NAME, "features": STRS, "profile": NAME, "env": ENV, "locked": BOOL},
-    "dockerfile": {"context": REL, "file": REL, "build_args": ARGS, "target": STR},
-}
-OPTION_KEYS: Final[dict[str, tuple[str, ...]]] = {kind: tuple(keys) for kind, keys in OPTION_TYPES.items()}
 
 # Names as the OCI distribution spec allows them (crossyard.reference), since recipes and images
 # are pushed under them. Recipe names are one component (they are also directory names:
@@ -88,7 +85,9 @@ DEFAULT_IMAGE_DEST: Final = "/usr/local/bin/"
 
 @dataclass(frozen=True, kw_only=True)
 class Source:
-    """Where a recipe's source comes from: exactly one of a local path, a git commit, a URL."""
+    """Where a recipe's source comes from: exactly one of a local path, a git commit, a URL.
+    `commit` is the git commit; on a path or URL source it is optional and declares the upstream
+    commit the tree was made from (a Debian tarball of Kubernetes), for `{commit}`."""
 
     path: Path | None = None
     git: str | None = None
@@ -103,6 +102,8 @@ class Source:
         return "path" if self.path is not None else "git" if self.git else "url"
 
     def normalized(self, workspace_root: Path) -> dict[str, Any]:
+        if self.git:
+            return {"kind": "git", "git": self.git, "commit": self.commit, "subdir": self.subdir}
         if self.path is not None:
             try:
                 where = self.path.relative_to(workspace_root).as_posix()
@@ -110,10 +111,12 @@ class Source:
                 where = self.path.as_posix()
             # Relative to the workspace (the content is keyed by the tree digest), so moving a
             # workspace keeps its keys.
-            return {"kind": "path", "subdir": self.subdir, "exclude": list(self.exclude), "where": where}
-        if self.git:
-            return {"kind": "git", "git": self.git, "commit": self.commit, "subdir": self.subdir}
-        return {"kind": "url", "url": self.url, "sha256": self.sha256, "subdir": self.subdir}
+            normal = {"kind": "path", "subdir": self.subdir, "exclude": list(self.exclude), "where": where}
+        else:
+            normal = {"kind": "url", "url": self.url, "sha256": self.sha256, "subdir": self.subdir}
+        # A declared commit is what `{commit}` stamps into the outputs. Only when there is one,
+        # so that the keys of sources without one stay what they were.
+        return normal if self.commit is None else {**normal, "commit": self.commit}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,8 +361,9 @@ class Recipe:
     depends: tuple[str, ...] = ()
     source: Source | None = None
     source_date_epoch: int | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # platform → options
+    options: BuildOptions | None = None  # its kind's table; None for an `image` recipe
+    # platform (OCI) → the options with its [platform."…".<kind>] table merged in
+    overrides: Mapping[str, BuildOptions] = field(default_factory=dict)
     test: Test | None = None
     image: ImageSpec | None = None
     platforms_given: bool = True  # false: the defaults (an image recipe then takes its inputs')
@@ -374,11 +378,20 @@ class Recipe:
                 extra.append(self.image.base.value)
         return tuple(dict.fromkeys([*self.depends, *extra]))
 
-    def options_for(self, platform: Platform) -> dict[str, Any]:
-        """Build options with the platform's overrides applied (lists replace, not append)."""
-        merged = dict(self.options)
-        merged.update(self.overrides.get(platform.oci, {}))
-        return merged
+    @property
+    def commit(self) -> str | None:
+        """The source's commit (git), or the upstream commit a path or URL source declares."""
+        return self.source.commit if self.source is not None else None
+
+    def options_for(self, platform: Platform) -> BuildOptions:
+        """Build options with the platform's overrides applied (lists replace, not append); a
+        recipe made in code without options has its kind's defaults."""
+        options = self.overrides.get(platform.oci, self.options)
+        if options is None:
+            if self.kind not in OPTIONS:
+                raise ValueError(f"a `{self.kind}` recipe has no build options")
+            options = OPTIONS[self.kind]()
+        return options
 
     def normalized(self, platform: Platform, workspace_root: Path) -> dict[str, Any]:
         """What the input key sees of this recipe for one platform."""
@@ -388,7 +401,7 @@ class Recipe:
             "version": self.version,
             "source": self.source.normalized(workspace_root) if self.source else None,
             "source_date_epoch": self.source_date_epoch,
-            "options": self.options_for(platform),
+            "options": self.options_for(platform).normalized() if self.kind in OPTIONS else {},
             "test": None
             if self.test is None
             else {"run": list(self.test.run), "expect": self.test.expect, "env": dict(self.test.env)},
@@ -500,14 +513,23 @@ def _nul(value: Any, key: str = "") -> str | None:
     return None
 
 
-def _options(value: Any, kind: str, *, where: str, file: Path) -> dict[str, Any]:
-    """A kind's options table, each value checked against `OPTION_TYPES` (`where`: its table)."""
+def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | None) -> dict[str, Any]:
+    """A kind's options table (`where`: its table), each value checked against its field in
+    `build_options` and returned as that field holds it (tuples; tables as sorted pairs).
+
+    One rule for every recipe (README, "Recipes"): nothing is converted, so a list is a TOML
+    array, a flag a boolean, text a string; `cgo = "false"` or `tags = "netgo"` is an error, not
+    cgo on or `-tags=n,e,t,g,o`. Names and paths have more rules (`check_name`, `check_relative`);
+    template strings may use only the placeholders a build fills in."""
     options = _table(value, key=where.strip("[]"), file=file)
-    types = OPTION_TYPES[kind]
+    cls = OPTIONS[kind]
+    types, templated = cls.types(), cls.templated()
     check_keys(options, types, where=where, file=file)
+    typed: dict[str, Any] = {}
     for key, option in options.items():
         expected = types[key]
         at = f"{where} `{key}`"
+        dotted = f"{where.strip('[]')}.{key}"
         if isinstance(expected, tuple):
             if option not in expected:
                 raise ConfigurationError(
@@ -518,28 +540,60 @@ def _options(value: Any, kind: str, *, where: str, file: Path) -> dict[str, Any]
         elif expected == REL:
             check_relative(option, key=at, file=file, inside="the source tree")
         elif expected in (STRS, RELS, OUTS):
-            for item in _str_list(option, key=f"{where.strip('[]')}.{key}", file=file):
+            option = _str_list(option, key=dotted, file=file)
+            for item in option:
                 if expected != STRS:
                     check_relative(item, key=at, file=file, inside="the source tree")
                 if expected == OUTS:
                     check_name(PurePosixPath(item).name, key=f"{at} (its file name)", file=file)
         elif expected == ENV:
-            _env_table(option, key=f"{where.strip('[]')}.{key}", file=file)
+            option = _env_table(option, key=dotted, file=file)
         elif expected == ARGS:
-            for name, arg in _table(option, key=at, file=file).items():
+            for name, arg in _table(option, key=dotted, file=file).items():
                 if not isinstance(arg, str | int | float | bool):
                     raise ConfigurationError(f"{file}: {at} `{name}` must be a string, got {arg!r}")
-        elif not isinstance(option, bool if expected == BOOL else str):
-            spelled = "true or false" if expected == BOOL else 'in quotes: "..."'
-            raise ConfigurationError(f"{file}: {at} must be a {expected} ({spelled}), got {option!r}")
+                if name in RESERVED_BUILD_ARGS:
+                    raise ConfigurationError(
+                        f"{file}: {at} sets `{name}`, which crossyard sets for each platform; remove "
+                        f"it (declare `ARG {name}` in the Dockerfile to use it)"
+                    )
+            option = tuple(sorted(option.items()))
+        elif expected == BOOL:
+            if not isinstance(option, bool):
+                raise ConfigurationError(f"{file}: {at} must be a boolean (true or false), got {option!r}")
+        elif not isinstance(option, str) or not option:
+            raise ConfigurationError(f'{file}: {at} must be a non-empty string (in quotes: "..."), got {option!r}')
+        if key in templated:
+            _check_templates(option, f"{file}: {at}", cls.PLACEHOLDERS, commit=commit)
+        typed[key] = option
     if kind == "c":  # two outputs of one name: one would silently replace the other
-        names = [PurePosixPath(p).name for p in (*options.get("outputs", ()), *options.get("headers", ()))]
-        if "output" in options:
-            names.append(options["output"])
+        names = [PurePosixPath(p).name for p in (*typed.get("outputs", ()), *typed.get("headers", ()))]
+        if "output" in typed:
+            names.append(typed["output"])
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigurationError(f"{file}: {where}: two outputs are named `{twice[0]}`; rename one")
-    return options
+    return typed
+
+
+def _check_templates(value: Any, where: str, known: tuple[str, ...], *, commit: str | None) -> None:
+    """Each template string of one option; `where` is "FILE: [table] `key`", and a table's
+    entries are named by key: "FILE: [go] `env.NAME`"."""
+    if isinstance(value, str):
+        templates.check(value, known, where=where)
+        if commit is None and "commit" in templates.placeholders(value):
+            raise ConfigurationError(
+                f"{where} uses {{commit}}, but the recipe's [source] has no commit; add "
+                '`commit = "<40-hex>"` to [source], the upstream commit this source was made from '
+                "(a `git` source has its own)"
+            )
+    elif isinstance(value, tuple):
+        for item in value:
+            if isinstance(item, tuple):  # (name, value) of an env or build_args table
+                name, text = item
+                _check_templates(text, f"{where.removesuffix('`')}.{name}`", known, commit=commit)
+            else:
+                _check_templates(item, where, known, commit=commit)
 
 
 def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | None = None) -> Recipe:
@@ -604,24 +658,28 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
     if source is None and kind in ("go", "c", "rust", "dockerfile"):
         raise ConfigurationError(f"{file}: a `{kind}` recipe needs a [source] table (path, git or url)")
 
-    options: dict[str, Any] = {}
-    if kind in OPTION_KEYS:
-        options = _options(data.get(kind, {}), kind, where=f"[{kind}]", file=file)
-    for other in OPTION_KEYS:
+    for other in OPTIONS:
         if other != kind and other in data:
             raise ConfigurationError(f"{file}: a `{kind}` recipe cannot have a [{other}] table")
+    commit = source.commit if source is not None else None
+    given: dict[str, Any] = {}
+    options: BuildOptions | None = None
+    if kind in OPTIONS:
+        given = _options(data.get(kind, {}), kind, where=f"[{kind}]", file=file, commit=commit)
+        options = OPTIONS[kind](**given, given=frozenset(given))
 
-    overrides: dict[str, dict[str, Any]] = {}
+    overrides: dict[str, BuildOptions] = {}
     for plat_name, table in _table(data.get("platform", {}), key="platform", file=file).items():
         try:
             plat = Platform.parse(plat_name)
         except ConfigurationError as error:
             raise ConfigurationError(f"{file}: [platform.\"{plat_name}\"]: {error}") from None
         table = _table(table, key=f"platform.{plat_name}", file=file)
-        has_options = kind in OPTION_TYPES
-        check_keys(table, (kind,) if has_options else (), where=f'[platform."{plat_name}"]', file=file)
-        where = f'[platform."{plat_name}".{kind}]'
-        overrides[plat.oci] = _options(table.get(kind, {}), kind, where=where, file=file) if has_options else {}
+        check_keys(table, (kind,) if kind in OPTIONS else (), where=f'[platform."{plat_name}"]', file=file)
+        if kind in OPTIONS:
+            where = f'[platform."{plat_name}".{kind}]'
+            merged = {**given, **_options(table.get(kind, {}), kind, where=where, file=file, commit=commit)}
+            overrides[plat.oci] = OPTIONS[kind](**merged, given=frozenset(merged))
 
     test = None
     if "test" in data:
@@ -687,6 +745,14 @@ def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
         if key in table and (not isinstance(table[key], str) or not table[key]):
             raise ConfigurationError(f"{file}: [source] `{key}` must be a non-empty string, got {table[key]!r}")
     exclude = _str_list(table.get("exclude", []), key="source.exclude", file=file)
+    commit = table.get("commit")
+    if (commit is not None or "git" in table) and (
+        not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit)
+    ):
+        what = "git needs `commit` =" if "git" in table else "`commit` (the upstream commit) must be"
+        raise ConfigurationError(
+            f"{file}: [source] {what} a full 40-hex commit id (branches and tags move), got {commit!r}"
+        )
     subdir = table.get("subdir")
     if subdir is not None:
         check_relative(subdir, key="[source] `subdir`", file=file, inside="the source tree")
@@ -706,13 +772,8 @@ def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
                 f"{file}: [source] path `{table['path']}` does not exist (looked for {path}); "
                 "fix the path, relative to the recipe file"
             )
-        return Source(path=path, subdir=subdir, exclude=exclude)
+        return Source(path=path, commit=commit, subdir=subdir, exclude=exclude)
     if "git" in table:
-        commit = table.get("commit")
-        if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit):
-            raise ConfigurationError(
-                f"{file}: [source] git needs `commit` = a full 40-hex commit id (branches and tags move)"
-            )
         return Source(git=table["git"], commit=commit, subdir=subdir, exclude=exclude)
     url = table["url"]
     if not url.startswith(("https://", "http://")):
@@ -720,7 +781,7 @@ def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
     sha = table.get("sha256")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha.removeprefix("sha256:")):
         raise ConfigurationError(f"{file}: [source] url needs `sha256` = the 64-hex digest of the download")
-    return Source(url=url, sha256=sha.removeprefix("sha256:"), subdir=subdir, exclude=exclude)
+    return Source(url=url, sha256=sha.removeprefix("sha256:"), commit=commit, subdir=subdir, exclude=exclude)
 
 
 def load_recipe(path: Path, *, source_root: Path | None = None) -> Recipe:

@@ -133,7 +133,7 @@ class SourceResolver:
         source = recipe.source
         if source is None:
             raise ConfigurationError(f"{recipe.file}: recipe `{recipe.name}` has no [source]")
-        key = (source.kind, str(source.path or source.git or source.url), source.commit or source.sha256 or "",
+        key = (source.kind, str(source.path or source.git or source.url), source.sha256 or source.commit or "",
                source.subdir or "", *source.exclude)
         if key not in self._memo:
             self._memo[key] = self._resolve(recipe, source)

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import string
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,7 @@ from .errors import ConfigurationError, check_keys, suggest
 from .fsutil import atomic_write_text
 from .platforms import PLATFORMS, Platform, parse_platforms
 from .recipes import read_toml
+from .templates import check, expand
 
 DEF_KEYS: Final = (
     "kind", "command", "native_command", "version", "targets", "root", "root_platform",
@@ -79,24 +79,25 @@ class ToolchainDef:
     def root_path(self) -> Path | None:
         if self.root is None:
             return None
-        return Path(self.root.replace("{roots}", str(roots_dir())))
+        return Path(expand(self.root, {"roots": str(roots_dir())}))
 
     def render(self, template: str, platform: Platform, *, command: str = "", mirror: str = "") -> str:
+        """`template` (checked at load: `_check_templates`) for `platform`."""
         root = self.root_path()
-        return template.format(
-            gnu_triplet=platform.gnu_triplet,
-            rust_triple=platform.rust_triple,
-            goarch=platform.goarch,
-            debian_arch=platform.debian_arch,
-            qemu_arch=platform.qemu_arch,
-            uname_m=platform.uname_m,
-            architecture=platform.architecture,
-            root=str(root) if root else "",
-            roots=str(roots_dir()),
-            name=self.name,
-            command=command,
-            mirror=mirror,
-        )
+        return expand(template, {
+            "gnu_triplet": platform.gnu_triplet,
+            "rust_triple": platform.rust_triple,
+            "goarch": platform.goarch,
+            "debian_arch": platform.debian_arch,
+            "qemu_arch": platform.qemu_arch,
+            "uname_m": platform.uname_m,
+            "architecture": platform.architecture,
+            "root": str(root) if root else "",
+            "roots": str(roots_dir()),
+            "name": self.name,
+            "command": command,
+            "mirror": mirror,
+        })
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,18 +209,9 @@ def normalize_identity(family: str, lines: Sequence[str]) -> str:
     return FAMILIES[family](lines)
 
 
-def placeholders(template: str) -> set[str]:
-    """The `{name}`s a template uses (`{{` is a literal brace). ValueError if it is malformed."""
-    used: set[str] = set()
-    for _, name, spec, _ in string.Formatter().parse(template):
-        if name is not None:
-            used |= {name, *placeholders(spec or "")}  # a spec may nest fields: {x:{width}}
-    return used
-
-
 def _check_templates(name: str, table: Mapping[str, Any], file: Path) -> None:
-    """Every template uses only placeholders `render` fills in: a typo is a message, not a
-    KeyError when the toolchain is probed or prepared."""
+    """Every template uses only placeholders `render` fills in (`templates.check`): a typo is a
+    message when the definition loads, not an error when the toolchain is probed or prepared."""
     for key in ("command", "native_command", "version", "root", "prepare", "requires", "target_probe",
                 "linker", "sysroot", "install", "env"):
         if key not in table:
@@ -232,19 +224,7 @@ def _check_templates(name: str, table: Mapping[str, Any], file: Path) -> None:
         for template in flat:
             if not isinstance(template, str):
                 raise ConfigurationError(f"{file}: toolchain [{name}] `{key}`: {template!r} must be a string")
-            try:
-                used = placeholders(template)
-            except ValueError as error:
-                raise ConfigurationError(
-                    f"{file}: toolchain [{name}] `{key}`: {template!r} is not a valid template ({error}); "
-                    "write a literal brace as {{ or }}"
-                ) from None
-            unknown = sorted(used - set(known))
-            if unknown:
-                raise ConfigurationError(
-                    f"{file}: toolchain [{name}] `{key}` uses unknown placeholder {{{unknown[0]}}}"
-                    f"{suggest(unknown[0], known)}; known: {', '.join('{' + k + '}' for k in known)}"
-                )
+            check(template, known, where=f"{file}: toolchain [{name}] `{key}`")
 
 
 def _parse_def(name: str, table: Mapping[str, Any], file: Path) -> ToolchainDef:

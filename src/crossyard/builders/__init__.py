@@ -9,11 +9,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from ..build_options import BuildOptions
 from ..jobspec import PLACEHOLDERS, JobPaths, Step
 from ..platforms import Platform
 from ..recipes import FILE_NAME_RE
+from ..templates import recipe_values
 from ..toolchains import ToolchainTarget
 
 
@@ -24,11 +26,12 @@ class BuildInput:
     name: str
     version: str
     platform: Platform
-    options: Mapping[str, Any]
+    options: BuildOptions  # the recipe kind's, the platform's overrides merged in
     toolchain: ToolchainTarget
     paths: JobPaths = PLACEHOLDERS
     source_date_epoch: int
     deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # recipe → its file names
+    commit: str | None = None  # the source's commit (`Recipe.commit`), for `{commit}`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,30 +52,11 @@ class Builder(Protocol):
     def script(self, job: BuildInput) -> BuildScript: ...
 
 
-def expand(template: str, job: BuildInput) -> str:
-    """`{version}`, `{source_date_epoch}`, `{build_date}`, `{goarch}`… in recipe strings;
-    `{deps}` and `{out}` are the job's directories, so a Makefile can be handed a dependency's
-    library (`LIBS={deps}/libgreet/libgreet.a`) or told where to install."""
-    import datetime
-
-    date = datetime.datetime.fromtimestamp(job.source_date_epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    values = {
-        "name": job.name,
-        "version": job.version,
-        "source_date_epoch": str(job.source_date_epoch),
-        "build_date": date,
-        "goarch": job.platform.goarch,
-        "architecture": job.platform.architecture,
-        "gnu_triplet": job.platform.gnu_triplet,
-        "rust_triple": job.platform.rust_triple,
-        "platform": job.platform.oci,
-        "deps": job.paths.deps,
-        "out": job.paths.out,
-    }
-    out = template
-    for key, value in values.items():
-        out = out.replace("{" + key + "}", value)
-    return out
+def template_values(job: BuildInput) -> dict[str, str]:
+    """What `{…}` in the job's options stands for (`templates.RECIPE_PLACEHOLDERS`)."""
+    values = recipe_values(name=job.name, version=job.version, commit=job.commit, platform=job.platform,
+                           source_date_epoch=job.source_date_epoch)
+    return {**values, "deps": job.paths.deps, "out": job.paths.out}
 
 
 def builder_for(kind: str) -> Builder:

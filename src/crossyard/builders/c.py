@@ -7,8 +7,10 @@ static libraries are linked.
 
 from __future__ import annotations
 
+from ..build_options import COptions, of_kind
 from ..jobspec import Step
-from . import BuildInput, BuildScript, expand
+from ..templates import expand
+from . import BuildInput, BuildScript, template_values
 
 
 def is_zig(job: BuildInput) -> bool:
@@ -32,14 +34,14 @@ def archiver(job: BuildInput) -> list[str]:
 
 class CBuilder:
     def script(self, job: BuildInput) -> BuildScript:
-        options = job.options
-        static = bool(options.get("static", False))
-        cc = compiler(job, static=static)
+        options = of_kind(job.options, COptions)
+        values = template_values(job)
+        cc = compiler(job, static=options.static)
         # zig keeps compiled libc and compiler-rt in its global cache: share it between jobs
         # (the job's HOME is fresh each time, and building them costs seconds per target).
         env = {"ZIG_GLOBAL_CACHE_DIR": f"{job.paths.cache}/zig"} if is_zig(job) else {}
         prefix_map = f"-ffile-prefix-map={job.paths.root}=/build"
-        cflags = [prefix_map, *(expand(f, job) for f in options.get("cflags", ["-O2"]))]
+        cflags = [prefix_map, *(expand(f, values) for f in options.cflags)]
         dep_dirs = [f"{job.paths.deps}/{name}" for name in sorted(job.deps)]
         dep_libs = [
             f"{job.paths.deps}/{name}/{file}"
@@ -47,16 +49,16 @@ class CBuilder:
             for file in job.deps[name]
             if file.endswith(".a")
         ]
-        build = options.get("build", "sources")
-        if build == "make":
+        outputs = options.outputs if options.outputs is not None else (job.name,)
+        if options.build == "make":
             argv = [
                 "make", "-j1", f"CC={' '.join(cc)}", f"AR={' '.join(archiver(job))}",
                 f"CFLAGS={' '.join(cflags + ['-I' + d for d in dep_dirs])}",
-                *(expand(a, job) for a in options.get("make_args", [])),
+                *(expand(a, values) for a in options.make_args),
             ]
-            outputs = {name.rsplit("/", 1)[-1]: f"{job.paths.src}/{name}" for name in options.get("outputs", [job.name])}
-            return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src, env=env),), outputs=outputs)
-        if build == "cmake":
+            return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src, env=env),),
+                               outputs={name.rsplit("/", 1)[-1]: f"{job.paths.src}/{name}" for name in outputs})
+        if options.build == "cmake":
             if is_zig(job):
                 raise ValueError("build = \"cmake\" needs a gcc-style compiler; zig drives it only "
                                  "through a toolchain file (use gcc, or build = \"make\")")
@@ -67,16 +69,16 @@ class CBuilder:
                 f"-DCMAKE_SYSTEM_PROCESSOR={job.platform.uname_m}",
                 f"-DCMAKE_C_COMPILER={cc[0]}",
                 f"-DCMAKE_C_FLAGS={' '.join(cflags)}",
-                *(expand(a, job) for a in options.get("cmake_args", [])),
+                *(expand(a, values) for a in options.cmake_args),
             ]
             cmake_steps = (
                 Step(argv=tuple(configure), cwd=job.paths.src),
                 Step(argv=("cmake", "--build", build_dir, "-j1"), cwd=job.paths.src),
             )
-            outputs = {name.rsplit("/", 1)[-1]: f"{build_dir}/{name}" for name in options.get("outputs", [job.name])}
-            return BuildScript(steps=cmake_steps, outputs=outputs)
-        output = str(options.get("output", job.name))
-        sources = list(options.get("sources", []))
+            return BuildScript(steps=cmake_steps,
+                               outputs={name.rsplit("/", 1)[-1]: f"{build_dir}/{name}" for name in outputs})
+        output = options.output or job.name
+        sources = options.sources
         if not sources:
             raise ValueError("a C recipe without `build` needs `sources`")
         if output.endswith(".a"):
@@ -88,14 +90,14 @@ class CBuilder:
             ]
             steps.append(Step(argv=(*archiver(job), "rcsD", f"{job.paths.out}/{output}", *objects),
                               cwd=job.paths.src, env=env))
-            headers = {h.rsplit("/", 1)[-1]: f"{job.paths.src}/{h}" for h in options.get("headers", [])}
+            headers = {h.rsplit("/", 1)[-1]: f"{job.paths.src}/{h}" for h in options.headers}
             return BuildScript(steps=tuple(steps), outputs={output: f"{job.paths.out}/{output}", **headers})
         argv = [
             *cc, *cflags, *("-I" + d for d in dep_dirs), "-o", f"{job.paths.out}/{output}", *sources, *dep_libs,
-            *(expand(f, job) for f in options.get("ldflags", [])),
-            *("-l" + lib for lib in options.get("libs", [])),
+            *(expand(f, values) for f in options.ldflags),
+            *("-l" + lib for lib in options.libs),
         ]
-        if static:
+        if options.static:
             argv.insert(len(cc), "-static")
         return BuildScript(steps=(Step(argv=tuple(argv), cwd=job.paths.src, env=env),),
                            outputs={output: f"{job.paths.out}/{output}"})

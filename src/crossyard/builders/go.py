@@ -6,34 +6,35 @@ CGO off unless the recipe asks (cgo leaks the build path through the linker, gol
 
 from __future__ import annotations
 
+from ..build_options import GoOptions, of_kind
 from ..jobspec import Step
-from . import BuildInput, BuildScript, expand
+from ..templates import expand
+from . import BuildInput, BuildScript, template_values
 
 
 class GoBuilder:
     def script(self, job: BuildInput) -> BuildScript:
-        options = job.options
-        output = str(options.get("output", job.name))
-        ldflags = " ".join(["-buildid=", *(expand(f, job) for f in options.get("ldflags", []))])
+        options = of_kind(job.options, GoOptions)
+        values = template_values(job)
+        output = options.output or job.name
+        ldflags = " ".join(["-buildid=", *(expand(f, values) for f in options.ldflags)])
         argv = [job.toolchain.command, "build", "-trimpath", "-buildvcs=false", f"-ldflags={ldflags}"]
-        tags = list(options.get("tags", []))
-        if tags:
-            argv.append("-tags=" + ",".join(tags))
-        argv += ["-o", f"{job.paths.out}/{output}", str(options.get("package", "."))]
-        cgo = bool(options.get("cgo", False))
+        if options.tags:
+            argv.append("-tags=" + ",".join(options.tags))
+        argv += ["-o", f"{job.paths.out}/{output}", options.package]
         env = {
             "GOOS": job.platform.os,
             "GOARCH": job.platform.goarch,
-            "CGO_ENABLED": "1" if cgo else "0",
+            "CGO_ENABLED": "1" if options.cgo else "0",
             "GOCACHE": f"{job.paths.cache}/go-build",
             "GOPATH": f"{job.paths.home}/go",
             "GOMODCACHE": f"{job.paths.cache}/gomod",
             "GOPROXY": "off",
             "GOTOOLCHAIN": "local",
             "GOTELEMETRY": "off",
-            **{k: expand(str(v), job) for k, v in options.get("env", {}).items()},
+            **{k: expand(v, values) for k, v in options.env},
         }
-        if cgo:
+        if options.cgo:
             env["CC"] = f"{job.platform.gnu_triplet}-gcc"
         env = {k: v for k, v in env.items() if v}
         return BuildScript(

@@ -6,25 +6,27 @@ directory and CARGO_HOME are remapped so the binary does not embed where it was 
 
 from __future__ import annotations
 
+from ..build_options import RustOptions, of_kind
 from ..jobspec import Step
-from . import BuildInput, BuildScript
+from ..templates import expand
+from . import BuildInput, BuildScript, template_values
 
 
 class RustBuilder:
     def script(self, job: BuildInput) -> BuildScript:
-        options = job.options
+        options = of_kind(job.options, RustOptions)
+        values = template_values(job)
         triple = job.platform.rust_triple
-        profile = str(options.get("profile", "release"))
-        binary = str(options.get("bin", options.get("package", job.name)))
+        profile = options.profile
+        binary = options.bin or options.package or job.name
         target_dir = f"{job.paths.root}/target"
         cargo_home = f"{job.paths.home}/.cargo"
-        argv = [job.toolchain.command, "build", "--offline", "--locked" if options.get("locked") else "",
+        argv = [job.toolchain.command, "build", "--offline", "--locked" if options.locked else "",
                 "--target", triple, "--profile", profile, "--bin", binary]
-        if "package" in options:
-            argv += ["-p", str(options["package"])]
-        features = list(options.get("features", []))
-        if features:
-            argv += ["--features", ",".join(features)]
+        if options.package:
+            argv += ["-p", options.package]
+        if options.features:
+            argv += ["--features", ",".join(options.features)]
         rustflags = [
             f"--remap-path-prefix={job.paths.src}=/build/{job.name}",
             f"--remap-path-prefix={cargo_home}=/cargo",
@@ -36,7 +38,7 @@ class RustBuilder:
             "CARGO_INCREMENTAL": "0",
             "CARGO_NET_OFFLINE": "true",
             "RUSTFLAGS": " ".join(rustflags),
-            **{k: str(v) for k, v in options.get("env", {}).items()},
+            **{k: expand(v, values) for k, v in options.env},
         }
         if job.toolchain.linker:
             env[f"CARGO_TARGET_{triple.upper().replace('-', '_')}_LINKER"] = job.toolchain.linker

@@ -19,7 +19,7 @@ from ..errors import BuildError, ConfigurationError
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..report.tables import table_console
-from ..toolchains import placeholders
+from ..templates import placeholders
 from ..workspace import Workspace
 from . import add_json_options, emit_json
 

@@ -1,0 +1,91 @@
+"""Builders turn typed options into argv and env; pure, so these tests call them directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crossyard.build_options import GoOptions
+from crossyard.builders import BuildInput, builder_for
+from crossyard.builders.dockerfile import DockerfileBuilder
+from crossyard.jobspec import JobPaths
+from crossyard.platforms import AMD64, RISCV64
+from crossyard.recipes import Recipe, load_recipe
+from crossyard.toolchains import ToolchainTarget
+
+PATHS = JobPaths(root="/job", src="/job/src", out="/job/out", deps="/job/deps", cache="/job/cache", home="/job/home")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def script_of(recipe: Recipe, command: str = "/usr/bin/tool") -> tuple[tuple[str, ...], dict[str, str]]:
+    """The (only) step's argv and env of `recipe` for riscv64."""
+    toolchain = ToolchainTarget(name="t", kind=recipe.kind, platform=RISCV64, strategy="cross", available=True,
+                                command=command, identity="t 1.0")
+    script = builder_for(recipe.kind).script(BuildInput(
+        name=recipe.name, version=recipe.version, platform=RISCV64, options=recipe.options_for(RISCV64),
+        toolchain=toolchain, paths=PATHS, source_date_epoch=1767225600, commit=recipe.commit,
+    ))
+    return script.steps[0].argv, dict(script.steps[0].env)
+
+
+def load(tmp_path: Path, text: str) -> Recipe:
+    (tmp_path / "r.toml").write_text(text)
+    return load_recipe(tmp_path / "r.toml")
+
+
+def test_go_stamps_the_git_commit(tmp_path: Path) -> None:
+    recipe = load(tmp_path, f'name = "kube"\nkind = "go"\nversion = "1.31.0"\n'
+                  f'[source]\ngit = "https://example.com/k.git"\ncommit = "{COMMIT}"\n'
+                  '[go]\nldflags = ["-X v.gitCommit={commit}", "-X v.gitVersion=v{version}", "-s"]\n'
+                  'tags = ["netgo", "osusergo"]\nenv = { STAMP = "{name}@{platform}" }\n')
+    argv, env = script_of(recipe)
+    assert f"-ldflags=-buildid= -X v.gitCommit={COMMIT} -X v.gitVersion=v1.31.0 -s" in argv
+    assert "-tags=netgo,osusergo" in argv
+    assert env["STAMP"] == "kube@linux/riscv64" and env["CGO_ENABLED"] == "0"
+
+
+def test_a_tarball_declares_its_upstream_commit(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, f'name = "kube"\nkind = "go"\n[source]\npath = "src"\ncommit = "{COMMIT}"\n'
+                  '[go]\nldflags = ["-X v.gitCommit={commit}"]\n')
+    argv, _ = script_of(recipe)
+    assert f"-ldflags=-buildid= -X v.gitCommit={COMMIT}" in argv
+
+
+def test_literal_braces_and_job_directories(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, 'name = "mk"\nkind = "c"\n[source]\npath = "src"\n[c]\nbuild = "make"\n'
+                  'make_args = ["LIBS={deps}/add/libadd.a", "JSON={{\\"a\\": 1}}", "ARCH={architecture}"]\n'
+                  'cflags = ["-DTRIPLET=\\"{gnu_triplet}\\""]\n')
+    argv, _ = script_of(recipe, "riscv64-linux-gnu-gcc")
+    assert argv[-3:] == ("LIBS=/job/deps/add/libadd.a", 'JSON={"a": 1}', "ARCH=riscv64")
+    assert argv[4] == 'CFLAGS=-ffile-prefix-map=/job=/build -DTRIPLET="riscv64-linux-gnu"'
+
+
+def test_rust_env_is_templated(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, 'name = "rs"\nkind = "rust"\nversion = "2.0"\n[source]\npath = "src"\n'
+                  '[rust]\nenv = { APP_VERSION = "{version}", OUT = "{out}" }\n')
+    _, env = script_of(recipe, "cargo")
+    assert (env["APP_VERSION"], env["OUT"]) == ("2.0", "/job/out")
+
+
+def test_dockerfile_build_args_are_templated(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, f'name = "web"\nkind = "dockerfile"\nversion = "3.1"\n'
+                  f'[source]\npath = "src"\ncommit = "{COMMIT}"\n'
+                  '[dockerfile]\nbuild_args = { REV = "{commit}", V = "{version}-{goarch}", N = 2 }\n')
+    build = DockerfileBuilder().build(name=recipe.name, version=recipe.version, commit=recipe.commit,
+                                      options=recipe.options_for(RISCV64), platform=RISCV64, engine=AMD64,
+                                      deps={}, source_date_epoch=0)
+    assert (build.build_args["REV"], build.build_args["V"], build.build_args["N"]) == (COMMIT, "3.1-riscv64", "2")
+
+
+def test_a_builder_refuses_another_kinds_options() -> None:
+    toolchain = ToolchainTarget(name="t", kind="c", platform=RISCV64, strategy="cross", available=True, command="cc",
+                                identity="gcc 12.2.0 riscv64-linux-gnu")
+    job = BuildInput(name="x", version="1", platform=RISCV64, options=GoOptions(), toolchain=toolchain, paths=PATHS,
+                     source_date_epoch=0)
+    with pytest.raises(TypeError, match="COptions expected, got GoOptions"):
+        builder_for("c").script(job)
