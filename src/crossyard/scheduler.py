@@ -50,6 +50,17 @@ from .records import BuildRecord
 from .sources import ResolvedSource, SourceResolver
 from .store import Store
 
+# How often the main thread wakes while jobs run, to act on a Ctrl-C or SIGTERM that came in.
+SIGNAL_POLL_S = 0.2
+
+
+def _next(finished: queue.SimpleQueue[Future[BuildRecord]]) -> Future[BuildRecord]:
+    while True:
+        try:
+            return finished.get(timeout=SIGNAL_POLL_S)
+        except queue.Empty:
+            continue
+
 
 def utc_now() -> str:
     return rfc3339(int(time.time()))
@@ -170,19 +181,24 @@ class Scheduler:
                 # Not concurrent.futures.wait: it takes every future's lock one by one, and a
                 # Ctrl-C landing between two of those acquisitions leaves a lock held that the
                 # worker needs to finish, so the shutdown below would wait forever. A queue's
-                # get holds nothing when it is interrupted.
-                done = [finished.get()]
+                # get holds nothing when it is interrupted. And with a timeout: a signal that
+                # arrives just before the blocking wait starts interrupts nothing, and Python
+                # would only run its handler (raise KeyboardInterrupt) once a job finished.
+                done = [_next(finished)]
                 while not finished.empty():
                     done.append(finished.get_nowait())
                 for future in done:
                     records[running.pop(future)] = self._finish(future.result())
         except BaseException:
-            # Ctrl-C or SIGTERM: stop the running jobs (they clean up as failed ones do) and
-            # start none of the queued ones, then let the interruption through.
+            # Ctrl-C or SIGTERM: start none of the queued jobs, stop the running ones (they
+            # clean up as failed ones do), then let the interruption through. Queued first: a
+            # job cancelled while running frees its worker, which would otherwise take the next
+            # queued job before the pool heard of the shutdown.
+            pool.shutdown(wait=False, cancel_futures=True)
             for executor in self.executors:
                 executor.cancel()
             self.smoke.cancel()  # smoke tests run in sessions of their own: Ctrl-C does not reach them
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True)
             raise
         else:
             pool.shutdown(wait=True)
