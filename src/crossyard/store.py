@@ -314,13 +314,10 @@ class Store:
 
         Pass `index` (from `cached_keys()`) when looking up many keys: one index read for all.
         """
-        descriptor = (self.cached_keys() if index is None else index).get(input_key)
-        if descriptor is None:
+        found = self._manifest(input_key, self.cached_keys() if index is None else index)
+        if found is None:
             return None
-        try:
-            manifest = self.layout.read_json(descriptor.digest)  # hashed as it is read
-        except IntegrityError:
-            return None
+        descriptor, manifest = found
         artifact = self._artifact(descriptor, manifest)
         if verify:
             config = manifest.get("config") or {}
@@ -330,6 +327,17 @@ class Store:
         else:
             intact = all(self.layout.has_blob(f.digest) for f in artifact.outputs)
         return artifact if intact else None
+
+    def _manifest(self, key: str, index: Mapping[str, Descriptor]) -> tuple[Descriptor, dict[str, Any]] | None:
+        """The index entry stored under input key `key` and its manifest, hashed as it is read;
+        None when absent or corrupt (the job is then built again)."""
+        descriptor = index.get(key)
+        if descriptor is None:
+            return None
+        try:
+            return descriptor, self.layout.read_json(descriptor.digest)
+        except IntegrityError:
+            return None
 
     def resolve(self, ref_name: str) -> Descriptor | None:
         """The index entry tagged `ref_name` (an artifact or an image), if any."""
@@ -407,13 +415,10 @@ class Store:
 
     def find_job_image(self, key: str, *, index: Mapping[str, Descriptor] | None = None) -> BuildRecord | None:
         """The `dockerfile` job image built with `key`, if its manifest, config and layers are intact."""
-        descriptor = (self.job_images() if index is None else index).get(key)
-        if descriptor is None:
+        found = self._manifest(key, self.job_images() if index is None else index)
+        if found is None:
             return None
-        try:
-            manifest = self.layout.read_json(descriptor.digest)  # hashed as it is read
-        except IntegrityError:
-            return None
+        descriptor, manifest = found
         blobs = [manifest["config"], *manifest.get("layers", [])]
         if not all(self.layout.check_blob(d["digest"], int(d["size"])) is None for d in blobs):
             return None  # missing or corrupt: build it again
