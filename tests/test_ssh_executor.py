@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -315,6 +316,46 @@ def test_cancel_kills_the_remote_process_group_and_removes_the_job_dir(cluster: 
         # and it refuses to start more
         with pytest.raises(BuildError, match="cancelled"), executor.run(spec, inputs, tmp_path / "after.log"):
             pass
+
+
+def test_ctrl_c_where_run_was_called_stops_the_step_on_the_node(cluster: Cluster, tmp_path: Path) -> None:
+    """Without the scheduler (which calls `cancel`): an interrupt in the thread that called `run`
+    still kills the step's process group on the node and removes its job directory."""
+    node = cluster.nodes["amd-a"]
+    spec, inputs = shell_job(tmp_path, "echo started; sleep 3007")
+    log = tmp_path / "job.log"
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def press_ctrl_c() -> None:
+        deadline = time.monotonic() + 60
+        while "started" not in (log.read_text() if log.is_file() else "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with SshExecutor(cluster.ssh_node("amd-a")) as executor:
+            threading.Thread(target=press_ctrl_c, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt), executor.run(spec, inputs, log):
+                pytest.fail("the job finished")
+            deadline = time.monotonic() + 10
+            while "sleep 3007" in node.processes().values() or node.jobs():
+                assert time.monotonic() < deadline, (node.processes(), node.jobs())
+                time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_bad_identity_is_a_configuration_error_naming_the_node(cluster: Cluster, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-key"
+    with pytest.raises(ConfigurationError, match=f"ssh node `amd-a`: cannot use identity file {missing}"):
+        probe(cluster.ssh_node("amd-a", identity=missing))
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    with pytest.raises(ConfigurationError, match=r"ssh node `amd-a` \(root@.*\) did not accept the key"):
+        probe(cluster.ssh_node("amd-a", identity=stranger))
 
 
 def test_a_node_that_misreports_a_digest_is_an_integrity_error(cluster: Cluster, tmp_path: Path) -> None:

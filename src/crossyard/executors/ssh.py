@@ -333,7 +333,7 @@ class SshExecutor:
                 conn = await asyncssh.connect(
                     node.host, node.port, username=node.user, client_factory=lambda: client,
                     known_hosts=self._trusted(), config=[], preferred_auth="publickey",
-                    client_keys=() if node.identity is None else [str(node.identity)],
+                    client_keys=() if node.identity is None else [self._identity()],
                     connect_timeout=self.connect_timeout,
                     keepalive_interval=self.keepalive_interval,
                     keepalive_count_max=self.keepalive_count,
@@ -362,6 +362,16 @@ class SshExecutor:
                                          "does not exist")
             return str(node.known_hosts)
         return ([self._pinned()], [], [])
+
+    def _identity(self) -> asyncssh.SSHKey:
+        node = self.remote
+        assert node.identity is not None
+        try:
+            return asyncssh.read_private_key(str(node.identity))
+        except (OSError, asyncssh.KeyImportError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            raise ConfigurationError(f"ssh node `{node.name}`: cannot use identity file {node.identity}: "
+                                     f"{reason} (an unencrypted OpenSSH private key, mode 0600)") from None
 
     def _pinned(self) -> asyncssh.SSHKey:
         node = self.remote
@@ -587,6 +597,11 @@ class SshExecutor:
                 log.write(chunk)
                 log.flush()
             await process.wait()
+        except asyncio.CancelledError:  # Ctrl-C where `run` was called: the step must not outlive it
+            if pgid is not None:
+                with contextlib.suppress(asyncssh.Error, OSError, BuildError):
+                    await self._kill([pgid])
+            raise
         finally:
             if pgid is not None:
                 with self._lock:
