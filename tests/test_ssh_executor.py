@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.integration]
 
 HINT = "run .ci/install.d/21-ssh.sh (openssh-server, iproute2)"
 LOST_PROMPTLY_S = 5.0
+STARTED = "\nstarted\n"  # the step's output; the log's `$ sh -c echo started…` line is not it
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +239,7 @@ def test_killing_the_nodes_sshd_mid_job_is_node_lost_promptly(cluster: Cluster, 
     log = tmp_path / "job.log"
     try:
         job = in_background(executor, spec, inputs, log)
-        wait_for_text(log, "started", job)  # streamed back while the step runs
+        wait_for_text(log, STARTED, job)  # streamed back while the step runs
         killed = time.monotonic()
         node.kill_sshd()
         job.thread.join(30)
@@ -266,7 +267,7 @@ def test_a_cut_link_mid_job_is_node_lost_within_the_keepalive_timeout(cluster: C
     log = tmp_path / "job.log"
     try:
         job = in_background(executor, spec, inputs, log)
-        wait_for_text(log, "started", job)
+        wait_for_text(log, STARTED, job)
         cut = time.monotonic()
         node.set_link(False)
         job.thread.join(60)
@@ -294,7 +295,7 @@ def test_cancel_kills_the_remote_process_group_and_removes_the_job_dir(cluster: 
     with SshExecutor(cluster.ssh_node("amd-a"), cancel_grace=3) as executor:
         log = tmp_path / "job.log"
         job = in_background(executor, spec, inputs, log)
-        wait_for_text(log, "started", job)
+        wait_for_text(log, STARTED, job)
 
         def sleeping() -> list[str]:
             return [c for c in node.processes().values() if c in ("sleep 3005", "sleep 3006")]
@@ -330,7 +331,7 @@ def test_ctrl_c_where_run_was_called_stops_the_step_on_the_node(cluster: Cluster
 
     def press_ctrl_c() -> None:
         deadline = time.monotonic() + 60
-        while "started" not in (log.read_text() if log.is_file() else "") and time.monotonic() < deadline:
+        while STARTED not in (log.read_text() if log.is_file() else "") and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGALRM)
 
