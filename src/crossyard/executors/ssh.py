@@ -178,8 +178,9 @@ class SshExecutor:
         self.keepalive_interval = keepalive_interval
         self.keepalive_count = keepalive_count
         self.cancel_grace = cancel_grace
-        # This machine's side: source archives (kept for the executor's life) and fetched outputs.
-        self._scratch_given = scratch
+        # This machine's side, a directory of its own under `scratch` (or the temp dir) until
+        # `close`: source archives (made once per source digest) and fetched outputs.
+        self._scratch_parent = scratch
         self._scratch: Path | None = None
         self.sent: list[str] = []  # sha256 of every blob uploaded to the node, in order
         self._lock = threading.Lock()
@@ -217,7 +218,7 @@ class SshExecutor:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
-        if self._scratch is not None and self._scratch_given is None:
+        if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
     def refuses(self, spec: JobSpec) -> str | None:
@@ -249,13 +250,15 @@ class SshExecutor:
         with self._lock:
             self._cancelled = True
             pgids = sorted(self._pgids)
-        if pgids:
+        if pgids and not self._loop.is_closed():
             with contextlib.suppress(ConfigurationError, BuildError, TimeoutError, OSError, asyncssh.Error):
                 self._call(self._kill(pgids), timeout=self.cancel_grace + self.connect_timeout + 10)
 
     @contextlib.contextmanager
     def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> Iterator[Outputs]:
         """Ship, build, fetch; yield the outputs (local files until the block ends)."""
+        if self._cancelled:
+            raise BuildError(f"{spec.id}: cancelled", log=log)
         self._call(self._connection())  # a host key that does not match stops here
         refused = self.refuses(spec)
         if refused is not None:
@@ -287,11 +290,10 @@ class SshExecutor:
     def _scratch_dir(self) -> Path:
         with self._lock:
             if self._scratch is None:
-                if self._scratch_given is not None:
-                    self._scratch_given.mkdir(parents=True, exist_ok=True)
-                    self._scratch = self._scratch_given
-                else:
-                    self._scratch = Path(tempfile.mkdtemp(prefix=f"crossyard-ssh-{self.remote.name}-"))
+                if self._scratch_parent is not None:
+                    self._scratch_parent.mkdir(parents=True, exist_ok=True)
+                self._scratch = Path(tempfile.mkdtemp(prefix=f"ssh-{self.remote.name}-",
+                                                      dir=self._scratch_parent))
             return self._scratch
 
     def _archive(self, source: ResolvedSource) -> _Blob:
@@ -425,7 +427,11 @@ class SshExecutor:
 
     async def _list_roots(self) -> list[str]:
         roots = shlex.quote(self.remote.roots)
-        out = await self._sh(await self._connection(), f'for d in {roots}/*/usr; do [ -d "$d" ] && basename "$(dirname "$d")"; done; true')
+        try:
+            out = await self._sh(await self._connection(),
+                                 f'for d in {roots}/*/usr; do [ -d "$d" ] && basename "$(dirname "$d")"; done; true')
+        except (asyncssh.Error, ConnectionError, TimeoutError) as error:
+            raise NodeLost(f"lost ssh node `{self.remote.name}` ({self.remote.where}): {_reason(error)}") from None
         return out.split()
 
     async def _probe(self, versions: dict[str, Sequence[str]]) -> NodeProbe:
@@ -436,8 +442,8 @@ class SshExecutor:
             machine, cores, memory, docker = out.splitlines()[:4]
             roots = await self._list_roots()
             found = await asyncio.gather(*(self._version(conn, argv) for argv in versions.values()))
-        except (asyncssh.Error, OSError) as error:
-            raise NodeLost(f"ssh node `{self.remote.name}` went away during the probe: "
+        except (asyncssh.Error, ConnectionError, TimeoutError) as error:
+            raise NodeLost(f"lost ssh node `{self.remote.name}` ({self.remote.where}) during the probe: "
                            f"{_reason(error)}") from None
         try:
             platform: Platform | None = Platform.parse(machine)
@@ -456,12 +462,20 @@ class SshExecutor:
         return text.splitlines()[0] if text else "unknown"
 
     async def _kill(self, pgids: list[int]) -> None:
+        """SIGTERM each process group, SIGKILL what is left after the grace period. `kill -SIG
+        -PGID` without `--`: dash's builtin (the riscv64 root's /bin/sh) refuses `--`."""
         groups = " ".join(f"-{p}" for p in pgids)
-        rounds = max(1, int(self.cancel_grace * 10))
-        await self._sh(
-            await self._connection(), f"kill -TERM -- {groups} 2>/dev/null; i=0; while [ $i -lt {rounds} ]; do "
-            f"kill -0 -- {groups} 2>/dev/null || exit 0; sleep 0.1; i=$((i+1)); done; "
-            f"kill -KILL -- {groups} 2>/dev/null; true", check=False)
+        script = f"""for g in {groups}; do kill -TERM $g 2>/dev/null; done
+i=0
+while [ $i -lt {max(1, int(self.cancel_grace * 10))} ]; do
+  alive=
+  for g in {groups}; do kill -0 $g 2>/dev/null && alive=1; done
+  [ -z "$alive" ] && exit 0
+  sleep 0.1; i=$((i+1))
+done
+for g in {groups}; do kill -KILL $g 2>/dev/null; done
+true"""
+        await self._sh(await self._connection(), script, check=False)
 
     async def _ship(self, conn: asyncssh.SSHClientConnection, blobs: list[_Blob]) -> _Shipped:
         """Put every blob into the node's content cache unless it is there already: one command
