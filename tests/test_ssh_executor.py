@@ -323,6 +323,29 @@ def test_cancel_kills_the_remote_process_group_and_removes_the_job_dir(
             pass
 
 
+def test_a_failed_build_is_a_build_error_not_node_lost_and_leaves_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    """The node is fine, the build is not: BuildError with the log's tail (stderr included, in
+    order), no retry-worthy NodeLost; outputs that are missing or lead out of the job directory
+    are refused as the local executor refuses them; every job directory is removed."""
+    node = cluster.nodes["amd-a"]
+    cases = {
+        "echo compiling; echo 'x.c:1: error: oops' >&2; exit 3": ("exited with status 3 on amd-a",
+                                                                   "    x.c:1: error: oops"),  # the tail
+        "echo done": ("the build succeeded but did not produce `x`",),
+        "ln -s /etc/hostname {out}/x": ("is a symlink to /etc/hostname on amd-a, outside the job directory",),
+    }
+    with SshExecutor(cluster.ssh_node("amd-a")) as executor:
+        for index, (script, expected) in enumerate(cases.items()):
+            spec, inputs = shell_job(tmp_path, script)
+            log = tmp_path / f"job{index}.log"
+            with pytest.raises(BuildError) as caught, executor.run(spec, inputs, log):
+                pytest.fail("a failed build yielded outputs")
+            assert not isinstance(caught.value, NodeLost | IntegrityError)
+            assert all(text in str(caught.value) for text in expected), str(caught.value)
+            assert node.jobs() == []
+    assert "compiling\nx.c:1: error: oops\n# exit 3" in (tmp_path / "job0.log").read_text()
+
+
 def test_ctrl_c_where_run_was_called_stops_the_step_on_the_node(cluster: Cluster, tmp_path: Path) -> None:
     """Without the scheduler (which calls `cancel`): an interrupt in the thread that called `run`
     still kills the step's process group on the node and removes its job directory."""

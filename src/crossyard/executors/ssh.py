@@ -273,9 +273,7 @@ class SshExecutor:
                             for i in spec.inputs)]
         fetched = Path(tempfile.mkdtemp(prefix="job-", dir=self._scratch_dir()))
         try:
-            files, facts = self._call(self._job(spec, archive, blobs, log, fetched))
-            yield Outputs(files=files, digests={name: sha256_file(path) for name, path in files.items()},
-                          node=self.node, facts=facts)
+            yield self._call(self._job(spec, archive, blobs, log, fetched))
         finally:
             shutil.rmtree(fetched, ignore_errors=True)
 
@@ -512,7 +510,7 @@ true"""
         self.sent.extend(b.hex for b in blobs)
 
     async def _job(self, spec: JobSpec, archive: _Blob, blobs: list[_Blob], log: Path,
-                   fetched: Path) -> tuple[dict[str, Path], dict[str, str]]:
+                   fetched: Path) -> Outputs:
         # One connection for the whole job: if it drops, the job is lost (no reconnecting to
         # clean up after it, which would only wait for the connect timeout on a dead link).
         conn = await self._connection()
@@ -529,7 +527,7 @@ true"""
             started = time.monotonic()
             await self._steps(conn, spec, commands(spec, seen, root, binds), log)
             build_seconds = time.monotonic() - started
-            files = await self._fetch(conn, spec, seen, jobdir, log, fetched)
+            files, digests = await self._fetch(conn, spec, seen, jobdir, log, fetched)
         except (asyncssh.Error, ConnectionError, TimeoutError) as error:
             # The connection's own reason first: a read cut short only knows it was.
             why = client.reason if client is not None and client.reason is not None else error
@@ -541,7 +539,7 @@ true"""
                     await self._sh(conn, f"rm -rf -- {shlex.quote(jobdir)}", check=False)
         facts = {FACT_SHIP_SECONDS: f"{ship_seconds:.3f}", FACT_BUILD_SECONDS: f"{build_seconds:.3f}",
                  FACT_SENT: str(len(shipped.sent)), FACT_REUSED: str(len(shipped.reused))}
-        return files, facts
+        return Outputs(files=files, digests=digests, node=self.node, facts=facts)
 
     async def _make_jobdir(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, archive: _Blob) -> str:
         cas, jobs, cache = (shlex.quote(d) for d in self._dirs())
@@ -626,7 +624,7 @@ true"""
         return process.returncode if process.returncode is not None else -1
 
     async def _fetch(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, seen: JobPaths,
-                     jobdir: str, log: Path, fetched: Path) -> dict[str, Path]:
+                     jobdir: str, log: Path, fetched: Path) -> tuple[dict[str, Path], dict[str, str]]:
         """Each output, resolved and hashed on the node, fetched and hashed again here."""
         wanted = {name: output_path(spec, seen, name) for name in spec.outputs}
         script = [f"J=$(readlink -f -- {shlex.quote(jobdir)})", 'printf "%s\\0" "$J"']
@@ -638,12 +636,13 @@ true"""
         resolved_root = fields[0]
         sftp = await self._sftp_client(conn)
         files: dict[str, Path] = {}
+        digests: dict[str, str] = {}
         for index, (name, (seen_path, _)) in enumerate(wanted.items()):
             resolved, reported = fields[1 + 2 * index], fields[2 + 2 * index]
-            if not resolved.startswith(resolved_root + "/"):
+            if resolved and not resolved.startswith(resolved_root + "/"):
                 raise BuildError(
-                    f"{spec.id}: output `{name}` ({seen_path}) is a symlink to {resolved or '?'}, "
-                    "outside the job directory; outputs must be files the build made",
+                    f"{spec.id}: output `{name}` ({seen_path}) is a symlink to {resolved} on "
+                    f"{self.remote.name}, outside the job directory; outputs must be files the build made",
                     log=log, tail=tail(log))
             if reported == "-":
                 raise BuildError(f"{spec.id}: the build succeeded but did not produce `{name}` ({seen_path})",
@@ -655,8 +654,8 @@ true"""
                 raise IntegrityError(
                     f"{spec.id}: output `{name}` from ssh node `{self.remote.name}` hashes to "
                     f"sha256:{here} here, but the node reported sha256:{reported}")
-            files[name] = local
-        return files
+            files[name], digests[name] = local, f"sha256:{here}"
+        return files, digests
 
 
 def _reason(error: BaseException) -> str:
