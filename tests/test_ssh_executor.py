@@ -31,7 +31,7 @@ from crossyard.scheduler import Scheduler, StoreInputs
 from crossyard.sources import ResolvedSource, tree_digest
 from crossyard.toolchains import roots_dir
 from crossyard.workspace import Workspace
-from helpers.sshcluster import Cluster, NodeSpec, ssh_cluster
+from helpers.sshcluster import Cluster, NodeSpec, alive, ssh_cluster
 
 pytestmark = [pytest.mark.integration]
 
@@ -40,8 +40,7 @@ LOST_PROMPTLY_S = 5.0
 STARTED = "\nstarted\n"  # the step's output; the log's `$ sh -c echo started…` line is not it
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def require_cluster() -> None:
     for tool in ("sshd", "ssh-keygen", "ip"):
         require_tool(tool, HINT)
     require_tool("bwrap", "apt-get install bubblewrap")
@@ -49,6 +48,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require((roots_dir() / "go-trixie-riscv64" / "usr").is_dir(),
             "the go-trixie-riscv64 root is missing: run .ci/install.d/61-go-roots.sh")
     require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_cluster()
     specs = [NodeSpec(name="amd-a"), NodeSpec(name="amd-b"), NodeSpec(name="rv", arch="linux/riscv64")]
     with ssh_cluster(tmp_path_factory.mktemp("cluster"), specs) as made:
         yield made
@@ -465,3 +469,27 @@ def test_the_riscv64_node_builds_go_natively_with_the_cross_digest(cluster: Clus
         assert cluster.nodes[name].jobs() == []
     print(f"times: { {k: round(v, 1) for k, v in times.items()} }\ndigests: {digests}")
     assert len({json.dumps(d, sort_keys=True) for d in digests.values()}) == 1, digests
+
+
+def test_the_cluster_leaves_nothing_behind_even_when_a_test_fails(tmp_path: Path) -> None:
+    """Namespaces, veths, the bridge and every process on the nodes (sshd, its sessions, what
+    they started) are gone after the cluster's block, also when it ends with an exception."""
+    require_cluster()
+    with pytest.raises(RuntimeError, match="a failing test"):  # noqa: SIM117
+        with ssh_cluster(tmp_path / "cluster", [NodeSpec(name="solo")]) as made:
+            node = made.nodes["solo"]
+            executor = SshExecutor(made.ssh_node("solo"))
+            spec, inputs = shell_job(tmp_path, "echo started; sleep 3009")
+            job = in_background(executor, spec, inputs, tmp_path / "job.log")
+            wait_for_text(tmp_path / "job.log", STARTED, job)
+            pids, namespace, link = node.pids(), node.namespace, node.link
+            bridge = subprocess.run(["ip", "-o", "link", "show", "dev", link], capture_output=True,
+                                    text=True).stdout.split(" master ")[1].split()[0]
+            assert any(c.split()[-2:] == ["sleep", "3009"] for c in node.processes().values())
+            raise RuntimeError("a failing test")
+    executor.close()
+    assert namespace not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for device in (link, bridge):
+        assert subprocess.run(["ip", "link", "show", "dev", device], capture_output=True).returncode != 0
+    assert [p for p in pids if alive(p)] == []
+

@@ -1,9 +1,10 @@
 """A cluster of SSH nodes the tests make themselves: one network namespace per node, each with a
 real OpenSSH sshd on its own address; host keys and client keys generated per run.
 
-Network: a bridge on this machine holds `<net>.1` of a free private /24; node i lives in
-namespace `cyssh-<pid>-<i>`, linked to the bridge by a veth pair (this side `cyh<pid><i>`,
-the node's side `eth0` with `<net>.<10+i>`). `set_link(False)` takes this side down, which cuts the
+Network: a bridge on this machine (`cyb<pid>-<n>`, pid in hex, n counting this process's
+clusters) holds `<net>.1` of a free private /24; node i lives in namespace `cyssh-<pid>-<n>-<i>`,
+linked to the bridge by a veth pair (this side `cyh<pid>-<n>-<i>`, the node's side `eth0` with
+`<net>.<10+i>`). `set_link(False)` takes this side down, which cuts the
 node off as a pulled cable would: no FIN, no RST, just silence.
 
 Nodes: every sshd runs as `ip netns exec NS /usr/sbin/sshd -D -f CONFIG`, root login with a key
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import os
 import random
 import shutil
@@ -48,8 +50,9 @@ from crossyard.toolchains import roots_dir
 
 from .processes import stop, wait_started
 
-PREFIX = "cyssh-"  # namespaces: cyssh-<creator pid>-<index>
+PREFIX = "cyssh-"  # namespaces: cyssh-<creator pid>-<cluster>-<index>
 START_TIMEOUT = 20.0
+_SERIAL = itertools.count()
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 RISCV64_ROOT = "go-trixie-riscv64"
 LIAR_SHA256SUM = """#!/bin/sh
@@ -165,7 +168,8 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it is not)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
@@ -178,9 +182,9 @@ def _kill_all(pids: Sequence[int], timeout: float = 5.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + timeout
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not any(_alive(p) for p in pids):
+        if not any(alive(p) for p in pids):
             return
 
 
@@ -213,13 +217,14 @@ def sweep_leftovers() -> None:
     """Remove what a killed test run left: namespaces and bridges of a pid that is gone."""
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX) and not _alive(int(name.split("-")[1])):
+        if name.startswith(PREFIX) and not alive(int(name.split("-")[1])):
             pids = _ip("netns", "pids", name, check=False).stdout.split()
             _kill_all([int(p) for p in pids])
             _ip("netns", "del", name, check=False)
     for line in _ip("-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
         name = line.split(":")[1].strip()
-        if name.startswith("cyb") and not _alive(int(name[3:], 16)):
+        creator = name[3:].split("-")[0]
+        if name.startswith("cyb") and "-" in name and not alive(int(creator, 16)):
             _ip("link", "del", name, check=False)
 
 
@@ -265,8 +270,8 @@ def ssh_cluster(root: Path, specs: Sequence[NodeSpec]) -> Iterator[Cluster]:
     """Start the nodes; on leaving, stop and remove all of it (see the module's docstring)."""
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     sweep_leftovers()
-    pid = os.getpid()
-    bridge = f"cyb{pid:x}"
+    pid, serial = os.getpid(), next(_SERIAL)
+    bridge = f"cyb{pid:x}-{serial:x}"  # at most 15 characters, as every interface name
     net = _free_subnet()
     hosts = list(net.hosts())
     root.mkdir(parents=True, exist_ok=True)
@@ -284,7 +289,7 @@ def ssh_cluster(root: Path, specs: Sequence[NodeSpec]) -> Iterator[Cluster]:
         _ip("addr", "add", f"{hosts[0]}/{net.prefixlen}", "dev", bridge)
         _ip("link", "set", bridge, "up")
         for index, spec in enumerate(specs):
-            namespace, link = f"{PREFIX}{pid}-{index}", f"cyh{pid:x}{index}"
+            namespace, link = f"{PREFIX}{pid}-{serial}-{index}", f"cyh{pid:x}-{serial:x}-{index}"
             state = root / spec.name
             (state / "work").mkdir(parents=True)
             arch = Platform.parse(spec.arch)
