@@ -5,6 +5,8 @@ cut, a node that misreports digests)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ import pytest
 from conftest import REPO, binfmt_registered, require, require_tool
 from crossyard.errors import BuildError, ConfigurationError, IntegrityError, NodeLost
 from crossyard.executors.local import LocalExecutor
-from crossyard.executors.ssh import FACT_REUSED, FACT_SENT, SshExecutor, probe
+from crossyard.executors.ssh import FACT_REUSED, FACT_SENT, SshExecutor, probe, source_archive
 from crossyard.hashing import sha256_file
 from crossyard.jobspec import JobSpec, Step, ToolchainRequirement
 from crossyard.platforms import Platform
@@ -197,6 +199,29 @@ def test_a_c_job_gives_the_local_digest_and_its_inputs_go_to_the_node_once(
             second = dict(outputs.facts)
         assert again.sent == []
     print(f"\nfirst job: {first_s:.2f}s ({first}); second job, inputs reused: {second_s:.2f}s ({second})")
+
+
+def test_a_damaged_blob_in_the_nodes_cache_is_node_lost_and_sent_again(
+    cluster: Cluster, c_job: CJob, tmp_path: Path
+) -> None:
+    node = cluster.nodes["amd-a"]
+    with SshExecutor(cluster.ssh_node("amd-a")) as executor, \
+            executor.run(c_job.spec, c_job.inputs, tmp_path / "first.log"):
+        pass
+    made_here = io.BytesIO()  # the archive is the same bytes whoever makes it
+    source_archive(c_job.inputs.source(c_job.spec.source), made_here)
+    archive = hashlib.sha256(made_here.getvalue()).hexdigest()
+    assert (node.workdir / "cas" / archive).is_file()
+    (node.workdir / "cas" / archive).write_bytes(b"not a tar\n")  # a bad disk, a stray write
+    with SshExecutor(cluster.ssh_node("amd-a")) as executor:
+        with pytest.raises(NodeLost, match="cannot prepare a job directory on ssh node `amd-a`"), \
+                executor.run(c_job.spec, c_job.inputs, tmp_path / "second.log"):
+            pytest.fail("a job ran on a damaged source")
+        assert not (node.workdir / "cas" / archive).exists() and node.jobs() == []
+        # the next job sends it again and builds the same bytes
+        with executor.run(c_job.spec, c_job.inputs, tmp_path / "third.log") as outputs:
+            assert dict(outputs.digests) == c_job.digests
+            assert outputs.facts[FACT_SENT] != "0" and archive in executor.sent
 
 
 def test_a_host_key_that_does_not_match_refuses_the_node_and_runs_nothing(

@@ -520,7 +520,7 @@ true"""
             started = time.monotonic()
             shipped = await self._ship(conn, blobs)
             ship_seconds = time.monotonic() - started
-            jobdir = await self._make_jobdir(conn, spec, archive)
+            jobdir = await self._make_jobdir(conn, spec, archive, blobs)
             cache = f"{self._dirs()[2]}/{spec.toolchain.name}"
             root = None if spec.toolchain.root is None else Path(self.remote.roots) / spec.toolchain.root
             seen, binds = job_view(jobdir, cache, rooted=root is not None)
@@ -541,12 +541,17 @@ true"""
                  FACT_SENT: str(len(shipped.sent)), FACT_REUSED: str(len(shipped.reused))}
         return Outputs(files=files, digests=digests, node=self.node, facts=facts)
 
-    async def _make_jobdir(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, archive: _Blob) -> str:
+    async def _make_jobdir(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, archive: _Blob,
+                           blobs: list[_Blob]) -> str:
+        """A fresh job directory with the source and the dependency files in place. If that fails
+        the node is at fault (a full disk, a damaged cached blob): the directory and the blobs
+        this job used are removed, so the next job sends them again, and the job is `NodeLost`."""
         cas, jobs, cache = (shlex.quote(d) for d in self._dirs())
+        used = " ".join(f"{cas}/{b.hex}" for b in blobs)
         lines = [
             "set -e", "umask 022",
             f"mkdir -p {jobs} {cache}/{shlex.quote(spec.toolchain.name)}",
-            f'J=$(mktemp -d {jobs}/job-XXXXXXXX)', 'echo "$J"', 'cd "$J"',
+            f'J=$(mktemp -d {jobs}/job-XXXXXXXX)', f"trap 'rm -rf \"$J\" {used}' EXIT", 'cd "$J"',
             "mkdir src out deps home tmp",
             f"tar -x -m -f {cas}/{archive.hex} -C src",
         ]
@@ -555,8 +560,15 @@ true"""
             lines += [f"mkdir -p deps/{shlex.quote(item.recipe)}",
                       f"cp -- {cas}/{split_digest(item.digest)[1]} {target}",
                       f"chmod {'755' if item.mode & 0o111 else '644'} {target}"]
-        out = await self._sh(conn, "\n".join(lines))
-        return out.strip().splitlines()[0]
+        lines += ["trap - EXIT", 'echo "$J"']
+        result = await conn.run("\n".join(lines), stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+        if result.exit_status != 0:
+            if result.exit_status is None and result.exit_signal is None:
+                raise asyncssh.ConnectionLost("the session ended without an exit status")
+            self._present.difference_update(b.hex for b in blobs)
+            raise NodeLost(f"{spec.id}: cannot prepare a job directory on ssh node `{self.remote.name}`: "
+                           f"{str(result.stderr).strip() or f'exit status {result.exit_status}'}")
+        return str(result.stdout).strip()
 
     async def _steps(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, steps: list[Command],
                      log_path: Path) -> None:
