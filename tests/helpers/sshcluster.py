@@ -34,6 +34,7 @@ import ipaddress
 import itertools
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -217,14 +218,14 @@ def sweep_leftovers() -> None:
     """Remove what a killed test run left: namespaces and bridges of a pid that is gone."""
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX) and not alive(int(name.split("-")[1])):
-            pids = _ip("netns", "pids", name, check=False).stdout.split()
-            _kill_all([int(p) for p in pids])
+        creator = name.removeprefix(PREFIX).split("-")[0]
+        if name.startswith(PREFIX) and creator.isdigit() and not alive(int(creator)):
+            _kill_all([int(p) for p in _ip("netns", "pids", name, check=False).stdout.split()])
             _ip("netns", "del", name, check=False)
     for line in _ip("-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
         name = line.split(":")[1].strip()
-        creator = name[3:].split("-")[0]
-        if name.startswith("cyb") and "-" in name and not alive(int(creator, 16)):
+        creator = name.removeprefix("cyb").split("-")[0]
+        if re.fullmatch(r"cyb[0-9a-f]+-[0-9a-f]+", name) and not alive(int(creator, 16)):
             _ip("link", "del", name, check=False)
 
 

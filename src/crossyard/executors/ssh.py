@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
@@ -127,10 +127,10 @@ class _Blob:
     local: Path
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class _Shipped:
-    sent: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
+    sent: list[str]  # blobs uploaded for the job
+    reused: list[str]  # blobs the node had
 
 
 class _Client(asyncssh.SSHClient):
