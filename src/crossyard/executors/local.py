@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..builders import output_inside
@@ -56,6 +57,53 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def job_view(jobdir: str, cache: str, *, rooted: bool) -> tuple[JobPaths, list[tuple[Path, str]]]:
+    """The job's directories as its steps see them, and what bubblewrap binds where for a
+    toolchain root (mount points under the sandbox's /tmp tmpfs: the root itself is read-only).
+    `jobdir` and `cache` are paths on the machine that runs the job, this one or a node."""
+    if not rooted:
+        return JobPaths(root=jobdir, src=f"{jobdir}/src", out=f"{jobdir}/out", deps=f"{jobdir}/deps",
+                        cache=cache, home=f"{jobdir}/home"), []
+    seen = JobPaths(root=SANDBOX_JOB, src=f"{SANDBOX_JOB}/src", out=f"{SANDBOX_JOB}/out",
+                    deps=f"{SANDBOX_JOB}/deps", cache=SANDBOX_CACHE, home=f"{SANDBOX_JOB}/home")
+    return seen, [(Path(jobdir), SANDBOX_JOB), (Path(cache), SANDBOX_CACHE)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """One step as a process to start: what the log shows, what runs, where, with what."""
+
+    shown: tuple[str, ...]  # the step's argv, placeholders filled
+    argv: list[str]  # wrapped in bubblewrap for a toolchain root
+    cwd: str | None  # None: bubblewrap changes directory itself
+    env: dict[str, str]  # the whole environment
+
+
+def commands(spec: JobSpec, seen: JobPaths, root: Path | None,
+             binds: list[tuple[Path, str]]) -> list[Command]:
+    """The spec's steps with the job's paths put in, each in the clean environment."""
+    steps = [Step(argv=tuple(seen.fill(a) for a in step.argv), cwd=seen.fill(step.cwd),
+                  env={k: seen.fill(v) for k, v in step.env.items()}) for step in spec.steps]
+    first = steps[0].argv[0] if steps else ""
+    # A host toolchain named by absolute path (/usr/lib/go-1.19/bin/go) finds its siblings
+    extra_path = posixpath.dirname(first) if root is None and posixpath.isabs(first) else None
+    job_env = {k: seen.fill(v) for k, v in {**spec.toolchain.env, **spec.env}.items()}
+    return [Command(shown=step.argv, argv=in_root(root, step.argv, binds=binds, workdir=step.cwd),
+                    cwd=step.cwd if root is None else None,
+                    env=clean_env(paths=seen, epoch=spec.source_date_epoch, extra_path=extra_path,
+                                  extra={**job_env, **step.env}))
+            for step in steps]
+
+
+def output_path(spec: JobSpec, seen: JobPaths, name: str) -> tuple[str, str]:
+    """Output `name` as the steps see it, and relative to the job directory. It must name a file
+    inside that directory (lexically here; the executor checks again once symlinks are resolved)."""
+    seen_path = seen.fill(spec.outputs[name])
+    if not output_inside(name, seen_path, seen.root):
+        raise BuildError(f"{spec.id}: output `{name}` ({seen_path}) is outside the job directory")
+    return seen_path, posixpath.relpath(posixpath.normpath(seen_path), seen.root)
 
 
 class LocalExecutor:
@@ -117,36 +165,25 @@ class LocalExecutor:
             cache = self.cache_root / spec.toolchain.name
             cache.mkdir(parents=True, exist_ok=True)
             root = None if spec.toolchain.root is None else self.roots / spec.toolchain.root
-            if root is None:
-                seen = JobPaths(root=str(jobdir), src=str(jobdir / "src"), out=str(jobdir / "out"),
-                                deps=str(jobdir / "deps"), cache=str(cache), home=str(jobdir / "home"))
-                binds: list[tuple[Path, str]] = []
-            else:
-                # Mount points go under the sandbox's /tmp tmpfs: the root itself is read-only.
-                seen = JobPaths(root=SANDBOX_JOB, src=f"{SANDBOX_JOB}/src", out=f"{SANDBOX_JOB}/out",
-                                deps=f"{SANDBOX_JOB}/deps", cache=SANDBOX_CACHE, home=f"{SANDBOX_JOB}/home")
-                binds = [(jobdir, SANDBOX_JOB), (cache, SANDBOX_CACHE)]
-            self._run_steps(spec, seen, root, binds, log)
-            files = {name: self._output(spec, jobdir, seen, name, seen.fill(path), log)
-                     for name, path in spec.outputs.items()}
+            seen, binds = job_view(str(jobdir), str(cache), rooted=root is not None)
+            self._run_steps(spec, commands(spec, seen, root, binds), log)
+            files = {name: self._output(spec, jobdir, name, *output_path(spec, seen, name), log)
+                     for name in spec.outputs}
             yield Outputs(files=files, digests={name: sha256_file(path) for name, path in files.items()},
                           node=self.node)
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
 
     @staticmethod
-    def _output(spec: JobSpec, jobdir: Path, seen: JobPaths, name: str, seen_path: str, log: Path) -> Path:
+    def _output(spec: JobSpec, jobdir: Path, name: str, seen_path: str, relative: str, log: Path) -> Path:
         """The file an output names, on this machine. It must be a regular file inside the job
         directory once symlinks are resolved: a build (or a symlink in its source) pointing an
         output at /etc/shadow or another job's tree must not carry that file into the store."""
-        if not output_inside(name, seen_path, seen.root):
-            raise BuildError(f"{spec.id}: output `{name}` ({seen_path}) is outside the job directory")
-        host_path = jobdir / posixpath.relpath(posixpath.normpath(seen_path), seen.root)
-        resolved = host_path.resolve()
+        resolved = (jobdir / relative).resolve()
         if not resolved.is_relative_to(jobdir.resolve()):
             raise BuildError(
-                f"{spec.id}: output `{name}` ({seen_path}) is a symlink to {resolved}, outside the "
-                "job directory; outputs must be files the build made",
+                f"{spec.id}: output `{name}` ({seen_path}) is a symlink to {resolved}, "
+                "outside the job directory; outputs must be files the build made",
                 log=log, tail=tail(log),
             )
         if not resolved.is_file():
@@ -156,21 +193,11 @@ class LocalExecutor:
             )
         return resolved
 
-    def _run_steps(self, spec: JobSpec, seen: JobPaths, root: Path | None, binds: list[tuple[Path, str]],
-                   log_path: Path) -> None:
+    def _run_steps(self, spec: JobSpec, steps: list[Command], log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        steps = [Step(argv=tuple(seen.fill(a) for a in step.argv), cwd=seen.fill(step.cwd),
-                      env={k: seen.fill(v) for k, v in step.env.items()}) for step in spec.steps]
-        first = steps[0].argv[0] if steps else ""
-        # A host toolchain named by absolute path (/usr/lib/go-1.19/bin/go) finds its siblings
-        extra_path = os.path.dirname(first) if root is None and os.path.isabs(first) else None
-        job_env = {k: seen.fill(v) for k, v in {**spec.toolchain.env, **spec.env}.items()}
         with log_path.open("w") as log:
             for step in steps:
-                env = clean_env(paths=seen, epoch=spec.source_date_epoch, extra_path=extra_path,
-                                extra={**job_env, **step.env})
-                argv = in_root(root, step.argv, binds=binds, workdir=step.cwd)
-                log.write(f"$ {' '.join(step.argv)}\n")
+                log.write(f"$ {' '.join(step.shown)}\n")
                 log.flush()
                 started = time.monotonic()
                 with self._lock:  # so `cancel` either sees this step or it never starts
@@ -178,12 +205,12 @@ class LocalExecutor:
                         raise BuildError(f"{spec.id}: cancelled", log=log_path)
                     try:
                         process = subprocess.Popen(
-                            argv, cwd=step.cwd if root is None else None, env=env, stdout=log,
+                            step.argv, cwd=step.cwd, env=step.env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o022,
                             start_new_session=True,
                         )
                     except OSError as error:
-                        raise BuildError(f"{spec.id}: cannot run `{step.argv[0]}`: {error.strerror}",
+                        raise BuildError(f"{spec.id}: cannot run `{step.shown[0]}`: {error.strerror}",
                                          log=log_path) from None
                     self._running.add(process)
                 try:
@@ -198,7 +225,7 @@ class LocalExecutor:
                     if self._cancelled:
                         raise BuildError(f"{spec.id}: cancelled", log=log_path)
                     raise BuildError(
-                        f"{spec.id}: `{' '.join(step.argv[:3])} …` exited with status {returncode}",
+                        f"{spec.id}: `{' '.join(step.shown[:3])} …` exited with status {returncode}",
                         log=log_path, tail=tail(log_path),
                     )
 
