@@ -80,13 +80,18 @@ def test_gcc_identity_is_release_and_target(platform: Platform) -> None:
 
 
 @pytest.mark.integration
-def test_rustc_identity_from_the_trixie_root_and_from_rustup() -> None:
+def test_rustc_identity_from_the_trixie_root() -> None:
     trixie = root("rust-trixie")
     for platform in (RISCV64, ARM64):
         target = probed("rust-trixie", platform)
         assert target.identity == f"rustc {rust_release(in_root(trixie, []))}"
         assert "(" not in target.identity  # a release's commit and date are not part of it
-    require_tool("rustc", "install rustup")
+
+
+# rustup on the host is optional (.ci/setup builds Rust in the trixie root): where a developer
+# has it, its identity is read the same way. Not `require_tool`: CI has no rustup by design.
+@pytest.mark.skipif(shutil.which("rustc") is None, reason="no host rustc (rustup is optional)")
+def test_rustc_identity_from_rustup() -> None:
     assert probed("rust", HOST).identity == f"rustc {rust_release([])}"
 
 
