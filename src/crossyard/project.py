@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .engine import probe as engine_probe
 from .errors import ConfigurationError, check_keys
+from .nodes import Node, load_nodes
 from .plan import BUILD_KINDS, BuildGraph, plan
 from .platforms import Platform, parse_platforms
 from .recipes import Catalog, Recipe, check_epoch, load_catalog, read_toml
@@ -22,7 +23,8 @@ from .store import Store
 from .toolchains import ProbeCache, Prober, load_definitions, qemu_command
 from .workspace import Workspace
 
-CONFIG_KEYS = ("build", "registry", "debian")  # [registry]: registry/manager.py, [debian]: debian.py
+# [registry]: registry/manager.py, [debian]: debian.py, [[nodes]]: nodes.py
+CONFIG_KEYS = ("build", "registry", "debian", "nodes")
 BUILD_KEYS = ("platforms", "jobs", "source_date_epoch", "source_root")
 
 
@@ -32,6 +34,7 @@ class Settings:
     jobs: int = os.cpu_count() or 1
     source_date_epoch: int = 0
     source_root: Path | None = None  # where local sources may be; None: the workspace
+    nodes: tuple[Node, ...] = ()  # [[nodes]], or this machine alone with `jobs` slots
 
 
 def load_settings(
@@ -79,7 +82,8 @@ def load_settings(
     if "source_date_epoch" in build:
         epoch = check_epoch(build["source_date_epoch"], key=f"{file}: [build] source_date_epoch")
     source_root = _source_root(build["source_root"], workspace) if "source_root" in build else None
-    return Settings(platforms=chosen, jobs=count, source_date_epoch=epoch, source_root=source_root)
+    nodes = load_nodes(data.get("nodes"), file=file, jobs=count, environ=environ)
+    return Settings(platforms=chosen, jobs=count, source_date_epoch=epoch, source_root=source_root, nodes=nodes)
 
 
 def _source_root(value: object, workspace: Workspace) -> Path:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "verify": "publish",
     "publish": "publish",
     "registry": "registry",
+    "nodes": "nodes",
 }
 
 
