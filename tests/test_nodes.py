@@ -241,3 +241,25 @@ def test_a_docker_node_over_tls_is_probed_through_the_engine(tmp_path: Path, doc
     assert refused.returncode == 2, refused.stderr
     assert (f"node `engine` ({docker_engine.tls_host}) is declared {FOREIGN.oci} but probes as "
             f"{os.uname().machine}") in refused.stderr
+
+
+def test_a_build_leaves_an_unreachable_node_out_with_a_warning(tmp_path: Path) -> None:
+    require_tool("gcc", "apt-get install gcc")
+    host = Platform.host()
+    ws = workspace(tmp_path / "ws", f'[[nodes]]\nname = "here"\ntransport = "local"\nmax_jobs = 1\n\n'
+                                    f'[[nodes]]\nname = "gone"\ntransport = "docker"\n'
+                                    f'address = "unix://{tmp_path}/no-engine.sock"\narch = "{FOREIGN.oci}"\n')
+    (ws / "src").mkdir()
+    (ws / "src" / "main.c").write_text("int main(void) { return 0; }\n")
+    (ws / "recipes" / "app.toml").write_text(
+        f'name = "app"\nkind = "c"\nplatforms = ["{host.oci}"]\n[source]\npath = "../src"\n[c]\nsources = ["main.c"]\n')
+    result = run_cli("-C", str(ws), "build", "--json", "-")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    (warning,) = summary["node_warnings"]
+    assert warning.startswith(f"node gone left out of this run: gone: the Docker engine at unix://{tmp_path}")
+    assert "warning: node gone left out of this run" in result.stderr
+    (job,) = summary["jobs"]
+    assert (job["status"], job["attempts"]) == ("built", 1) and job["node"].startswith("local:")
+    durations = json.loads((ws / ".crossyard" / "durations.json").read_text())["entries"]
+    assert list(durations) == [f"app|{host.oci}|native|local/{host.architecture}"]

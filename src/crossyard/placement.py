@@ -240,8 +240,7 @@ class Placer:
         return self.durations.estimate(task.recipe, task.platform, toolchain.strategy, slots.member.node.node_class)
 
     def _best_estimate(self, task: Task) -> float:
-        found = [self._estimate(task, s, t) for s in self.members.values()
-                 if isinstance(tools := self._toolchains(task, s), list) for t in tools]
+        found = [o.estimate for o in self._candidates(task)]
         return min(found) if found else self.durations.estimate(task.recipe, task.platform, "cross", "")
 
     def _ranks(self) -> dict[str, float]:

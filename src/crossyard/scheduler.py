@@ -171,7 +171,7 @@ class Scheduler:
         finished: queue.SimpleQueue[Future[_Attempt]] = queue.SimpleQueue()
         pool = ThreadPoolExecutor(max_workers=sum(m.slots for m in self.members) or 1, thread_name_prefix="job")
         try:
-            while pending or running:
+            while pending or running or placer.ready:
                 progressed = True
                 while progressed:
                     progressed = False
