@@ -9,13 +9,20 @@ benchmark (benchmarks/bench_schedule.py) with a simulated clock; both take every
   free now or, in the estimate, frees soonest, plus the time to ship inputs it does not hold
   (its dependencies' outputs, its source). A job may wait for a busy fast node rather than start
   on an idle slow one; a slot a higher-ranked job waits for is reserved for it in the estimate.
+  Work that only one member can do (Dockerfile jobs on the one engine of the plan's identity)
+  counts, for the jobs that could go elsewhere, as a delay on that member while they would hold
+  its slot: the workstation keeps room for the images still to come.
 - What can run it: a member whose toolchain has the identity the plan keyed the job with, for
   its platform, with a strategy the recipe accepts (native on a node of that arch, cross with a
-  cross toolchain, emulated only when no member can build it any other way). The machine that
-  made the plan can by construction. A Dockerfile job needs an engine of the planned identity.
+  cross toolchain, emulated under qemu). The machine that made the plan can by construction. A
+  Dockerfile job needs an engine of the planned identity. Emulated is the last resort by its
+  estimate (5x a cross build until measured): it is chosen only where it would finish before any
+  native or cross build could, i.e. when those nodes are busy or absent; on a tie it loses.
 - Durations are learned per recipe, platform, strategy and node class (transport/arch) from
-  earlier runs (`Durations`, .crossyard/durations.json); unknown ones are a per-recipe base
-  times a factor per strategy (cross 1x, native riscv64 3x, emulated 5x).
+  earlier runs (`Durations`, .crossyard/durations.json); an unmeasured one is the recipe's size
+  times how slow that strategy is on that node class, both fitted to what was measured, and
+  before anything was: a base (60 s) times defaults (cross on amd64 1x, native riscv64 3x,
+  arm64 2x, emulated 5x).
 - Faults: a member lost mid-job takes no more jobs this run, and its job goes back to the queue
   (up to `max_retries` times); a member whose executors refuse a job is not offered it again.
 """
@@ -40,21 +47,23 @@ from .toolchains import ToolchainTarget
 
 DEFAULT_BASE_S: Final = 60.0  # an unknown recipe's cross build, until one has run
 # How much longer a strategy takes than a cross build on a workstation, until measured.
-STRATEGY_FACTORS: Final[Mapping[tuple[str, str], float]] = {
-    ("native", "riscv64"): 3.0,  # riscv64 boards
-    ("native", "arm64"): 2.0,  # arm64 compute modules
-}
-DEFAULT_FACTORS: Final[Mapping[str, float]] = {"cross": 1.0, "native": 1.0, "emulated": 5.0}
+# Until measured, how much longer a job takes than a cross build on an amd64 workstation: a
+# node's arch says how fast it is at anything (riscv64 boards 3x, arm64 compute modules 2x), and
+# emulation under qemu-user costs 5x on top (measured here: about 5x).
+ARCH_FACTORS: Final[Mapping[str, float]] = {"amd64": 1.0, "arm64": 2.0, "riscv64": 3.0}
+STRATEGY_FACTORS: Final[Mapping[str, float]] = {"cross": 1.0, "native": 1.0, "emulated": 5.0}
 LEARNING_RATE: Final = 0.5  # weight of the newest run in a learned duration
 MAX_RETRIES: Final = 2  # re-queues of a job whose node was lost
 LINK_BYTES_PER_S: Final = 50e6  # shipping inputs to a node: a busy gigabit link
 LINK_LATENCY_S: Final = 0.5  # per input not already there (an archive, a round trip)
 OVERRUN_FLOOR: Final = 0.2  # a job past its estimate is expected to need this share of it more
 DURATIONS_VERSION: Final = 1
+FIT_ROUNDS: Final = 5
 
 
 def factor(strategy: str, architecture: str) -> float:
-    return STRATEGY_FACTORS.get((strategy, architecture), DEFAULT_FACTORS.get(strategy, 1.0))
+    """The default estimate of a `strategy` build on a node of `architecture`, in cross builds."""
+    return STRATEGY_FACTORS.get(strategy, 1.0) * ARCH_FACTORS.get(architecture, 1.0)
 
 
 # -- durations -------------------------------------------------------------------------------------
@@ -78,7 +87,7 @@ class Durations:
     def __init__(self, path: Path | None = None, entries: Mapping[str, float] | None = None) -> None:
         self.path = path
         self.entries: dict[str, float] = dict(entries or {})
-        self._bases: dict[str, float] | None = None
+        self._model: tuple[dict[str, float], dict[str, float]] | None = None
 
     @classmethod
     def load(cls, path: Path) -> Durations:
@@ -103,7 +112,7 @@ class Durations:
             key = self.key(sample.recipe, sample.platform, sample.strategy, sample.node_class)
             old = self.entries.get(key)
             self.entries[key] = sample.seconds if old is None else old + LEARNING_RATE * (sample.seconds - old)
-        self._bases = None
+        self._model = None
 
     def save(self) -> None:
         if self.path is not None:
@@ -111,28 +120,46 @@ class Durations:
             atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
 
     def estimate(self, recipe: str, platform: Platform, strategy: str, node_class: str) -> float:
-        """Seconds: as measured on this node class, else the recipe's base (its measurements
-        elsewhere, brought back to a cross build) times the strategy's factor here."""
+        """Seconds: as measured for exactly this, else the recipe's size times how slow this
+        strategy is on this node class, both fitted to every measurement (`_fit`)."""
         found = self.entries.get(self.key(recipe, platform, strategy, node_class))
         if found is not None:
             return found
-        bases = self._recipe_bases()
-        base = bases.get(recipe, bases.get("", DEFAULT_BASE_S))
-        return base * factor(strategy, node_class.rpartition("/")[2])
+        sizes, speeds = self._fit()
+        size = sizes.get(recipe, sizes.get("", DEFAULT_BASE_S))
+        return size * speeds.get(f"{strategy}|{node_class}", factor(strategy, node_class.rpartition("/")[2]))
 
-    def _recipe_bases(self) -> dict[str, float]:
-        """recipe → mean measured duration divided by its factor; "" → the median over recipes."""
-        if self._bases is None:
-            normalized: dict[str, list[float]] = {}
+    def _fit(self) -> tuple[dict[str, float], dict[str, float]]:
+        """duration ≈ size(recipe) x speed(strategy, node class), fitted in log space by a few
+        rounds of alternating means, starting from the default factors. The scale stays that of
+        the defaults (the reference classes, those at 1x, stay there on average), so a class
+        never measured keeps its default factor; a recipe never measured is the median size."""
+        if self._model is None:
+            points = []
             for key, seconds in self.entries.items():
                 recipe, _, strategy, node_class = key.split("|")
-                arch = node_class.rpartition("/")[2]
-                normalized.setdefault(recipe, []).append(seconds / factor(strategy, arch))
-            bases = {recipe: statistics.fmean(values) for recipe, values in normalized.items()}
-            if bases:
-                bases[""] = statistics.median(bases.values())
-            self._bases = bases
-        return self._bases
+                points.append((recipe, f"{strategy}|{node_class}", math.log(seconds)))
+            default = {c: math.log(factor(c.split("|")[0], c.rpartition("/")[2])) for _, c, _ in points}
+            reference = [c for c, v in default.items() if v == 0.0] or list(default)
+            speed = dict(default)
+            size: dict[str, float] = {}
+            for _ in range(FIT_ROUNDS):
+                size = _means((r, t - speed[c]) for r, c, t in points)
+                speed = _means((c, t - size[r]) for r, c, t in points)
+                shift = statistics.fmean(speed[c] - default[c] for c in reference) if reference else 0.0
+                speed = {c: v - shift for c, v in speed.items()}
+            sizes = {r: math.exp(v) for r, v in _means((r, t - speed[c]) for r, c, t in points).items()}
+            if sizes:
+                sizes[""] = statistics.median(sizes.values())
+            self._model = (sizes, {c: math.exp(v) for c, v in speed.items()})
+        return self._model
+
+
+def _means(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for name, value in pairs:
+        groups.setdefault(name, []).append(value)
+    return {name: statistics.fmean(values) for name, values in groups.items()}
 
 
 # -- tasks and the placer --------------------------------------------------------------------------
@@ -224,6 +251,8 @@ class Placer:
         self.refused: dict[str, dict[str, str]] = {}  # task → member → why its executors refused
         self.output_bytes: dict[str, int] = {}
         self.ready: dict[str, None] = {}  # insertion-ordered set
+        self.unstarted: set[str] = {t.id for t in tasks}  # neither running nor settled
+        self._exclusive: dict[str, tuple[str, float]] | None = None  # task → its only member, estimate
         self._options: dict[tuple[str, str], list[ToolchainTarget] | str] = {}
         self._order = {t.id: i for i, t in enumerate(tasks)}
         self.rank = self._ranks()
@@ -280,6 +309,11 @@ class Placer:
         """All of the job's dependencies are built: it may be placed."""
         self.ready[task_id] = None
 
+    def settle(self, task_id: str) -> None:
+        """The job needs no node (cached, skipped, failed without running)."""
+        self.unstarted.discard(task_id)
+        self.ready.pop(task_id, None)
+
     def done(self, task_id: str, member: str, *, output_bytes: int = 0) -> None:
         """The job ended on `member` (built or failed by its build): the slot is free."""
         slots = self.members[member]
@@ -293,9 +327,11 @@ class Placer:
         slots = self.members[member]
         slots.running.pop(task_id, None)
         slots.lost = True
+        self._exclusive = None
         if self.attempts[task_id] > self.max_retries:
             return False
         self.ready[task_id] = None
+        self.unstarted.add(task_id)
         return True
 
     def refuse(self, task_id: str, member: str, reason: str) -> None:
@@ -305,6 +341,8 @@ class Placer:
         self.attempts[task_id] -= 1
         self.history[task_id].pop()
         self.ready[task_id] = None
+        self.unstarted.add(task_id)
+        self._exclusive = None
 
     # -- decisions
 
@@ -331,9 +369,6 @@ class Placer:
             if isinstance(tools, str):
                 continue
             found.extend(_Option(slots=slots, toolchain=t, estimate=self._estimate(task, slots, t)) for t in tools)
-        # Emulated is the last resort: only when nothing can build it natively or cross.
-        if any(o.toolchain.strategy != "emulated" for o in found):
-            found = [o for o in found if o.toolchain.strategy != "emulated"]
         return found
 
     def _transfer(self, task: Task, slots: _Slots) -> float:
@@ -345,11 +380,51 @@ class Placer:
         count = len(missing) + (0 if not task.source or task.source in slots.held else 1)
         return seconds + count * self.link_latency_s
 
-    def _finish_time(self, task: Task, option: _Option, now: float,
-                     free: Mapping[str, list[float]]) -> tuple[float, float, int]:
+    def _reserved(self, now: float) -> dict[str, list[tuple[float, float]]]:
+        """Per member, the work it owes to jobs not started yet that no other member can run (a
+        Dockerfile job on the one engine of the plan's identity, say): (when each should be
+        ready, its estimate per slot), by the estimates of what it waits for."""
+        if self._exclusive is None:
+            self._exclusive = {}
+            for task in self.tasks.values():
+                options = self._candidates(task)
+                if len({o.slots.member.name for o in options}) == 1:
+                    self._exclusive[task.id] = (options[0].slots.member.name, min(o.estimate for o in options))
+        if not any(t in self._exclusive for t in self.unstarted):
+            return {}
+        ends: dict[str, float] = {}
+        for slots in self.members.values():
+            for task_id, (start, estimate) in slots.running.items():
+                ends[task_id] = max(now, start + estimate)
+
+        def end(task_id: str) -> float:  # when a job should be done, in the estimate
+            if task_id not in ends:
+                if task_id not in self.unstarted:
+                    ends[task_id] = now  # done or settled
+                else:
+                    ends[task_id] = ready(task_id) + self._best_estimate(self.tasks[task_id])
+            return ends[task_id]
+
+        def ready(task_id: str) -> float:
+            return max((end(d) for d in self.tasks[task_id].deps if d in self.tasks), default=now)
+
+        owed: dict[str, list[tuple[float, float]]] = {}
+        for task_id in self.unstarted:
+            if task_id in self._exclusive:
+                name, estimate = self._exclusive[task_id]
+                owed.setdefault(name, []).append((ready(task_id), estimate / self.members[name].member.slots))
+        return owed
+
+    def _finish_time(self, task: Task, option: _Option, now: float, free: Mapping[str, list[float]],
+                     reserved: Mapping[str, list[tuple[float, float]]]) -> tuple[float, bool, float, int]:
+        name = option.slots.member.name
         transfer = self._transfer(task, option.slots)
-        start = max(now, free[option.slots.member.name][0])
-        return start + transfer + option.estimate, transfer, option.slots.order
+        start = max(now, free[name][0])
+        end = start + transfer + option.estimate
+        # Work only this member can do, ready while this job would hold the slot, waits for it.
+        end += sum(share for ready, share in reserved.get(name, ()) if start <= ready < end)
+        emulated = option.toolchain.strategy == "emulated"
+        return end, emulated, transfer, option.slots.order
 
     def assign(self, now: float) -> tuple[list[Assignment], list[tuple[Task, str]]]:
         """The jobs to start now, and the jobs no member can run (with why). Call after every
@@ -363,24 +438,28 @@ class Placer:
             busy = [now + max(start + estimate - now, OVERRUN_FLOOR * estimate, 1e-3)
                     for start, estimate in slots.running.values()]
             free[name] = sorted(busy + [now] * max(0, slots.member.slots - len(busy)))
+        reserved = self._reserved(now)
         started: list[Assignment] = []
         unplaceable: list[tuple[Task, str]] = []
         for task_id in sorted(self.ready, key=lambda t: (-self.rank[t], self._order[t])):
             task = self.tasks[task_id]
             options = [o for o in self._candidates(task) if free.get(o.slots.member.name)]
             if not options:
-                del self.ready[task_id]
+                self.settle(task_id)
                 unplaceable.append((task, self.why_not(task)))
                 continue
-            # Earliest finish first; on a tie, the member that holds more of its inputs.
-            ends = {id(o): self._finish_time(task, o, now, free) for o in options}
+            # Earliest finish first; on a tie, not emulated, then the member holding more inputs.
+            # A job that could run elsewhere counts a member's reserved work as a delay there.
+            flexible = len({o.slots.member.name for o in options}) > 1
+            ends = {id(o): self._finish_time(task, o, now, free, reserved if flexible else {}) for o in options}
             best = min(options, key=lambda o: ends[id(o)])
             name = best.slots.member.name
             slot_free = free[name][0]
-            heapq.heapreplace(free[name], ends[id(best)][0])
+            heapq.heapreplace(free[name], max(now, slot_free) + ends[id(best)][2] + best.estimate)
             if slot_free > now:
                 continue  # it waits for that member; the slot is reserved for it in the estimate
             del self.ready[task_id]
+            self.unstarted.discard(task_id)
             self.attempts[task_id] = self.attempts.get(task_id, 0) + 1
             self.history.setdefault(task_id, []).append(name)
             best.slots.running[task_id] = (now, best.estimate)

@@ -182,6 +182,7 @@ class Scheduler:
                         progressed = True
                         failed_deps = [d for d in job.deps if not records[d].ok]
                         if failed_deps:
+                            placer.settle(job_id)
                             records[job_id] = self._finish(BuildRecord(
                                 recipe=job.recipe.name, platform=job.platform, status="skipped",
                                 version=job.recipe.version, error=f"dependency {failed_deps[0]} failed",
@@ -190,6 +191,7 @@ class Scheduler:
                         key = job.input_key({d: records[d].digests for d in job.deps})
                         found = self._cached(key, cached_keys)
                         if found is not None:
+                            placer.settle(job_id)
                             records[job_id] = self._finish(replace(
                                 found, status="cached", recipe=job.recipe.name, platform=job.platform,
                                 toolchain=job.identity, strategy=found.strategy or job.strategy,
