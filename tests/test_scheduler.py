@@ -231,9 +231,10 @@ class NodeExecutor(FakeExecutor):
     build (BuildError with a compiler's log tail) for the jobs named."""
 
     def __init__(self, node: str, *, lose: tuple[str, ...] = (), lose_all: bool = False,
-                 compiler_error: tuple[str, ...] = (), **kwargs: object) -> None:
+                 lose_cleaning_up: bool = False, compiler_error: tuple[str, ...] = (), **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.node = node
+        self.lose_cleaning_up = lose_cleaning_up
         self.lose = set(lose)
         self.lose_all = lose_all
         self.compiler_error = set(compiler_error)
@@ -254,6 +255,8 @@ class NodeExecutor(FakeExecutor):
             raise NodeLost(f"{spec.id}: lost {self.node}: connection reset by peer")
         with super().run(spec, inputs, log) as outputs:
             yield outputs
+        if self.lose_cleaning_up:  # the outputs were fetched; removing the job directory failed
+            raise NodeLost(f"{spec.id}: lost {self.node} while removing the job directory")
 
 
 def member(name: str, executor: NodeExecutor, *, arch: Platform, transport: str = "ssh", slots: int = 1,
@@ -342,6 +345,15 @@ def test_a_job_whose_node_is_lost_runs_again_elsewhere_and_nothing_of_it_is_kept
     blob = Store(tmp_path / "store").layout.blob_path(lib.digests["out.txt"])
     assert blob.read_text() == "built lib@linux/riscv64\n"  # not the lost node's half build
     assert lib.to_json()["attempts"] == 2 and lib.to_json()["node"] == "ssh:steady"
+
+
+def test_a_node_lost_after_its_outputs_were_stored_does_not_rebuild_the_job(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, ("lib", ()), platforms=(RISCV64,))
+    late, other = NodeExecutor("ssh:late", lose_cleaning_up=True), NodeExecutor("ssh:other")
+    report = run_on(tmp_path, graph, [member("late", late, arch=ARM64, tools=cross(RISCV64)),
+                                      member("other", other, arch=ARM64, tools=cross(RISCV64))])
+    (lib,) = report.records
+    assert (lib.status, lib.node, lib.attempts) == ("built", "ssh:late", 1) and other.started == []
 
 
 def test_a_lost_job_is_retried_a_bounded_number_of_times(tmp_path: Path) -> None:

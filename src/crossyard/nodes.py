@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -129,7 +129,8 @@ def implicit_local(jobs: int) -> Node:
 # -- the inventory: [[nodes]] ----------------------------------------------------------------------
 
 
-def load_nodes(value: object, *, file: Path, jobs: int, environ: Mapping[str, str] = os.environ) -> tuple[Node, ...]:
+def load_nodes(value: object, *, file: Path, jobs: int,
+               environ: Mapping[str, str] = os.environ) -> tuple[Node, ...]:
     """`[[nodes]]` (the `nodes` value of crossyard.toml, None when absent) as typed nodes, then
     `CROSSYARD_NODES` from `environ`. Each bad value is a `ConfigurationError` naming the file,
     the entry (`[[nodes]] #2 (rv1)`) and the key. Paths are relative to crossyard.toml."""
@@ -521,7 +522,8 @@ def probe_nodes(nodes: Sequence[Node], table: Mapping[str, NodeProber], *,
 
 def _checked(node: Node, facts: NodeFacts) -> NodeState:
     if facts.arch != node.arch:
-        probed = f"{facts.uname_m} ({facts.arch.oci})" if facts.arch else f"{facts.uname_m} (unknown to crossyard)"
+        known = facts.arch.oci if facts.arch else "unknown to crossyard"
+        probed = f"{facts.uname_m} ({known})"
         return NodeState(node=node.name, status="refused", probed=_now(), facts=facts, error=(
             f"node `{node.name}` ({node.where}) is declared {node.arch.oci} but probes as {probed}; "
             "correct its `arch` in crossyard.toml, or its address if it points at the wrong machine"
@@ -563,7 +565,7 @@ class Member:
 class Cluster:
     members: tuple[Member, ...]
     warnings: tuple[str, ...] = ()  # nodes left out of this run, and why
-    states: tuple[NodeState, ...] = field(default=())
+    states: tuple[NodeState, ...] = ()
 
 
 class Transport(Protocol):

@@ -266,7 +266,8 @@ class Placer:
         return self._options[key]
 
     def _estimate(self, task: Task, slots: _Slots, toolchain: ToolchainTarget) -> float:
-        return self.durations.estimate(task.recipe, task.platform, toolchain.strategy, slots.member.node.node_class)
+        node_class = slots.member.node.node_class
+        return self.durations.estimate(task.recipe, task.platform, toolchain.strategy, node_class)
 
     def _best_estimate(self, task: Task) -> float:
         found = [o.estimate for o in self._candidates(task)]
@@ -368,7 +369,7 @@ class Placer:
             tools = self._toolchains(task, slots)
             if isinstance(tools, str):
                 continue
-            found.extend(_Option(slots=slots, toolchain=t, estimate=self._estimate(task, slots, t)) for t in tools)
+            found += [_Option(slots=slots, toolchain=t, estimate=self._estimate(task, slots, t)) for t in tools]
         return found
 
     def _transfer(self, task: Task, slots: _Slots) -> float:

@@ -169,7 +169,8 @@ class Scheduler:
         self.reporter.start(len(pending))
         running: dict[Future[_Attempt], Assignment] = {}
         finished: queue.SimpleQueue[Future[_Attempt]] = queue.SimpleQueue()
-        pool = ThreadPoolExecutor(max_workers=sum(m.slots for m in self.members) or 1, thread_name_prefix="job")
+        slots = sum(m.slots for m in self.members) or 1
+        pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job")
         try:
             while pending or running or placer.ready:
                 progressed = True
@@ -240,7 +241,8 @@ class Scheduler:
                             f"{attempt.record.error}\n  the node was lost {assignment.attempt} times "
                             f"(on {', '.join(placer.history[task_id])}); not retried again"))
                     else:
-                        placer.done(task_id, member, output_bytes=sum(max(0, f.size) for f in attempt.record.outputs))
+                        size = sum(max(0, f.size) for f in attempt.record.outputs)
+                        placer.done(task_id, member, output_bytes=size)
                         record = attempt.record
                         classes[task_id] = assignment.member.node.node_class
                     records[task_id] = self._finish(replace(record, attempts=assignment.attempt))
@@ -279,7 +281,7 @@ class Scheduler:
             for assignment in assignments:
                 job = graph.jobs[assignment.task.id]
                 # The toolchain as it is on that node (native there, say): same identity, same key.
-                placed = job if assignment.toolchain == job.toolchain else replace(job, toolchain=assignment.toolchain)
+                placed = replace(job, toolchain=assignment.toolchain)
                 spec = placed.spec(keys[job.id], [records[d] for d in job.deps])
                 try:
                     executor = self._executor(spec, assignment.member)
