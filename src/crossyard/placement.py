@@ -58,7 +58,8 @@ LINK_BYTES_PER_S: Final = 50e6  # shipping inputs to a node: a busy gigabit link
 LINK_LATENCY_S: Final = 0.5  # per input not already there (an archive, a round trip)
 OVERRUN_FLOOR: Final = 0.2  # a job past its estimate is expected to need this share of it more
 DURATIONS_VERSION: Final = 1
-FIT_ROUNDS: Final = 5
+FIT_ROUNDS: Final = 200  # alternating means converge slowly where few recipes ran on two classes
+FIT_TOLERANCE: Final = 1e-4  # in log space
 
 
 def factor(strategy: str, architecture: str) -> float:
@@ -130,8 +131,8 @@ class Durations:
         return size * speeds.get(f"{strategy}|{node_class}", factor(strategy, node_class.rpartition("/")[2]))
 
     def _fit(self) -> tuple[dict[str, float], dict[str, float]]:
-        """duration ≈ size(recipe) x speed(strategy, node class), fitted in log space by a few
-        rounds of alternating means, starting from the default factors. The scale stays that of
+        """duration ≈ size(recipe) x speed(strategy, node class), fitted in log space by
+        alternating means (least squares), starting from the default factors. The scale stays that of
         the defaults (the reference classes, those at 1x, stay there on average), so a class
         never measured keeps its default factor; a recipe never measured is the median size."""
         if self._model is None:
@@ -145,9 +146,13 @@ class Durations:
             size: dict[str, float] = {}
             for _ in range(FIT_ROUNDS):
                 size = _means((r, t - speed[c]) for r, c, t in points)
-                speed = _means((c, t - size[r]) for r, c, t in points)
-                shift = statistics.fmean(speed[c] - default[c] for c in reference) if reference else 0.0
-                speed = {c: v - shift for c, v in speed.items()}
+                fitted = _means((c, t - size[r]) for r, c, t in points)
+                shift = statistics.fmean(fitted[c] - default[c] for c in reference) if reference else 0.0
+                fitted = {c: v - shift for c, v in fitted.items()}
+                moved = max((abs(fitted[c] - speed[c]) for c in fitted), default=0.0)
+                speed = fitted
+                if moved < FIT_TOLERANCE:
+                    break
             sizes = {r: math.exp(v) for r, v in _means((r, t - speed[c]) for r, c, t in points).items()}
             if sizes:
                 sizes[""] = statistics.median(sizes.values())
@@ -255,6 +260,8 @@ class Placer:
         self._exclusive: dict[str, tuple[str, float]] | None = None  # task → its only member, estimate
         self._options: dict[tuple[str, str], list[ToolchainTarget] | str] = {}
         self._order = {t.id: i for i, t in enumerate(tasks)}
+        self._topo = self._topological()
+        self._best: dict[str, float] = {}
         self.rank = self._ranks()
 
     # -- priorities
@@ -270,8 +277,11 @@ class Placer:
         return self.durations.estimate(task.recipe, task.platform, toolchain.strategy, node_class)
 
     def _best_estimate(self, task: Task) -> float:
-        found = [o.estimate for o in self._candidates(task)]
-        return min(found) if found else self.durations.estimate(task.recipe, task.platform, "cross", "")
+        if task.id not in self._best:
+            found = [o.estimate for o in self._candidates(task)]
+            self._best[task.id] = min(found) if found else self.durations.estimate(
+                task.recipe, task.platform, "cross", "")
+        return self._best[task.id]
 
     def _ranks(self) -> dict[str, float]:
         """Upward rank: own best estimate plus the highest rank among the jobs that need it."""
@@ -281,7 +291,7 @@ class Placer:
                 if dep in dependents:
                     dependents[dep].append(task.id)
         rank: dict[str, float] = {}
-        for task_id in reversed(list(self._topological())):
+        for task_id in reversed(self._topo):
             after = max((rank[d] for d in dependents[task_id]), default=0.0)
             rank[task_id] = self._best_estimate(self.tasks[task_id]) + after
         return rank
@@ -329,6 +339,7 @@ class Placer:
         slots.running.pop(task_id, None)
         slots.lost = True
         self._exclusive = None
+        self._best.clear()
         if self.attempts[task_id] > self.max_retries:
             return False
         self.ready[task_id] = None
@@ -344,6 +355,7 @@ class Placer:
         self.ready[task_id] = None
         self.unstarted.add(task_id)
         self._exclusive = None
+        self._best.pop(task_id, None)
 
     # -- decisions
 
@@ -393,27 +405,25 @@ class Placer:
                     self._exclusive[task.id] = (options[0].slots.member.name, min(o.estimate for o in options))
         if not any(t in self._exclusive for t in self.unstarted):
             return {}
+        # When each job should be done, in the estimate (dependencies first): running ones by
+        # their estimate, the ones not started after their dependencies, the rest already.
+        running = {t: max(now, start + estimate) for s in self.members.values()
+                   for t, (start, estimate) in s.running.items()}
         ends: dict[str, float] = {}
-        for slots in self.members.values():
-            for task_id, (start, estimate) in slots.running.items():
-                ends[task_id] = max(now, start + estimate)
-
-        def end(task_id: str) -> float:  # when a job should be done, in the estimate
-            if task_id not in ends:
-                if task_id not in self.unstarted:
-                    ends[task_id] = now  # done or settled
-                else:
-                    ends[task_id] = ready(task_id) + self._best_estimate(self.tasks[task_id])
-            return ends[task_id]
-
-        def ready(task_id: str) -> float:
-            return max((end(d) for d in self.tasks[task_id].deps if d in self.tasks), default=now)
-
+        ready: dict[str, float] = {}
+        for task_id in self._topo:
+            if task_id in running:
+                ends[task_id] = running[task_id]
+            elif task_id in self.unstarted:
+                ready[task_id] = max((ends[d] for d in self.tasks[task_id].deps if d in ends), default=now)
+                ends[task_id] = ready[task_id] + self._best_estimate(self.tasks[task_id])
+            else:
+                ends[task_id] = now
         owed: dict[str, list[tuple[float, float]]] = {}
         for task_id in self.unstarted:
             if task_id in self._exclusive:
                 name, estimate = self._exclusive[task_id]
-                owed.setdefault(name, []).append((ready(task_id), estimate / self.members[name].member.slots))
+                owed.setdefault(name, []).append((ready[task_id], estimate / self.members[name].member.slots))
         return owed
 
     def _finish_time(self, task: Task, option: _Option, now: float, free: Mapping[str, list[float]],
@@ -470,11 +480,6 @@ class Placer:
             started.append(Assignment(task=task, member=best.slots.member, toolchain=best.toolchain,
                                       attempt=self.attempts[task_id], estimate=best.estimate))
         return started, unplaceable
-
-    @property
-    def idle(self) -> bool:
-        """Nothing running anywhere."""
-        return not any(s.running for s in self.members.values())
 
 
 def samples_of(records: Iterable[BuildRecord], classes: Mapping[str, str]) -> list[Sample]:
