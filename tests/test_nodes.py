@@ -16,7 +16,7 @@ import pytest
 
 from conftest import require_tool, run_cli
 from crossyard.errors import ConfigurationError
-from crossyard.nodes import NodeState, load_nodes, read_states, state_path
+from crossyard.nodes import Node, NodeState, load_nodes, read_states, state_path
 from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.project import load_settings
 from crossyard.workspace import Workspace
@@ -33,7 +33,7 @@ def workspace(root: Path, nodes: str) -> Path:
     return root
 
 
-def settings_nodes(root: Path, nodes: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def settings_nodes(root: Path, nodes: str, environ: dict[str, str] | None = None) -> tuple[Node, ...]:
     ws = Workspace(root=workspace(root, nodes))
     return load_settings(ws, environ=environ or {}).nodes
 
@@ -137,6 +137,7 @@ arch = "aarch64"
      r"#2 \(b\): a second `local` node"),
     ('[[nodes]]\nname = "a"\ntransport = "local"\nlabels = "x"\n', r"`labels` = 'x' must be a list"),
     ('nodes = {name = "a"}\n', r"`nodes` must be an array of tables"),
+    ('[[node]]\nname = "a"\n', r"unknown key `node` in crossyard.toml \(did you mean `nodes`\?\)"),
 ])
 def test_each_bad_value_names_the_file_the_node_and_the_key(tmp_path: Path, toml: str, says: str) -> None:
     with pytest.raises(ConfigurationError, match=says) as caught:

@@ -231,8 +231,8 @@ class NodeExecutor(FakeExecutor):
     build (BuildError with a compiler's log tail) for the jobs named."""
 
     def __init__(self, node: str, *, lose: tuple[str, ...] = (), lose_all: bool = False,
-                 lose_cleaning_up: bool = False, compiler_error: tuple[str, ...] = (), **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+                 lose_cleaning_up: bool = False, compiler_error: tuple[str, ...] = ()) -> None:
+        super().__init__()
         self.node = node
         self.lose_cleaning_up = lose_cleaning_up
         self.lose = set(lose)
@@ -274,9 +274,9 @@ def cross(*platforms: Platform) -> tuple[tuple[Platform, str, str], ...]:
     return tuple((p, "cross", IDENTITY) for p in platforms)
 
 
-def run_on(root: Path, graph: BuildGraph, members: list[Member], **kwargs: object) -> BuildReport:
+def run_on(root: Path, graph: BuildGraph, members: list[Member], warnings: tuple[str, ...] = ()) -> BuildReport:
     return Scheduler(store=Store(root / "store"), resolver=SourceResolver(root / "cache"), members=members,
-                     logs_dir=root / "logs", jobs=1, **kwargs).run(graph)  # type: ignore[arg-type]
+                     logs_dir=root / "logs", jobs=1, warnings=warnings).run(graph)
 
 
 def records_of(report: BuildReport) -> dict[str, BuildRecord]:

@@ -68,6 +68,7 @@ NODES_ENV: Final = "CROSSYARD_NODES"
 IMPLICIT_NAME: Final = "local"
 DEFAULT_SSH_PORT: Final = 22
 PROBE_TIMEOUT_S: Final = 30.0
+ENGINE_TIMEOUT_S: Final = 10.0  # this machine's Docker engine, asked whether it is there
 STATE_VERSION: Final = 1
 HOST_KEY_TYPES: Final = (
     "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
@@ -434,11 +435,15 @@ class LocalProber:
 
 
 def _local_engine() -> str | None:
-    from .engine import probe
+    """The identity of the engine DOCKER_HOST names, None when none answers."""
+    import docker.errors
+
+    from .engine import DockerEngine
 
     try:
-        return probe().identity_text
-    except ConfigurationError:
+        with DockerEngine.from_env(timeout=ENGINE_TIMEOUT_S) as engine:
+            return engine.info().identity_text
+    except (ConfigurationError, docker.errors.DockerException, OSError):
         return None  # no engine here: Dockerfile jobs go elsewhere
 
 
