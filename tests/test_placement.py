@@ -78,7 +78,7 @@ def test_durations_are_kept_atomically_and_a_damaged_file_is_no_knowledge(tmp_pa
     durations.save()
     assert Durations.load(path).entries == {"x|linux/arm64|native|ssh/arm64": 12.5}
     assert [p.name for p in tmp_path.iterdir()] == ["durations.json"]  # no temp file left
-    path.write_text('{"version": 1, "entries": {"x|linux/arm64|native|ssh/arm64": "NaN"}}')
+    path.write_text('{"version": 1, "entries": {"x|linux/arm64|native|ssh/arm64": "NaN", "x|y": 3}}')
     assert Durations.load(path).entries == {}
     path.write_text("{not json")
     assert Durations.load(path).entries == {}

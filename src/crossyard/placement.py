@@ -100,7 +100,7 @@ class Durations:
                 if data.get("version") == DURATIONS_VERSION else {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             entries = {}
-        return cls(path, {k: v for k, v in entries.items() if math.isfinite(v) and v > 0})
+        return cls(path, {k: v for k, v in entries.items() if math.isfinite(v) and v > 0 and k.count("|") == 3})
 
     @staticmethod
     def key(recipe: str, platform: Platform, strategy: str, node_class: str) -> str:
