@@ -1,7 +1,7 @@
 """`crossyard.toml`, read the same way by every module that has a table in it.
 
 Each table belongs to one module, which checks its keys and values: `[build]` project.py,
-`[registry]` registry/settings.py, `[debian]` debian.py. Each of them takes the environment as
+`[registry]` registry/settings.py, `[debian]` debian.py, `[[nodes]]` nodes.py. Each of them takes the environment as
 an argument (`environ`, `os.environ` when the caller gives none) and applies it after the file,
 so every value's origin (file and key, flag or variable) is known when it is refused. A table
 name that none of them owns is refused whichever command reads the file.
@@ -17,7 +17,7 @@ from .errors import ConfigurationError, check_keys
 from .recipes import read_toml
 from .workspace import Workspace
 
-TABLES: Final = ("build", "registry", "debian")
+TABLES: Final = ("build", "registry", "debian", "nodes")
 
 
 def read_config(workspace: Workspace) -> dict[str, Any]:

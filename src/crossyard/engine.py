@@ -78,7 +78,7 @@ class DockerEngine:
         self._info: EngineInfo | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DockerEngine:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, timeout: float = BUILD_TIMEOUT) -> DockerEngine:
         import docker
         import docker.errors
 
@@ -88,7 +88,7 @@ class DockerEngine:
             # A fixed version first: the SDK's own negotiation would talk to the engine before
             # the session below is fixed up.
             client = docker.from_env(
-                environment=environment, timeout=BUILD_TIMEOUT, use_ssh_client=host.startswith("ssh://"),
+                environment=environment, timeout=timeout, use_ssh_client=host.startswith("ssh://"),
                 version=PROBE_API_VERSION,
             )
         except docker.errors.DockerException as error:

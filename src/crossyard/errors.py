@@ -48,6 +48,11 @@ class NodeLost(BuildError):
     Whatever the job wrote there is discarded."""
 
 
+class NodeUnreachable(CrossyardError):
+    """A node did not answer a probe (no route, refused, timed out, not this build's transport):
+    a build leaves it out with a warning; `crossyard nodes probe` reports it (exit 1)."""
+
+
 class DriftError(CrossyardError):
     """Outputs differ from what crossyard.lock records (`build --locked`)."""
 

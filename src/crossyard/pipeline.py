@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from .executors import Executor
-from .executors.docker import EngineExecutor
-from .executors.local import LocalExecutor
 from .images.assemble import Assembler, BuiltImage, lock_entry
 from .images.assembly_plan import ImageJob, plan_images
 from .lock import (
@@ -32,8 +30,10 @@ from .lock import (
     read_lock,
     write_lock,
 )
+from .nodes import Cluster, connect, implicit_local, local_executors
 from .oci import media
 from .oci.layout import Descriptor
+from .placement import Durations
 from .plan import BUILD_KINDS, BuildGraph
 from .plan import job_id as lock_id
 from .project import Project
@@ -64,6 +64,7 @@ class BuildResult:
     warnings: tuple[Drift, ...] = ()  # drift of builds marked not reproducible
     image_error: str | None = None
     seconds: float = 0.0
+    node_warnings: tuple[str, ...] = ()  # nodes left out of the run, and why
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.status == status)
@@ -86,6 +87,7 @@ class BuildResult:
             "images": [i.to_json() for i in self.images],
             "drift": [{"id": d.id, "reason": d.reason} for d in self.drift],
             "warnings": [{"id": w.id, "reason": w.reason} for w in self.warnings],
+            "node_warnings": list(self.node_warnings),
         }
 
     def raise_for_status(self) -> None:
@@ -104,7 +106,14 @@ class BuildResult:
 
 def default_executors(project: Project) -> list[Executor]:
     """This machine for toolchain jobs, the DOCKER_HOST engine for Dockerfile builds."""
-    return [LocalExecutor(cache_root=project.workspace.toolchain_cache_dir), EngineExecutor()]
+    return list(local_executors(project.workspace))
+
+
+def connect_cluster(project: Project) -> Cluster:
+    """The run's members: the nodes of crossyard.toml (this machine alone without [[nodes]]),
+    remote ones probed now; unreachable ones left out with a warning."""
+    return connect(project.settings.nodes or (implicit_local(project.settings.jobs),),
+                   workspace=project.workspace, toolchains=project.prober)
 
 
 def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str]) -> list[ImageJob]:
@@ -125,20 +134,26 @@ def build(
     locked: bool = False,
     reporter: Reporter | None = None,
     executors: Sequence[Executor] | None = None,
+    cluster: Cluster | None = None,
 ) -> BuildResult:
     """Build the selected recipes (all by default) and their images; record them in the lock,
     or, `locked`, hold every output against it instead (drift in the result, the lock as it was).
 
     Bad input raises `ConfigurationError` before anything runs; failed jobs do not raise: they are
-    records in the result, whose `raise_for_status` the caller may call after rendering it."""
+    records in the result, whose `raise_for_status` the caller may call after rendering it.
+    `executors` (this machine alone) or `cluster` replace the nodes crossyard.toml declares."""
     workspace = project.workspace
     lock = read_lock(workspace.lock_path)
     graph = project.graph(names)
     image_jobs = plan_image_jobs(project, graph, names)  # a bad image input fails before any build
     project.fetch_sources(graph)
+    if cluster is None and executors is None:
+        cluster = connect_cluster(project)
     scheduler = Scheduler(
-        store=project.store, resolver=project.resolver,
-        executors=executors if executors is not None else default_executors(project),
+        store=project.store, resolver=project.resolver, executors=executors or (),
+        members=cluster.members if cluster is not None else None,
+        warnings=cluster.warnings if cluster is not None else (),
+        durations=Durations.load(workspace.state / "durations.json"),
         logs_dir=workspace.logs_dir, jobs=project.settings.jobs, reporter=reporter,
     )
     report = scheduler.run(graph)
@@ -168,7 +183,7 @@ def build(
     return BuildResult(
         records=report.records, images=tuple(images), lock=lock, store=project.store.root,
         recipes=dict(project.catalog.recipes), drift=tuple(drift), warnings=tuple(warnings),
-        image_error=image_error, seconds=report.seconds,
+        image_error=image_error, seconds=report.seconds, node_warnings=report.warnings,
     )
 
 

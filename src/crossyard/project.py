@@ -15,6 +15,7 @@ from pathlib import Path
 from .config import config_table, read_config
 from .engine import probe as engine_probe
 from .errors import ConfigurationError, check_keys
+from .nodes import Node, load_nodes
 from .plan import BUILD_KINDS, BuildGraph, plan
 from .platforms import Platform, parse_platforms
 from .recipes import Catalog, Recipe, check_epoch, load_catalog
@@ -32,6 +33,7 @@ class Settings:
     jobs: int = os.cpu_count() or 1
     source_date_epoch: int = 0
     source_root: Path | None = None  # where local sources may be; None: the workspace
+    nodes: tuple[Node, ...] = ()  # [[nodes]], or this machine alone with `jobs` slots
 
 
 def load_settings(
@@ -43,7 +45,8 @@ def load_settings(
     and key, the flag or the variable. A variable that is set is used: set but empty is an error,
     not "unset" (an empty `CROSSYARD_JOBS` in CI is a mistake worth hearing about)."""
     file = workspace.config_path
-    build = config_table(read_config(workspace), "build", file=file)
+    data = read_config(workspace)
+    build = config_table(data, "build", file=file)
     check_keys(build, BUILD_KEYS, where="[build]", file=file)
 
     chosen: tuple[Platform, ...] | None = None
@@ -75,7 +78,8 @@ def load_settings(
     if "source_date_epoch" in build:
         epoch = check_epoch(build["source_date_epoch"], key=f"{file}: [build] source_date_epoch")
     source_root = _source_root(build["source_root"], workspace) if "source_root" in build else None
-    return Settings(platforms=chosen, jobs=count, source_date_epoch=epoch, source_root=source_root)
+    nodes = load_nodes(data.get("nodes"), file=file, jobs=count, environ=environ)
+    return Settings(platforms=chosen, jobs=count, source_date_epoch=epoch, source_root=source_root, nodes=nodes)
 
 
 def _source_root(value: object, workspace: Workspace) -> Path:

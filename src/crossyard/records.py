@@ -56,6 +56,7 @@ class BuildRecord:
     reproducible: bool = True  # false for `dockerfile` jobs: only as reproducible as the Dockerfile
     log: Path | None = None
     error: str | None = None
+    attempts: int = 0  # times the scheduler started it (more than 1: its node was lost, it ran again)
 
     @property
     def id(self) -> str:
@@ -99,7 +100,7 @@ class BuildRecord:
             "strategy": self.strategy, "node": self.node or None, "started": self.started or None,
             "finished": self.finished or None, "seconds": round(self.seconds, 3),
             "log": str(self.log) if self.log else None, "error": self.error,
-            "reproducible": self.reproducible,
+            "reproducible": self.reproducible, "attempts": self.attempts,
         }
 
 

@@ -2,10 +2,13 @@
 
 A job becomes ready when its dependencies are done; only then is its input key known (it covers
 their output digests), and its `JobSpec` made (it names their outputs by digest). A cached key
-costs one index lookup; a miss goes to the first executor that does not refuse the spec, its
-outputs are checked (digests, ELF machine, smoke test) and imported into the store. A failed
-job's dependents are skipped; independent jobs still run, and the build exits 1 at the end with
-every failure. Every job's outcome is one `BuildRecord`.
+costs one index lookup; a miss goes where `placement.Placer` puts it (a member of the run, with
+the toolchain as it exists there), to the first of that node's executors that does not refuse
+the spec; its outputs are checked (digests, ELF machine, smoke test) and imported into the
+store. A failed job's dependents are skipped; independent jobs still run, and the build exits 1
+at the end with every failure. A job whose node was lost (`NodeLost`) runs again on another
+node, up to `MAX_RETRIES` times, nothing of the lost attempt kept; a build that failed is not
+retried. Every job's outcome is one `BuildRecord`.
 
 What a job produces decides how it is stored, not its recipe kind: files become an artifact; a
 `docker save` archive (a Dockerfile job) becomes the job's per-platform image manifest, digests
@@ -37,29 +40,24 @@ from .annotations import (
     ANNOTATION_TOOLCHAIN,
 )
 from .checks import SmokeTests, check_elf
-from .errors import BuildError, CrossyardError
+from .errors import BuildError, CrossyardError, NodeLost
 from .executors import Executor, Outputs
 from .executors.docker import FACT_IMAGE_ID, IMAGE_OUTPUT
 from .jobspec import JobSpec
+from .nodes import Member, implicit_local
 from .oci import media
 from .oci.docker_archive import import_docker_archive
 from .oci.image import rfc3339
 from .oci.layout import Descriptor
+from .placement import MAX_RETRIES, Assignment, Durations, Placer, Task, samples_of
 from .plan import BuildGraph, Job
 from .records import BuildRecord
 from .sources import ResolvedSource, SourceResolver
 from .store import Store
 
+TICK_S = 2.0  # while a job waits for a busy node, how often placement is looked at again
 # How often the main thread wakes while jobs run, to act on a Ctrl-C or SIGTERM that came in.
 SIGNAL_POLL_S = 0.2
-
-
-def _next(finished: queue.SimpleQueue[Future[BuildRecord]]) -> Future[BuildRecord]:
-    while True:
-        try:
-            return finished.get(timeout=SIGNAL_POLL_S)
-        except queue.Empty:
-            continue
 
 
 def utc_now() -> str:
@@ -75,6 +73,7 @@ def run_annotations(node: str, began: str) -> dict[str, str]:
 class BuildReport:
     records: tuple[BuildRecord, ...]  # one per job, in the graph's order
     seconds: float
+    warnings: tuple[str, ...] = ()  # nodes left out of the run, and why
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.status == status)
@@ -82,6 +81,12 @@ class BuildReport:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.records)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Attempt:
+    record: BuildRecord
+    lost: bool = False  # the node went away (NodeLost): the job may run again elsewhere
 
 
 class StoreInputs:
@@ -114,21 +119,37 @@ class SilentReporter:
 
 
 class Scheduler:
+    """Runs a graph on the run's members (this machine alone by default: `executors` with `jobs`
+    slots); `placement.Placer` decides where and in which order, this class does the rest:
+    cache lookups, specs, executors, the store, faults."""
+
     def __init__(
         self,
         *,
         store: Store,
         resolver: SourceResolver,
-        executors: Sequence[Executor],
+        executors: Sequence[Executor] = (),
         logs_dir: Path,
         jobs: int,
         reporter: Reporter | None = None,
+        members: Sequence[Member] | None = None,
+        warnings: Sequence[str] = (),
+        durations: Durations | None = None,
+        max_retries: int = MAX_RETRIES,
+        tick: float = TICK_S,
     ) -> None:
         self.store = store
         self.resolver = resolver
-        self.executors = tuple(executors)
-        self.logs_dir = logs_dir
         self.jobs = max(1, jobs)
+        if members is None:
+            members = (Member(node=implicit_local(self.jobs), slots=self.jobs, executors=tuple(executors)),)
+        self.members = tuple(members)
+        self.executors = tuple(e for m in self.members for e in m.executors)
+        self.warnings = tuple(warnings)
+        self.durations = durations
+        self.max_retries = max_retries
+        self.tick = tick
+        self.logs_dir = logs_dir
         self.reporter = reporter or SilentReporter()
         self._store_lock = threading.Lock()
         self.smoke = SmokeTests()
@@ -141,12 +162,19 @@ class Scheduler:
         inputs = StoreInputs(self.store, sources)
         # One index read for the whole run: artifacts and Dockerfile job images, by input key.
         cached_keys = {**self.store.job_images(), **self.store.cached_keys()} if pending else {}
+        placer = Placer([Task.of(job) for job in graph.jobs.values()], self.members, self.durations,
+                        max_retries=self.max_retries)
+        keys: dict[str, str] = {}  # job id → input key, once its dependencies are done
+        classes: dict[str, str] = {}  # job id → the node class that built it (for durations)
+        warnings = list(self.warnings)
+        queued: list[Job] = []
         self.reporter.start(len(pending))
-        running: dict[Future[BuildRecord], str] = {}
-        finished: queue.SimpleQueue[Future[BuildRecord]] = queue.SimpleQueue()
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="job")
+        running: dict[Future[_Attempt], Assignment] = {}
+        finished: queue.SimpleQueue[Future[_Attempt]] = queue.SimpleQueue()
+        slots = sum(m.slots for m in self.members) or 1
+        pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job")
         try:
-            while pending or running:
+            while pending or running or placer.ready:
                 progressed = True
                 while progressed:
                     progressed = False
@@ -157,6 +185,7 @@ class Scheduler:
                         progressed = True
                         failed_deps = [d for d in job.deps if not records[d].ok]
                         if failed_deps:
+                            placer.settle(job_id)
                             records[job_id] = self._finish(BuildRecord(
                                 recipe=job.recipe.name, platform=job.platform, status="skipped",
                                 version=job.recipe.version, error=f"dependency {failed_deps[0]} failed",
@@ -165,30 +194,62 @@ class Scheduler:
                         key = job.input_key({d: records[d].digests for d in job.deps})
                         found = self._cached(key, cached_keys)
                         if found is not None:
+                            placer.settle(job_id)
                             records[job_id] = self._finish(replace(
                                 found, status="cached", recipe=job.recipe.name, platform=job.platform,
                                 toolchain=job.identity, strategy=found.strategy or job.strategy,
                                 source=job.source_digest, version=job.recipe.version,
                             ))
                             continue
-                        self.reporter.job_started(job)
-                        spec = job.spec(key, [records[d] for d in job.deps])
-                        future = pool.submit(self._build, job, spec, inputs)
-                        running[future] = job_id
-                        future.add_done_callback(finished.put)
+                        keys[job_id] = key
+                        placer.add_ready(job_id)
+                        queued.append(job)
+                unplaced = self._place(graph, placer, keys, records, inputs, pool, running, finished)
+                for job in queued:  # queued to build (running or waiting for a slot), as it always was
+                    self.reporter.job_started(job)
+                queued.clear()
+                for task, why in unplaced:
+                    job = graph.jobs[task.id]
+                    records[task.id] = self._finish(BuildRecord(
+                        recipe=job.recipe.name, platform=job.platform, status="failed", input_key=keys[task.id],
+                        toolchain=job.identity, strategy=job.strategy, source=job.source_digest,
+                        version=job.recipe.version, attempts=placer.attempts.get(task.id, 0),
+                        error=self._unplaceable(task.id, why),
+                    ))
+                if unplaced:
+                    continue  # their dependents are decided now
                 if not running:
                     break
                 # Not concurrent.futures.wait: it takes every future's lock one by one, and a
                 # Ctrl-C landing between two of those acquisitions leaves a lock held that the
                 # worker needs to finish, so the shutdown below would wait forever. A queue's
-                # get holds nothing when it is interrupted. And with a timeout: a signal that
-                # arrives just before the blocking wait starts interrupts nothing, and Python
-                # would only run its handler (raise KeyboardInterrupt) once a job finished.
-                done = [_next(finished)]
+                # get holds nothing when it is interrupted. It waits in short steps: a signal that
+                # arrives just before a blocking wait starts interrupts nothing, and Python would
+                # only raise KeyboardInterrupt once a job finished. While a job waits for a busy
+                # node, placement is looked at again every `tick` (a late job's node may not be
+                # worth waiting for any more).
+                first = self._next(finished, placer)
+                if first is None:
+                    continue
+                done = [first]
                 while not finished.empty():
                     done.append(finished.get_nowait())
                 for future in done:
-                    records[running.pop(future)] = self._finish(future.result())
+                    assignment = running.pop(future)
+                    attempt = future.result()
+                    task_id, member = assignment.task.id, assignment.member.name
+                    if attempt.lost:
+                        if placer.lost(task_id, member):
+                            continue  # queued again for another node; nothing of it was kept
+                        record = replace(attempt.record, error=(
+                            f"{attempt.record.error}\n  the node was lost {assignment.attempt} times "
+                            f"(on {', '.join(placer.history[task_id])}); not retried again"))
+                    else:
+                        size = sum(max(0, f.size) for f in attempt.record.outputs)
+                        placer.done(task_id, member, output_bytes=size)
+                        record = attempt.record
+                        classes[task_id] = assignment.member.node.node_class
+                    records[task_id] = self._finish(replace(record, attempts=assignment.attempt))
         except BaseException:
             # Ctrl-C or SIGTERM: start none of the queued jobs, stop the running ones (they
             # clean up as failed ones do), then let the interruption through. Queued first: a
@@ -205,7 +266,56 @@ class Scheduler:
         finally:
             self.reporter.stop()
         ordered = tuple(records[j] for j in graph.order if j in records)
-        return BuildReport(records=ordered, seconds=time.monotonic() - started)
+        if self.durations is not None and classes:
+            self.durations.learn(samples_of(ordered, classes))
+            try:
+                self.durations.save()
+            except OSError as error:  # estimates are a cache: the build stands without them
+                warnings.append(f"job durations not saved to {self.durations.path}: {error.strerror}")
+        return BuildReport(records=ordered, seconds=time.monotonic() - started, warnings=tuple(warnings))
+
+    def _place(self, graph: BuildGraph, placer: Placer, keys: Mapping[str, str],
+               records: Mapping[str, BuildRecord], inputs: StoreInputs, pool: ThreadPoolExecutor,
+               running: dict[Future[_Attempt], Assignment],
+               finished: queue.SimpleQueue[Future[_Attempt]]) -> list[tuple[Task, str]]:
+        """Start what the placer says may start; the jobs that no member can run."""
+        unplaced: list[tuple[Task, str]] = []
+        again = True
+        while again:  # a member's executors refusing a job sends it back to the placer
+            again = False
+            assignments, cannot = placer.assign(time.monotonic())
+            unplaced += cannot
+            for assignment in assignments:
+                job = graph.jobs[assignment.task.id]
+                # The toolchain as it is on that node (native there, say): same identity, same key.
+                placed = replace(job, toolchain=assignment.toolchain)
+                spec = placed.spec(keys[job.id], [records[d] for d in job.deps])
+                try:
+                    executor = self._executor(spec, assignment.member)
+                except BuildError as error:
+                    placer.refuse(job.id, assignment.member.name, str(error).partition(": ")[2])
+                    again = True
+                    continue
+                future = pool.submit(self._build, job, placed, spec, inputs, executor)
+                running[future] = assignment
+                future.add_done_callback(finished.put)
+        return unplaced
+
+    def _unplaceable(self, job_id: str, why: str) -> str:
+        if len(self.members) == 1 and self.members[0].node.implicit:
+            # This machine alone, as before nodes: its executors' reasons are the whole story.
+            return f"{job_id}: {why.partition(': ')[2]}"
+        return f"{job_id}: no node can run it ({why})"
+
+    def _next(self, finished: queue.SimpleQueue[Future[_Attempt]], placer: Placer) -> Future[_Attempt] | None:
+        """The next finished job, or None when placement is due to be looked at again."""
+        deadline = time.monotonic() + self.tick
+        while True:
+            try:
+                return finished.get(timeout=SIGNAL_POLL_S)
+            except queue.Empty:
+                if placer.ready and time.monotonic() >= deadline:
+                    return None
 
     def _finish(self, record: BuildRecord) -> BuildRecord:
         self.reporter.job_finished(record)
@@ -225,37 +335,45 @@ class Scheduler:
     def log_path(self, job: Job, key: str) -> Path:
         return self.logs_dir / job.recipe.name / f"{job.platform.slug}-{key.removeprefix('sha256:')[:12]}.log"
 
-    def _executor(self, spec: JobSpec) -> Executor:
+    def _executor(self, spec: JobSpec, member: Member | None = None) -> Executor:
+        """The first of the member's executors (this machine's by default) that takes `spec`."""
         reasons = []
-        for executor in self.executors:
+        for executor in (member or self.members[0]).executors:
             refused = executor.refuses(spec)
             if refused is None:
                 return executor
             reasons.append(f"{executor.node}: {refused}")
         raise BuildError(f"{spec.id}: no executor can run it ({'; '.join(reasons) or 'none configured'})")
 
-    def _build(self, job: Job, spec: JobSpec, inputs: StoreInputs) -> BuildRecord:
+    def _build(self, job: Job, placed: Job, spec: JobSpec, inputs: StoreInputs, executor: Executor) -> _Attempt:
+        """Run one attempt of `job` as `placed` (its toolchain on the chosen node)."""
         started = time.monotonic()
         log = self.log_path(job, spec.input_key)
         base = BuildRecord(
             recipe=job.recipe.name, platform=job.platform, status="failed", input_key=spec.input_key,
-            toolchain=job.identity, strategy=job.strategy, source=job.source_digest,
-            version=job.recipe.version, log=log, reproducible=spec.produces == "files",
+            toolchain=job.identity, strategy=placed.strategy, source=job.source_digest,
+            version=job.recipe.version, log=log, reproducible=spec.produces == "files", node=executor.node,
         )
+        stored: BuildRecord | None = None
         try:
-            executor = self._executor(spec)
             began = utc_now()
             with executor.run(spec, inputs, log) as outputs:
                 base = replace(base, node=outputs.node)
-                stored = self._store_outputs(job, spec, outputs, began)
+                stored = self._store_outputs(job, placed, spec, outputs, began)
+        except NodeLost as error:
+            if stored is None:  # what the node made is gone with it; the job runs again elsewhere
+                return _Attempt(record=replace(base, error=str(error), seconds=time.monotonic() - started),
+                                lost=True)
+            # lost while cleaning up: the outputs were fetched, checked and stored already
         except CrossyardError as error:
-            return replace(base, error=str(error), seconds=time.monotonic() - started)
-        return replace(
+            return _Attempt(record=replace(base, error=str(error), seconds=time.monotonic() - started))
+        assert stored is not None
+        return _Attempt(record=replace(
             base, status="built", outputs=stored.outputs, manifest=stored.manifest, started=stored.started,
             finished=stored.finished, seconds=time.monotonic() - started,
-        )
+        ))
 
-    def _store_outputs(self, job: Job, spec: JobSpec, outputs: Outputs, began: str) -> BuildRecord:
+    def _store_outputs(self, job: Job, placed: Job, spec: JobSpec, outputs: Outputs, began: str) -> BuildRecord:
         # On the index entry, not the manifest: what differs between two builds of the same bytes
         # (where, when) and the source digest provenance names, without changing a digest.
         run = {**run_annotations(outputs.node, began), ANNOTATION_SOURCE_DIGEST: job.source_digest}
@@ -268,7 +386,7 @@ class Scheduler:
                     ANNOTATION_PLATFORM: job.platform.oci,
                     ANNOTATION_INPUT_KEY: spec.input_key,
                     ANNOTATION_TOOLCHAIN: job.identity,
-                    ANNOTATION_STRATEGY: job.strategy,
+                    ANNOTATION_STRATEGY: placed.strategy,
                     ANNOTATION_DOCKER_IMAGE_ID: image_id,
                     # Only as reproducible as its Dockerfile: the engine stamps times.
                     ANNOTATION_REPRODUCIBLE: "false",
@@ -284,6 +402,6 @@ class Scheduler:
             return self.store.put_artifact(
                 recipe=job.recipe.name, platform=job.platform, input_key=spec.input_key, files=outputs.files,
                 digests=outputs.digests,
-                annotations={ANNOTATION_TOOLCHAIN: job.identity, ANNOTATION_STRATEGY: job.strategy},
+                annotations={ANNOTATION_TOOLCHAIN: job.identity, ANNOTATION_STRATEGY: placed.strategy},
                 run=run,
             )

@@ -198,6 +198,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def render_build(result: pipeline.BuildResult, console: Console) -> None:
+    for left_out in result.node_warnings:
+        console.print(f"[yellow]warning[/]: {escape(left_out)}", soft_wrap=True)
     console.print(
         f"{result.count('built')} built, {result.count('cached')} cached, {result.count('failed')} failed, "
         f"{result.count('skipped')} skipped in {result.seconds:.1f}s"
