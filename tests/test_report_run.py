@@ -144,7 +144,7 @@ def test_report_in_chromium_one_lane_per_node_one_bar_per_job(tmp_path: Path) ->
     # each bar sits in its node's lane; cache hits and skips in the lane for no node
     expected_lane = {"libgreet@linux/arm64": "ssh:cm4", "hello-go@linux/riscv64": "ssh:board-a",
                      "hello-c@linux/riscv64": "ssh:board-a", "hello-c@linux/arm64": "ssh:cm4"}
-    for job, (index, attrs) in by_job.items():
+    for job, (index, _) in by_job.items():
         lane = dom.lane_of[index]
         if job in expected_lane:
             assert lane == expected_lane[job], job
@@ -166,6 +166,7 @@ def test_report_in_chromium_one_lane_per_node_one_bar_per_job(tmp_path: Path) ->
         left, top, width, height = (float(x) for x in by_job[job][1]["data-box"].split(","))
         lane_left, lane_top, lane_width, lane_height = boxes[lane]
         assert lane_top <= top and top + height <= lane_top + lane_height, job
+        assert lane_left <= left and left + width <= lane_left + lane_width + 1, job
         assert width > 3, job
         placed.append((starts[job], left))
     placed.sort()

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "verify": "publish",
     "publish": "publish",
     "registry": "registry",
+    "k8s-jobs": "k8s_jobs",
 }
 
 
