@@ -78,7 +78,9 @@ class LiveReporter:
             attempt = self._attempts[job.id] = self._attempts.get(job.id, 0) + 1
             if node:
                 self._nodes.setdefault(node, _Node())
-        if self._live is None and not self.quiet:
+        if self._live is not None:
+            self._live.refresh()  # now, not at the next tick: the line printed above it must agree
+        elif not self.quiet:
             where = f" on {node}" if node else ""
             again = f" (attempt {attempt})" if attempt > 1 else ""
             self.console.print(f"  [cyan]start[/] {escape(job.id)}{escape(where)}{again}")
@@ -94,6 +96,8 @@ class LiveReporter:
                 tally.done += record.status == "built"
                 tally.failed += record.status == "failed"
             finished = sum(self._counts.values())
+        if self._live is not None:
+            self._live.refresh()
         if self.quiet and record.status == "cached":
             return
         style = STYLE.get(record.status, "")
