@@ -151,6 +151,11 @@ def test_report_in_chromium_one_lane_per_node_one_bar_per_job(tmp_path: Path) ->
         else:
             assert lane not in NODES, job
     assert "gcc: error: hello.c" in by_job["hello-c@linux/arm64"][1]["title"]
+    hover = by_job["hello-c@linux/riscv64"][1]["title"]
+    assert hover.startswith("hello-c for linux/riscv64: built") and "seconds: 6.00" in hover
+    assert "attempts: 2" in hover
+    legend = {" ".join(a["class"].split()[1:]) for _, a in dom.with_class("swatch")}
+    assert {"built", "cached", "failed", "skipped", "built retried", "lost"} <= legend
     lost = dom.with_class("lost")
     lost_in_lanes = [dom.lane_of[i] for i, a in lost if "data-job" in a]
     assert lost_in_lanes == ["ssh:board-b"]
@@ -212,8 +217,10 @@ def test_metrics_parse_and_match_the_records(tmp_path: Path) -> None:
         assert five == sum(1 for v in values if v <= 5.0)
     assert {(lab["node"], lab["arch"]) for n, lab, _ in samples if n.endswith("_count")} == set(expected)
 
-    assert families["crossyard_run_retries"] == [("crossyard_run_retries", {"arch": "riscv64"}, 1.0)]
-    assert families["crossyard_run_failures"] == [("crossyard_run_failures", {"arch": "arm64"}, 1.0)]
+    assert families["crossyard_run_retries"] == [("crossyard_run_retries", {"arch": "arm64"}, 0.0),
+                                                 ("crossyard_run_retries", {"arch": "riscv64"}, 1.0)]
+    assert families["crossyard_run_failures"] == [("crossyard_run_failures", {"arch": "arm64"}, 1.0),
+                                                  ("crossyard_run_failures", {"arch": "riscv64"}, 0.0)]
     # Waiting (dependencies done, not started): libgreet/arm64 and hello-go from 0 and hello-c/riscv64
     # from 0.1 (its dependency was a cache hit) until 0.2-0.3: three at once; hello-c/arm64 waited
     # alone from 4.2 (libgreet/arm64 done) to 5.0.

@@ -189,7 +189,7 @@ def plan_jobs(project: Project, names: Sequence[str], options: K8sJobOptions) ->
                                    reason="after " + ", ".join(missing) + " (their digests are part of its key)"))
             continue
         deps = [known[d] for d in job.deps]
-        key = job.input_key({d.id: d.digests for d in deps})
+        key = job.input_key({d: known[d].digests for d in job.deps})
         found = store.find(key, index=cached_keys)
         if found is not None and found.manifest is not None:
             known[job_id] = found
@@ -220,7 +220,7 @@ def plan_jobs(project: Project, names: Sequence[str], options: K8sJobOptions) ->
             id=job.id, name=job_name(job.recipe.name, job.platform, spec.input_key), spec=spec,
             arch=_arch(spec, options), image=image,
             deps=tuple(Dependency(recipe=d.recipe, manifest=d.manifest.digest, input_key=d.input_key)
-                       for d in deps if d.manifest is not None),
+                       for d in deps if d.manifest is not None),  # always: `known` holds stored ones
             cached=job.id in known,
         ))
     return K8sPlan(jobs=tuple(jobs), waiting=tuple(waiting))

@@ -30,16 +30,17 @@ def render(timeline: Timeline, *, finished: float) -> str:
     _gauge(out, "crossyard_run_cache_hit_ratio",
            "Cache hits over jobs whose input key was looked up (built, cached, failed); 0 with none.",
            [({}, count["cached"] / looked_up if looked_up else 0.0)])
-    _gauge(out, "crossyard_run_failures", "Jobs that failed in the run, by arch.",
-           _by_label(((r.record.platform.goarch, 1.0) for r in runs if r.record.status == "failed"), "arch"))
+    arches = sorted({r.record.platform.goarch for r in runs})  # each gets a sample, 0 included
+    _gauge(out, "crossyard_run_failures", "Jobs that failed in the run, by target arch.",
+           _by_arch(arches, ((r.record.platform.goarch, 1.0) for r in runs if r.record.status == "failed")))
     _gauge(out, "crossyard_run_retries",
-           "Restarts of jobs whose node was lost mid-job (attempts beyond the first), by arch.",
-           _by_label(((r.record.platform.goarch, float(r.retries)) for r in runs if r.retries), "arch"))
+           "Restarts of jobs whose node was lost mid-job (attempts beyond the first), by target arch.",
+           _by_arch(arches, ((r.record.platform.goarch, float(r.retries)) for r in runs)))
     most, left = timeline.queue()
     _gauge(out, "crossyard_run_queue_depth_max",
            "Most jobs waiting at once (dependencies done, not started).", [({}, most)])
     _gauge(out, "crossyard_run_queue_depth",
-           "Jobs waiting when the run ended (non-zero only for a run that stopped early).", [({}, left)])
+           "Jobs ready but never started when the run ended (0 when every job ran or was skipped).", [({}, left)])
     _summary(out, "crossyard_run_queue_wait_seconds",
              "Seconds jobs waited between dependencies done and start.", timeline.waits())
     samples: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -54,11 +55,11 @@ def render(timeline: Timeline, *, finished: float) -> str:
     return "\n".join(out) + "\n"
 
 
-def _by_label(values: Iterable[tuple[str, float]], label: str) -> list[tuple[dict[str, str], float]]:
-    sums: dict[str, float] = defaultdict(float)
-    for key, value in values:
-        sums[key] += value
-    return [({label: key}, sums[key]) for key in sorted(sums)]
+def _by_arch(arches: Sequence[str], values: Iterable[tuple[str, float]]) -> list[tuple[dict[str, str], float]]:
+    sums: dict[str, float] = dict.fromkeys(arches, 0.0)
+    for arch, value in values:
+        sums[arch] += value
+    return [({"arch": arch}, sums[arch]) for arch in arches]
 
 
 def _gauge(out: list[str], name: str, text: str, samples: Sequence[tuple[dict[str, str], float]]) -> None:
