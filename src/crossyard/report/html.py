@@ -59,7 +59,7 @@ LEGEND = (
 def render(timeline: Timeline, *, title: str, summary: str) -> str:
     """The page for `timeline`; `summary` is the one-line account printed under the title."""
     length = timeline.length or 1.0
-    lanes = [_lane(node, "node", [r for r in timeline.runs if r.node == node],
+    lanes = [_lane(node, "node", list(timeline.on(node)),
                    [(r, a) for r in timeline.runs for a in r.lost if a.node == node], length)
              for node in timeline.nodes]
     elsewhere = [r for r in timeline.runs if not r.node]

@@ -212,8 +212,10 @@ def timeline(records: Sequence[BuildRecord], *, deps: Mapping[str, Sequence[str]
         lost = tuple(LostAttempt(node=a.node, start=a.started - origin, end=b.started - origin)
                      for a, b in itertools.pairwise(attempts))
         # `attempts` is on records from schedulers that retry; one start otherwise
-        count = max(getattr(record, "attempts", 1), len(attempts), 1) if record.status in RAN else len(attempts)
-        runs.append(JobRun(record=record, node=node, start=start, end=end, ready=min(ready, lost[0].start if lost else start),
+        count = (max(getattr(record, "attempts", 1), len(attempts), 1) if record.status in RAN
+                 else len(attempts))
+        first = lost[0].start if lost else start
+        runs.append(JobRun(record=record, node=node, start=start, end=end, ready=min(ready, first),
                            attempts=count, timed=span is not None, lost=lost))
     last = max((r.end for r in runs), default=0.0)
     if seen.finished is not None:
