@@ -53,6 +53,11 @@ class Workspace:
         return self.state / "logs"
 
     @property
+    def runs_dir(self) -> Path:
+        """One directory per `crossyard build` (report/runs.py) and `latest`."""
+        return self.state / "runs"
+
+    @property
     def pki_dir(self) -> Path:
         return self.state / "pki"
 

@@ -184,20 +184,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..report.progress import ConsoleReporter
+    from ..report.live import LiveReporter
+    from ..report.runs import write_run
 
     workspace = _workspace(args)
     settings = load_settings(workspace, platforms=args.platform, jobs=args.jobs)
     project = Project(workspace, settings)
-    result = pipeline.build(project, names=args.recipes, locked=args.locked,
-                            reporter=ConsoleReporter(quiet=args.json))
-    emit_json(args, result.to_json())
-    render_build(result, _console())
+    reporter = LiveReporter(quiet=args.json)
+    result = pipeline.build(project, names=args.recipes, locked=args.locked, reporter=reporter)
+    run = write_run(workspace.runs_dir, result, observed=reporter.observed())
+    emit_json(args, run.summary)
+    render_build(result, _console(), report=run.report)
     result.raise_for_status()
     return 0
 
 
-def render_build(result: pipeline.BuildResult, console: Console) -> None:
+def render_build(result: pipeline.BuildResult, console: Console, *, report: Path | None = None) -> None:
     for left_out in result.node_warnings:
         console.print(f"[yellow]warning[/]: {escape(left_out)}", soft_wrap=True)
     console.print(
@@ -212,6 +214,8 @@ def render_build(result: pipeline.BuildResult, console: Console) -> None:
     for warning in result.warnings:
         console.print(f"[yellow]warning[/]: {escape(warning.id)} differs from the lock (not reproducible): "
                       f"{escape(warning.reason)}")
+    if report is not None:
+        console.print(f"report: {escape(str(report))}", soft_wrap=True)
 
 
 # -- toolchains ----------------------------------------------------------------------------------

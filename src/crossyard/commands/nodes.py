@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -13,35 +10,27 @@ from rich.table import Table
 
 from .. import nodes
 from ..errors import ConfigurationError, NodeUnreachable, suggest
-from ..fsutil import atomic_write_text
 from ..project import Project, load_settings
 from ..report.tables import table_console
 from ..workspace import Workspace
+from . import add_json_options, emit_json, k8s_jobs
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("nodes", help="the cluster's nodes and their state (from the last probe)")
-    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                        help="write the list as JSON to FILE (default: stdout)")
+    add_json_options(parser)
     parser.set_defaults(func=cmd_nodes)
     sub = parser.add_subparsers(dest="nodes_command", metavar="ACTION")
     probe = sub.add_parser("probe", help="connect to the nodes and read arch, cores, memory, toolchains, Docker")
     probe.add_argument("names", nargs="*", metavar="NODE", help="nodes to probe (default: all)")
-    probe.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE")
+    add_json_options(probe)
     probe.set_defaults(func=cmd_probe)
+    k8s_jobs.add_parser(sub)  # `crossyard nodes k8s-jobs`: the jobs for a cluster without SSH
 
 
 def _project(args: argparse.Namespace) -> Project:
     workspace = Workspace.find(explicit=args.workspace)
     return Project(workspace, load_settings(workspace))
-
-
-def _emit(target: str | None, value: Any) -> None:
-    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-    elif target is not None:
-        atomic_write_text(Path(target), text)
 
 
 def _row(node: nodes.Node, state: nodes.NodeState | None) -> dict[str, Any]:
@@ -56,10 +45,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     project = _project(args)
     states = nodes.read_states(nodes.state_path(project.workspace))
     rows = [_row(node, states.get(node.name)) for node in project.settings.nodes]
-    if args.json is not None:
-        _emit(args.json, {"nodes": rows})
-        if args.json == "-":
-            return 0
+    if emit_json(args, {"nodes": rows}):
+        return 0
     _render(project, [(node, states.get(node.name)) for node in project.settings.nodes])
     return 0
 
@@ -77,9 +64,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     states = nodes.probe_nodes(chosen, nodes.probers(project.prober))
     nodes.write_states(nodes.state_path(project.workspace), states)
     by_name = {s.node: s for s in states}
-    if args.json is not None:
-        _emit(args.json, {"nodes": [_row(node, by_name[node.name]) for node in chosen]})
-    if args.json != "-":
+    if not emit_json(args, {"nodes": [_row(node, by_name[node.name]) for node in chosen]}):
         _render(project, [(node, by_name[node.name]) for node in chosen])
     nodes.refuse_mismatched(states, file=project.workspace.config_path)
     unreachable = [s.error for s in states if s.status == "unreachable"]
