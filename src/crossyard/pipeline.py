@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError, ConfigurationError, CrossyardError, DriftError
 from .executors import Executor
-from .images.assemble import Assembler, BuiltImage, lock_entry
-from .images.assembly_plan import ImageJob, plan_images
+from .images.assemble import Assembler, BuiltImage, lock_entry, plan_image_jobs
 from .lock import (
     Drift,
     ImageLockEntry,
@@ -34,7 +33,7 @@ from .nodes import Cluster, connect, implicit_local, local_executors
 from .oci import media
 from .oci.layout import Descriptor
 from .placement import Durations
-from .plan import BUILD_KINDS, BuildGraph
+from .plan import BUILD_KINDS
 from .plan import job_id as lock_id
 from .project import Project
 from .provenance import provenance_statement
@@ -114,17 +113,6 @@ def connect_cluster(project: Project) -> Cluster:
     remote ones probed now; unreachable ones left out with a warning."""
     return connect(project.settings.nodes or (implicit_local(project.settings.jobs),),
                    workspace=project.workspace, toolchains=project.prober)
-
-
-def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str]) -> list[ImageJob]:
-    """The images to assemble after the build, checked as far as possible before it starts."""
-    epochs: dict[str, int] = {}
-    for job in graph.jobs.values():
-        epochs[job.recipe.name] = max(epochs.get(job.recipe.name, 0), job.source_date_epoch)
-    jobs = plan_images(project.select(names), platforms=project.settings.platforms, epochs=epochs,
-                       default_epoch=project.settings.source_date_epoch, named=names)
-    Assembler(store=project.store, workspace=project.workspace.root).preflight(jobs)
-    return jobs
 
 
 def build(

@@ -8,20 +8,24 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import debian, pipeline
+from .. import debian
 from ..errors import BuildError, ConfigurationError
+from ..images.assemble import plan_image_jobs
 from ..platforms import PLATFORMS, Platform
 from ..project import Project, load_settings
 from ..report.tables import table_console
 from ..templates import placeholders
 from ..workspace import Workspace
 from . import add_json_options, emit_json
+
+if TYPE_CHECKING:
+    from ..pipeline import BuildResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -162,7 +166,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     images = [
         {"recipe": j.recipe.name, "ref": j.ref, "base": j.spec.base.text, "platforms": [p.oci for p in j.platforms],
          "after": list(j.after)}
-        for j in pipeline.plan_image_jobs(project, graph, args.recipes)
+        for j in plan_image_jobs(project, graph, args.recipes)
     ]
     if emit_json(args, {"jobs": rows, "images": images}):
         return 0
@@ -191,6 +195,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     settings = load_settings(workspace, platforms=args.platform, jobs=args.jobs)
     project = Project(workspace, settings)
     reporter = LiveReporter(quiet=args.json)
+    from .. import pipeline  # the whole build machinery: not loaded for `plan`
+
     result = pipeline.build(project, names=args.recipes, locked=args.locked, reporter=reporter)
     run = write_run(workspace.runs_dir, result, observed=reporter.observed())
     emit_json(args, run.summary)
@@ -199,7 +205,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_build(result: pipeline.BuildResult, console: Console, *, report: Path | None = None) -> None:
+def render_build(result: BuildResult, console: Console, *, report: Path | None = None) -> None:
     for left_out in result.node_warnings:
         console.print(f"[yellow]warning[/]: {escape(left_out)}", soft_wrap=True)
     console.print(

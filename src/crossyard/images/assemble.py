@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..annotations import (
     ANNOTATION_BASE,
@@ -31,12 +31,16 @@ from ..oci.layout import Descriptor
 from ..platforms import Platform, platform_label
 from ..records import BuildRecord
 from ..store import Store, StoredImage, artifact_ref
-from .assembly_plan import ArtifactInfo, ImageJob, Placed, image_key, place_files
+from .assembly_plan import ArtifactInfo, ImageJob, Placed, image_key, place_files, plan_images
 from .base_images import (
     DEFAULT_PATH,
     BaseImage,
     BaseResolver,
 )
+
+if TYPE_CHECKING:
+    from ..plan import BuildGraph
+    from ..project import Project
 
 LAYER_LEVEL = 6
 
@@ -324,3 +328,14 @@ def lock_entry(store: Store, image: StoredImage, inputs: Mapping[str, tuple[str,
         base=str(notes.get(ANNOTATION_BASE, "")), ca_bundle=ca or "", reproducible=image.reproducible,
         platforms=tuple(sorted(platforms, key=lambda p: p.platform)),
     )
+
+
+def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str]) -> list[ImageJob]:
+    """The images to assemble after the build, checked as far as possible before it starts."""
+    epochs: dict[str, int] = {}
+    for job in graph.jobs.values():
+        epochs[job.recipe.name] = max(epochs.get(job.recipe.name, 0), job.source_date_epoch)
+    jobs = plan_images(project.select(names), platforms=project.settings.platforms, epochs=epochs,
+                       default_epoch=project.settings.source_date_epoch, named=names)
+    Assembler(store=project.store, workspace=project.workspace.root).preflight(jobs)
+    return jobs
