@@ -180,31 +180,31 @@ def test_jobs_respect_the_job_count_limit(tmp_path: Path) -> None:
     assert one_at_a_time.most_running == 1
 
 
-class SubmittedReporter(SilentReporter):
-    """Tells when the scheduler has handed `total` jobs to its pool."""
+class StartedReporter(SilentReporter):
+    """Tells when the scheduler has handed `total` jobs to an executor, and on which node."""
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self.all_submitted = threading.Event()
-        self._count = 0
+        self.all_started = threading.Event()
+        self.nodes: list[tuple[str, str]] = []
 
-    def job_started(self, job: Job) -> None:
-        self._count += 1
-        if self._count == self.total:
-            self.all_submitted.set()
+    def job_started(self, job: Job, node: str) -> None:
+        self.nodes.append((job.id, node))
+        if len(self.nodes) == self.total:
+            self.all_started.set()
 
 
 def test_cancel_stops_running_jobs_and_starts_no_queued_one(tmp_path: Path) -> None:
     # Python's own Ctrl-C handler, even where the runner inherited SIGINT ignored (`nohup … &`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     graph = graph_of(tmp_path, *((f"r{i}", ()) for i in range(3)), platforms=(RISCV64,))
-    reporter = SubmittedReporter(3)
+    reporter = StartedReporter(1)
 
     def interrupt(label: str) -> None:
-        # Once all three jobs are handed over (one running, two queued behind `jobs=1`), the
-        # running one interrupts the build the way Ctrl-C does: SIGINT to the process, delivered
-        # to the main thread. It then holds until the scheduler cancels it.
-        reporter.all_submitted.wait(WAIT_S)
+        # One job runs (`jobs=1`), the other two are ready and wait for its slot. The running one
+        # interrupts the build the way Ctrl-C does: SIGINT to the process, delivered to the main
+        # thread. It then holds until the scheduler cancels it.
+        reporter.all_started.wait(WAIT_S)
         os.kill(os.getpid(), signal.SIGINT)
 
     executor = FakeExecutor(hold=True, on_start=interrupt)
@@ -214,6 +214,7 @@ def test_cancel_stops_running_jobs_and_starts_no_queued_one(tmp_path: Path) -> N
                   executors=[executor], logs_dir=tmp_path / "logs", jobs=1, reporter=reporter).run(graph)
     assert executor.cancelled.is_set()
     assert executor.started == ["r0@linux/riscv64"]  # the other two were queued and never started
+    assert reporter.nodes == [("r0@linux/riscv64", "fake:test")]  # the reporter hears where it runs
     assert executor.running == 0  # the running one ended before run() returned
     assert time.monotonic() - started < WAIT_S  # ended by the cancel, not by the hold timing out
 

@@ -106,14 +106,17 @@ class StoreInputs:
 
 class Reporter(Protocol):
     def start(self, total: int) -> None: ...
-    def job_started(self, job: Job) -> None: ...
+    def job_started(self, job: Job, node: str) -> None:
+        """`job` was handed to `node`'s executor (again, after its node was lost)."""
+        ...
+
     def job_finished(self, record: BuildRecord) -> None: ...
     def stop(self) -> None: ...
 
 
 class SilentReporter:
     def start(self, total: int) -> None: ...
-    def job_started(self, job: Job) -> None: ...
+    def job_started(self, job: Job, node: str) -> None: ...
     def job_finished(self, record: BuildRecord) -> None: ...
     def stop(self) -> None: ...
 
@@ -167,7 +170,6 @@ class Scheduler:
         keys: dict[str, str] = {}  # job id → input key, once its dependencies are done
         classes: dict[str, str] = {}  # job id → the node class that built it (for durations)
         warnings = list(self.warnings)
-        queued: list[Job] = []
         self.reporter.start(len(pending))
         running: dict[Future[_Attempt], Assignment] = {}
         finished: queue.SimpleQueue[Future[_Attempt]] = queue.SimpleQueue()
@@ -203,11 +205,7 @@ class Scheduler:
                             continue
                         keys[job_id] = key
                         placer.add_ready(job_id)
-                        queued.append(job)
                 unplaced = self._place(graph, placer, keys, records, inputs, pool, running, finished)
-                for job in queued:  # queued to build (running or waiting for a slot), as it always was
-                    self.reporter.job_started(job)
-                queued.clear()
                 for task, why in unplaced:
                     job = graph.jobs[task.id]
                     records[task.id] = self._finish(BuildRecord(
@@ -298,6 +296,7 @@ class Scheduler:
                     continue
                 future = pool.submit(self._build, job, placed, spec, inputs, executor)
                 running[future] = assignment
+                self.reporter.job_started(job, executor.node)
                 future.add_done_callback(finished.put)
         return unplaced
 

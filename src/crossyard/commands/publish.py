@@ -98,7 +98,7 @@ def _verify(args: argparse.Namespace) -> int:
 # -- publish ------------------------------------------------------------------------------------
 def _publish(args: argparse.Namespace) -> int:
     from ..project import Project, load_settings
-    from ..report.progress import ConsoleReporter
+    from ..report.live import LiveReporter
     from .build import render_build
 
     workspace = Workspace.find(explicit=args.workspace)
@@ -108,7 +108,7 @@ def _publish(args: argparse.Namespace) -> int:
     if args.no_build or not workspace.recipes_dir.is_dir():
         result = pipeline.recorded(project)
     else:
-        result = pipeline.build(project, names=args.recipes, reporter=ConsoleReporter(quiet=args.json))
+        result = pipeline.build(project, names=args.recipes, reporter=LiveReporter(quiet=args.json))
         render_build(result, Console(file=sys.stderr, highlight=False))
         result.raise_for_status()
     published = pipeline.publish(result, target, key, names=args.recipes)

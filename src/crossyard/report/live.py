@@ -71,7 +71,7 @@ class LiveReporter:
             self._live.start()
 
     def job_started(self, job: Job, node: str = "") -> None:
-        """`node`: where the scheduler placed the job ("" from a scheduler that does not say)."""
+        """`node`: where the scheduler placed the job (the executor's node; "" when unknown)."""
         self.recorder.job_started(job.id, node)
         with self._lock:
             self._running[job.id] = (node or UNPLACED, time.monotonic())
