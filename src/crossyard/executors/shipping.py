@@ -1,8 +1,8 @@
 """What executors send to a node, as tars that depend on content only: a job's source tree, and a
 whole toolchain root (a Debian root under the roots directory) for a node or engine that lacks it.
 
-A root is named by the sha256 of its tar, which is made the same way every time: entries sorted
-by path, parents before children, owners numeric (as in the root) without names, modes as in the
+A root is named by the sha256 of its tar, which is made the same way every time: depth first,
+names sorted in each directory (a parent before its children), owners numeric (as in the root) without names, modes as in the
 root (setuid bits included), mtime 0, hard links as links to the first name in that order,
 devices and FIFOs kept, sockets dropped (they cannot be archived, and nothing needs one), no
 extended attributes, GNU format (no pax time records). Roots are hundreds of MB to a few GB, so a
@@ -52,22 +52,16 @@ def source_archive(source: ResolvedSource, out: IO[bytes]) -> None:
 # -- toolchain roots ------------------------------------------------------------------------------
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of everything under `root`, parents first, names sorted."""
-    stack = [("", root)]
-    while stack:
-        prefix, directory = stack.pop()
-        with os.scandir(directory) as scanned:
-            entries = sorted(scanned, key=lambda e: e.name)
-        below = []
-        for entry in entries:
-            rel = prefix + entry.name
-            info = entry.stat(follow_symlinks=False)
-            yield rel, info
-            if stat.S_ISDIR(info.st_mode):
-                below.append((rel + "/", Path(entry.path)))
-        # Depth first in name order: a directory's subtree follows it directly.
-        stack.extend(reversed(below))
+def _walk(directory: Path, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of everything under `directory`, depth first, names sorted: a
+    directory, then its subtree, then its next sibling."""
+    with os.scandir(directory) as scanned:
+        entries = sorted(scanned, key=lambda e: e.name)
+    for entry in entries:
+        info = entry.stat(follow_symlinks=False)
+        yield prefix + entry.name, info
+        if stat.S_ISDIR(info.st_mode):
+            yield from _walk(Path(entry.path), f"{prefix}{entry.name}/")
 
 
 def write_root(root: Path, out: IO[bytes]) -> None:
