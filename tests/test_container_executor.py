@@ -373,3 +373,22 @@ def test_stopping_the_engine_mid_job_is_node_lost(tmp_path: Path) -> None:
         with pytest.raises(NodeLost, match="cannot reach docker node `doomed`"), executor.run(spec, inputs, tmp_path / "next.log"):  # the next job
             pass
         executor.close()
+
+
+@pytest.mark.slow
+def test_a_go_job_on_an_engine_behind_ssh_gives_the_local_digest(
+    engine: DockerdHandle, go_job: GoJob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssh://: the docker SDK runs the OpenSSH client (test_docker_ssh.py's private sshd, whose
+    key reaches this engine), which runs `docker system dial-stdio` on the far side."""
+    from test_docker_ssh import running_sshd
+
+    (tmp_path / "sshd").mkdir()
+    with running_sshd(engine, tmp_path / "sshd") as ssh_engine:
+        monkeypatch.setenv("PATH", f"{ssh_engine.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+        with ContainerExecutor(DockerNode(name="far", host=ssh_engine.host)) as executor:
+            assert executor.refuses(go_job.spec) is None
+            with executor.run(go_job.spec, go_job.inputs, tmp_path / "job.log") as outputs:
+                assert dict(outputs.digests) == go_job.digests
+                assert outputs.node == "docker:far"
+    assert job_containers(engine) == []
