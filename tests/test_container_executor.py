@@ -275,6 +275,9 @@ def test_refuses_what_a_container_cannot_run(engine: DockerdHandle, pki: Pki, tm
                          toolchain=replace(spec.toolchain, strategy="native"))
         assert executor.refuses(native) == ("a native build for linux/riscv64 needs a linux/riscv64 engine; "
                                             "docker node `engine` is linux/amd64")
+        foreign = replace(spec, toolchain=replace(spec.toolchain, root_platform="linux/riscv64"))
+        assert executor.refuses(foreign) == ("toolchain root go-trixie-amd64 is linux/riscv64; docker node "
+                                             "`engine` is linux/amd64 and would run it under emulation")
         other = replace(spec, toolchain=replace(spec.toolchain, root="rust-nowhere"))
         assert executor.refuses(other) == (
             f"toolchain root {tmp_path}/no-roots/rust-nowhere is not prepared here (`crossyard toolchains "

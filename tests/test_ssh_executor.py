@@ -24,7 +24,7 @@ import pytest
 from conftest import REPO, binfmt_registered, require, require_tool
 from crossyard.errors import BuildError, ConfigurationError, IntegrityError, NodeLost
 from crossyard.executors.local import LocalExecutor
-from crossyard.executors.shipping import root_archive
+from crossyard.executors.shipping import root_archive, source_archive
 from crossyard.executors.ssh import (
     FACT_REUSED,
     FACT_ROOT_SECONDS,
@@ -32,7 +32,6 @@ from crossyard.executors.ssh import (
     FACT_SENT,
     SshExecutor,
     probe,
-    source_archive,
 )
 from crossyard.hashing import sha256_file
 from crossyard.jobspec import JobSpec, Step, ToolchainRequirement

@@ -196,6 +196,11 @@ class ContainerExecutor:
             if tool.strategy == "native" and spec.platform != info.platform:
                 return (f"a native build for {spec.platform} needs a {spec.platform} engine; docker node "
                         f"`{self.remote.name}` is {info.platform}")
+            # A root of another architecture runs only under the engine host's qemu binfmt: fine
+            # when the plan chose emulation, not as a surprise (about 5x slower).
+            if tool.root_platform and tool.root_platform != info.platform.oci and tool.strategy != "emulated":
+                return (f"toolchain root {tool.root} is {tool.root_platform}; docker node `{self.remote.name}` "
+                        f"is {info.platform} and would run it under emulation")
             if not (self.roots / tool.root / "usr").is_dir() and self._engine_root(tool.root) is None:
                 return (f"toolchain root {self.roots / tool.root} is not prepared here (`crossyard "
                         f"toolchains prepare {tool.name}`), so it cannot be shipped to docker node "

@@ -13,6 +13,12 @@ the node, everything lives under its work directory:
   also when the build failed.
 - `cache/<toolchain>/`: what a toolchain keeps between jobs (GOCACHE and the like).
 
+A toolchain root the node lacks (`<roots>/<name>` without usr/) is shipped once from this
+machine's roots directory: its deterministic tar (`shipping.write_root`, named by its digest) is
+streamed into `tar -x` on the node and hashed there on the way, into a temporary directory that
+becomes `<roots>/<name>` only when the hash is the digest (`.<name>.digest` beside it says
+which). A root for another architecture than the node's is not shipped.
+
 Steps run as local ones do: the same clean environment (`env -i`), a toolchain root under the
 node's roots directory through the same bubblewrap call, each step in a session of its own
 (`setsid`), whose id the executor keeps so `cancel` can signal the whole process group on the
@@ -54,8 +60,6 @@ from ..toolchains import DEFAULT_ROOTS, roots_dir
 from . import Outputs
 from .local import CANCEL_GRACE_S, STANDARD_PATH, Command, commands, job_view, output_path, tail
 from .shipping import RootArchive, root_archive, source_archive
-
-__all__ = ["NodeProbe", "SshExecutor", "SshNode", "probe", "source_archive"]
 
 DEFAULT_WORKDIR: Final = "/var/tmp/crossyard"
 CONNECT_TIMEOUT_S: Final = 15.0
@@ -566,13 +570,17 @@ true"""
         async with self._uploading.setdefault(f"root:{root.name}", asyncio.Lock()):
             if root.name in await self._list_roots():
                 return 0
-            roots, name, temp = shlex.quote(self.remote.roots), shlex.quote(root.name), f".{root.name}.XXXXXXXX"
+            roots, name = shlex.quote(self.remote.roots), shlex.quote(root.name)
+            partial = shlex.quote(f".{root.name}.part-")
+            # A copy half unpacked when the node died (no trap ran) goes after an hour.
             script = f"""set -e
 umask 022
 mkdir -p {roots}
 cd {roots}
-T=$(mktemp -d {shlex.quote(temp)})
+find . -maxdepth 1 -name {partial}'*' -mmin +60 -exec rm -rf {{}} +
+T=$(mktemp -d {partial}XXXXXXXX)
 trap 'rm -rf "$T" "$T.fifo" "$T.sum"' EXIT
+trap 'exit 1' HUP INT TERM
 mkfifo "$T.fifo"
 sha256sum < "$T.fifo" > "$T.sum" &
 tee "$T.fifo" | tar -x --numeric-owner -p -f - -C "$T"
