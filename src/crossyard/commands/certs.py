@@ -295,7 +295,8 @@ def _client(args: argparse.Namespace) -> int:
     ws = _ws(args)
     if args.days is not None and args.days <= 0:
         raise ConfigurationError(f"--days {args.days}: give a positive number of days")
-    files = pki.docker_client_files(ws, args.name, lifetime=datetime.timedelta(days=args.days or 90))
+    lifetime = pki.CLIENT_LIFETIME if args.days is None else datetime.timedelta(days=args.days)
+    files = pki.docker_client_files(ws, args.name, lifetime=lifetime)
     out: Path = args.output
     for relpath, (content, mode) in files.items():
         atomic_write_bytes(out / relpath, content, mode=mode)

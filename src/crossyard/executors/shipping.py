@@ -2,14 +2,15 @@
 whole toolchain root (a Debian root under the roots directory) for a node or engine that lacks it.
 
 A root is named by the sha256 of its tar, which is made the same way every time: depth first,
-names sorted in each directory (a parent before its children), owners numeric (as in the root) without names, modes as in the
-root (setuid bits included), mtime 0, hard links as links to the first name in that order,
-devices and FIFOs kept, sockets dropped (they cannot be archived, and nothing needs one), no
-extended attributes, GNU format (no pax time records). Roots are hundreds of MB to a few GB, so a
+names sorted in each directory (a parent before its children), owners numeric (as in the root)
+without names, modes as in the root (setuid bits included), mtime 0, hard links as links to the
+first name in that order, devices and FIFOs kept, sockets dropped (they cannot be archived, and
+nothing needs one), no extended attributes, GNU format (no pax time records). Roots are hundreds of MB to a few GB, so a
 tar is never held in memory or written to disk here: `TarStream` runs the writer in a thread of
 its own and hands the bytes over in chunks, a bounded number at a time. The digest of a root is
-taken by streaming it once through sha256 and remembered (in this process) against a listing of
-every entry's metadata, so the next job re-reads only the listing.
+taken by streaming it once through sha256 and remembered (in this process, for every executor)
+against a listing of every entry's metadata, so the next job re-reads only the listing; whoever
+sends the root hashes the bytes again as they go, so a root changed behind that memo is caught.
 """
 
 from __future__ import annotations
