@@ -539,6 +539,7 @@ def test_a_node_without_the_root_gets_it_shipped_once_and_builds_the_local_diges
         with executor.run(spec, inputs, tmp_path / "first.log") as outputs:
             first_s = time.monotonic() - started
             assert dict(outputs.digests) == local
+            assert all(os.access(p, os.X_OK) for p in outputs.files.values())  # a binary stays one
             assert outputs.facts[FACT_ROOT_SENT] == str(archive.size)
             first = dict(outputs.facts)
         with executor.run(spec, inputs, tmp_path / "second.log") as outputs:

@@ -737,6 +737,10 @@ echo {root.digest} > .{name}.digest"""
                                  log=log, tail=tail(log))
             local = fetched / name
             await sftp.get(resolved, str(local))
+            # SFTP makes the local file by this umask: an executable output must stay one (the
+            # store records its mode, and the artifact's manifest digest holds it).
+            permissions = (await sftp.stat(resolved)).permissions or 0
+            os.chmod(local, 0o755 if permissions & 0o111 else 0o644)
             here = split_digest(sha256_file(local))[1]
             if here != reported:
                 raise IntegrityError(
