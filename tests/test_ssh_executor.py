@@ -24,7 +24,15 @@ import pytest
 from conftest import REPO, binfmt_registered, require, require_tool
 from crossyard.errors import BuildError, ConfigurationError, IntegrityError, NodeLost
 from crossyard.executors.local import LocalExecutor
-from crossyard.executors.ssh import FACT_REUSED, FACT_SENT, SshExecutor, probe, source_archive
+from crossyard.executors.shipping import root_archive, source_archive
+from crossyard.executors.ssh import (
+    FACT_REUSED,
+    FACT_ROOT_SECONDS,
+    FACT_ROOT_SENT,
+    FACT_SENT,
+    SshExecutor,
+    probe,
+)
 from crossyard.hashing import sha256_file
 from crossyard.jobspec import JobSpec, Step, ToolchainRequirement
 from crossyard.platforms import Platform
@@ -441,11 +449,16 @@ def test_a_node_that_misreports_a_digest_is_an_integrity_error(cluster: Cluster,
     assert cluster.nodes["amd-a"].jobs() == []
 
 
-def test_refuses_what_the_node_lacks(cluster: Cluster, c_job: CJob) -> None:
-    with SshExecutor(cluster.ssh_node("rv")) as rv, SshExecutor(cluster.ssh_node("amd-a")) as amd:
-        rooted = replace(c_job.spec, toolchain=replace(c_job.spec.toolchain, name="go-trixie", root="go-trixie-amd64"))
-        assert rv.refuses(rooted) == (f"toolchain root {cluster.nodes['rv'].roots}/go-trixie-amd64 "
-                                      "is not prepared on rv")
+def test_refuses_what_the_node_lacks(cluster: Cluster, c_job: CJob, tmp_path: Path) -> None:
+    with SshExecutor(cluster.ssh_node("rv")) as rv, SshExecutor(cluster.ssh_node("amd-a")) as amd, \
+            SshExecutor(cluster.ssh_node("rv"), local_roots=tmp_path / "none") as bare:
+        rooted = replace(c_job.spec, toolchain=replace(c_job.spec.toolchain, name="go-trixie", root="go-trixie-amd64",
+                                                       root_platform="linux/amd64"))
+        lacking = f"toolchain root {cluster.nodes['rv'].roots}/go-trixie-amd64 is not prepared on rv"
+        assert rv.refuses(rooted) == (f"{lacking}; the one here is linux/amd64 and would need emulation on a "
+                                      "linux/riscv64 node")
+        assert bare.refuses(rooted) == (f"{lacking}, nor here to ship it from ({tmp_path}/none/go-trixie-amd64: "
+                                        "`crossyard toolchains prepare go-trixie`)")
         assert amd.refuses(rooted) is None  # the amd64 nodes have the prepared roots
         native = replace(c_job.spec, toolchain=replace(c_job.spec.toolchain, strategy="native"))
         assert amd.refuses(native) == "a native build for linux/riscv64 needs a linux/riscv64 node; amd-a is linux/amd64"
@@ -494,6 +507,56 @@ def test_the_riscv64_node_builds_go_natively_with_the_cross_digest(cluster: Clus
         assert cluster.nodes[name].jobs() == []
     print(f"times: { {k: round(v, 1) for k, v in times.items()} }\ndigests: {digests}")
     assert len({json.dumps(d, sort_keys=True) for d in digests.values()}) == 1, digests
+
+
+@pytest.mark.slow
+def test_a_node_without_the_root_gets_it_shipped_once_and_builds_the_local_digest(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """An amd64 node whose roots directory is empty: the go-trixie job's root goes there once,
+    streamed into `tar -x` on the node and checked by digest; the next job (and the next
+    executor) finds it; the build gives the local digest; the node's copy is the same root."""
+    from test_portable_key import workspace
+
+    root = "go-trixie-amd64"
+    node = cluster.nodes["amd-a"]
+    shipped = node.state / "shipped-roots"
+    shutil.rmtree(shipped, ignore_errors=True)
+    remote = cluster.ssh_node("amd-a", roots=str(shipped))
+    ws = workspace(tmp_path / "cross", "cross")
+    project = Project(Workspace.find(explicit=ws), load_settings(Workspace.find(explicit=ws), environ={}))
+    (job,) = project.graph().jobs.values()
+    spec = job.spec(job.input_key({}), [])
+    assert spec.toolchain.root == root
+    inputs = StoreInputs(project.store, {spec.source: project.resolver.resolve(job.recipe)})
+    with LocalExecutor(cache_root=tmp_path / "cache").run(spec, inputs, tmp_path / "local.log") as outputs:
+        local = dict(outputs.digests)
+    archive = root_archive(roots_dir() / root)
+
+    with SshExecutor(remote, scratch=tmp_path / "scratch") as executor:
+        assert executor.refuses(spec) is None  # the node lacks the root; this machine can ship it
+        started = time.monotonic()
+        with executor.run(spec, inputs, tmp_path / "first.log") as outputs:
+            first_s = time.monotonic() - started
+            assert dict(outputs.digests) == local
+            assert all(os.access(p, os.X_OK) for p in outputs.files.values())  # a binary stays one
+            assert outputs.facts[FACT_ROOT_SENT] == str(archive.size)
+            first = dict(outputs.facts)
+        with executor.run(spec, inputs, tmp_path / "second.log") as outputs:
+            assert dict(outputs.digests) == local
+            assert outputs.facts[FACT_ROOT_SENT] == "0"
+        assert executor.roots_sent == [archive.digest]
+    with SshExecutor(remote, scratch=tmp_path / "scratch2") as again:  # nothing remembered here
+        with again.run(spec, inputs, tmp_path / "third.log") as outputs:
+            assert dict(outputs.digests) == local
+            assert outputs.facts[FACT_ROOT_SENT] == "0"
+        assert again.roots_sent == []
+    assert sorted(p.name for p in shipped.iterdir()) == [f".{root}.digest", root]  # no half-unpacked copy
+    assert (shipped / f".{root}.digest").read_text().strip() == archive.digest
+    assert root_archive(shipped / root).digest == archive.digest  # the node's copy is the same root
+    assert node.jobs() == []
+    print(f"\nroot {root}: {archive.digest}, {archive.size} bytes, shipped in {first[FACT_ROOT_SECONDS]}s; "
+          f"first job {first_s:.1f}s {first}; digests {local}")
 
 
 def test_the_cluster_leaves_nothing_behind_even_when_a_test_fails(tmp_path: Path) -> None:

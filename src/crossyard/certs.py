@@ -289,6 +289,11 @@ def check_constraints(ca: x509.Certificate, names: tuple[str, ...]) -> None:
 
 
 
+def _check_names(names: tuple[str, ...], usage: tuple[str, ...], common_name: str | None) -> None:
+    if not names and (tuple(usage) != ("client",) or not common_name):
+        raise ConfigurationError("a certificate needs at least one name (DNS or IP)")
+
+
 def build_leaf(
     ca_cert: x509.Certificate,
     ca_key: PrivateKey,
@@ -299,9 +304,9 @@ def build_leaf(
     usage: tuple[str, ...] = ("server",),
     common_name: str | None = None,
 ) -> tuple[x509.Certificate, PrivateKey]:
-    """Sign a leaf for `names` (DNS or IP SANs) with the given EKUs. No I/O."""
-    if not names:
-        raise ConfigurationError("a certificate needs at least one name (DNS or IP)")
+    """Sign a leaf for `names` (DNS or IP SANs) with the given EKUs. No I/O. A client-only leaf
+    may have no names: a server checks its chain and EKU, and it is known by `common_name`."""
+    _check_names(names, usage, common_name)
     unknown = [u for u in usage if u not in _EKU]
     if unknown or not usage:
         raise ConfigurationError(f"certificate usage {usage!r}: use server and/or client")
@@ -315,7 +320,7 @@ def build_leaf(
     # DNS SAN, so an IP-only leaf gets a CN that is not a hostname.
     cn = common_name or (dns[0] if dns else f"crossyard {names[0]}")
     now = _now()
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca_cert.subject)
@@ -325,7 +330,11 @@ def build_leaf(
         .not_valid_after(min(now + lifetime, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False, key=key), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = (
+        builder
         .add_extension(x509.ExtendedKeyUsage([_EKU[u] for u in usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -348,8 +357,7 @@ def issue_leaf(
     common_name: str | None = None,
 ) -> CertPaths:
     """Issue a certificate with `names` as SANs (DNS or IP) into directory/stem.{crt,key}."""
-    if not names:
-        raise ConfigurationError("a certificate needs at least one name (DNS or IP)")
+    _check_names(names, usage, common_name)
     ca_cert, ca_key = load_ca(ca)
     cert, key = build_leaf(
         ca_cert, ca_key, names=names, lifetime=lifetime, key_type=key_type, usage=usage,

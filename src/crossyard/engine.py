@@ -61,12 +61,39 @@ def docker_host(env: Mapping[str, str] | None = None) -> str:
     return (env if env is not None else os.environ).get("DOCKER_HOST") or DEFAULT_HOST
 
 
-def unreachable(host: str, error: object) -> ConfigurationError:
-    return ConfigurationError(
+class EngineUnreachable(ConfigurationError):
+    """Nothing answered at the engine's address (refused, timed out, the ssh transport failed).
+    A user's mistake when it is the only engine; a lost node when it is one of several."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def unreachable(host: str, error: object) -> EngineUnreachable:
+    return EngineUnreachable(
         f"cannot reach the Docker engine at {host} (DOCKER_HOST): {error}; start dockerd there or "
         "point DOCKER_HOST at a running engine (unix:///path/docker.sock, tcp://HOST:2376 with "
-        "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://USER@HOST)"
+        "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://USER@HOST)",
+        reason=str(error),
     )
+
+
+def tls_refused(host: str, cert_path: str | None, error: object) -> ConfigurationError:
+    """The TLS handshake with a `tcp://` engine failed: which side distrusts which, and the fix."""
+    where = cert_path or "~/.docker"
+    if "CERTIFICATE_VERIFY_FAILED" in str(error):
+        why = (f"presented a server certificate that {where}/ca.pem does not vouch for (another CA, "
+               "or no name for this address)")
+        fix = (f"put the CA that signed the engine's certificate in {where}/ca.pem, or give dockerd a "
+               "certificate from crossyard's CA (`crossyard certs issue NAME --san ADDRESS`, dockerd "
+               "--tlscacert .crossyard/pki/ca/bundle.crt --tlscert/--tlskey the issued pair)")
+    else:
+        why = (f"refused the client certificate {where}/cert.pem: it was not issued by a CA the engine "
+               "trusts (dockerd --tlscacert)")
+        fix = ("write a client certificate from that CA into DOCKER_CERT_PATH; with crossyard's CA: "
+               "`crossyard certs client NAME -o DIR`")
+    return ConfigurationError(f"the Docker engine at {host} {why} ({error}); {fix}")
 
 
 class DockerEngine:
@@ -102,6 +129,8 @@ class DockerEngine:
             client.api._version = str(client.api.version(api_version=False)["ApiVersion"])
         except (docker.errors.DockerException, OSError, KeyError) as error:
             client.close()
+            if _tls_failure(error):
+                raise tls_refused(host, environment.get("DOCKER_CERT_PATH"), error) from None
             raise unreachable(host, error) from None
         return cls(client, host)
 
@@ -204,6 +233,25 @@ class DockerEngine:
 
         with contextlib.suppress(docker.errors.DockerException):
             self.client.api.remove_image(image_id, force=False, noprune=False)
+
+
+def _tls_failure(error: BaseException) -> bool:
+    """A failed handshake, not a missing engine. requests wraps it (SSLError); an engine that
+    drops a client certificate it does not trust after a TLS 1.3 handshake shows up as a reset
+    or an alert on the first read, so the chain of causes is searched too."""
+    import ssl
+
+    import requests
+
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, requests.exceptions.SSLError | ssl.SSLError):
+            return True
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or nested or getattr(seen, "reason", None)
+    return False
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -625,6 +625,57 @@ def ensure_leaf(workspace: Workspace, name: str) -> CertPaths:
     if _why_renew(pki, name, profile, _ca_cert(pki), now=_now(), due=False) is not None:
         _issue(pki, profile)
     return pki.leaf(name)
+
+
+CLIENT_LIFETIME: Final = datetime.timedelta(days=90)
+
+
+@_locked
+def client_identity(
+    workspace: Workspace, name: str, *, lifetime: datetime.timedelta = CLIENT_LIFETIME
+) -> CertPaths:
+    """Leaf `name` as a TLS client certificate (clientAuth; CN=name, no SAN: a server checks
+    its chain and usage, not a name), from certs/<name>.toml when there is one. Kept while it is
+    good for the first two thirds of its life, issued again otherwise. A leaf or profile by that
+    name that is not for clients is refused rather than replaced."""
+    certprofiles.check_name(name)
+    pki = Pki.of(workspace)
+    if certprofiles.profile_path(certs_dir(workspace), name).exists() or pki.leaf(name).cert.exists():
+        profile = profile_for(workspace, name)
+    else:
+        profile = certprofiles.LeafProfile(
+            name=name, dns_names=(), ip_addresses=(), common_name=name, usage=("client",),
+            lifetime=lifetime,
+        )
+    if "client" not in profile.usage:
+        profile_file = certprofiles.profile_path(certs_dir(workspace), name)
+        fix = (f"add \"client\" to `usage` in {profile_file}" if profile_file.exists() else
+               f"re-issue it with `crossyard certs issue {name} --san … --usage server --usage client`")
+        raise ConfigurationError(
+            f"certificate `{name}` is for {' and '.join(profile.usage)} use, not for a client; "
+            f"pick another name for the client certificate, or {fix}"
+        )
+    ensure_ca(workspace)
+    if _why_renew(pki, name, profile, _ca_cert(pki), now=_now(), due=True) is not None:
+        _issue(pki, profile)
+    return pki.leaf(name)
+
+
+def docker_client_files(
+    workspace: Workspace, name: str, *, lifetime: datetime.timedelta = CLIENT_LIFETIME
+) -> dict[str, tuple[bytes, int]]:
+    """What a docker client reads from DOCKER_CERT_PATH to reach a `tcp://` engine with TLS:
+    ca.pem (the trust bundle: both CAs during a rotation), cert.pem and key.pem (0600) of the
+    client certificate `name` (`client_identity`). File name → (content, mode)."""
+    paths = client_identity(workspace, name, lifetime=lifetime)
+    pki = Pki.of(workspace)
+    fix = f"run `crossyard certs client {name}` again"
+    certs.load_private_key(paths.key, fix=fix)  # refuses a key others can read
+    return {
+        "ca.pem": (b"".join(certs.pem(c) for c in certs.load_bundle(pki.bundle)), 0o644),
+        "cert.pem": (certs.pem(certs.load_cert(paths.cert, fix=fix)), 0o644),
+        "key.pem": (paths.key.read_bytes(), 0o600),
+    }
 
 
 def plan_rotation(workspace: Workspace, *, force: bool = False) -> list[Renewal]:

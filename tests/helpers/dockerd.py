@@ -8,6 +8,7 @@ and its directory removed when the session ends.
 It also listens on tcp://127.0.0.1:PORT with `--tlsverify` (a throwaway CA, a server certificate
 for 127.0.0.1 and a client certificate, made with openssl): `handle.tls_env` is what a docker
 client needs to reach it the way a remote engine is reached (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+`running_dockerd(ServerTls(...))` serves another CA's certificate instead (crossyard's own).
 
 Use the session fixture from a test module (pytest finds fixtures by module attribute):
 
@@ -37,6 +38,17 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 # Variables that would send a docker client somewhere else than the private engine.
 FOREIGN_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT", "DOCKER_CONFIG")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerTls:
+    """The engine's TLS files from elsewhere (crossyard's own CA) instead of the throwaway CA:
+    what dockerd's --tlscacert (the CA clients' certificates must come from), --tlscert and
+    --tlskey get. The throwaway client in `cert_path` then is a client from another CA."""
+
+    ca: Path
+    cert: Path
+    key: Path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +137,7 @@ def _ping(sock: Path) -> bool:
 
 
 @contextlib.contextmanager
-def running_dockerd() -> Iterator[DockerdHandle]:
+def running_dockerd(server_tls: ServerTls | None = None) -> Iterator[DockerdHandle]:
     """Start a private dockerd; stop it and remove its directory when the block ends."""
     dockerd = require_tool("dockerd", "run .ci/install.d/20-docker.sh (apt-get install docker.io)")
     require_tool("docker", "run .ci/install.d/20-docker.sh (apt-get install docker.io)")
@@ -135,6 +147,7 @@ def running_dockerd() -> Iterator[DockerdHandle]:
     (root / "client").mkdir()
     tls = root / "tls"
     make_tls(tls)
+    served = server_tls or ServerTls(ca=tls / "ca.pem", cert=tls / "server.pem", key=tls / "server-key.pem")
     port = free_port()
     config = root / "daemon.json"
     config.write_text("{}\n")
@@ -143,8 +156,7 @@ def running_dockerd() -> Iterator[DockerdHandle]:
     argv = [
         dockerd, "--config-file", str(config), "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
         "--pidfile", str(root / "dockerd.pid"), "--host", f"unix://{sock}", "--host", f"tcp://127.0.0.1:{port}",
-        "--tlsverify", "--tlscacert", str(tls / "ca.pem"), "--tlscert", str(tls / "server.pem"),
-        "--tlskey", str(tls / "server-key.pem"),
+        "--tlsverify", "--tlscacert", str(served.ca), "--tlscert", str(served.cert), "--tlskey", str(served.key),
         "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false",
         "--log-level=warn",
     ]

@@ -1,5 +1,6 @@
-"""`crossyard certs init|issue|status|rotate|switch-ca|retire-ca|trust`: the workspace CA under
-.crossyard/pki/, the leaves issued from certs/*.toml, and trust material for registry clients."""
+"""`crossyard certs init|issue|status|rotate|switch-ca|retire-ca|trust|client`: the workspace CA
+under .crossyard/pki/, the leaves issued from certs/*.toml, trust material for registry clients,
+and client certificates for `tcp://` Docker engines."""
 
 from __future__ import annotations
 
@@ -290,6 +291,22 @@ def _trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    if args.days is not None and args.days <= 0:
+        raise ConfigurationError(f"--days {args.days}: give a positive number of days")
+    lifetime = pki.CLIENT_LIFETIME if args.days is None else datetime.timedelta(days=args.days)
+    files = pki.docker_client_files(ws, args.name, lifetime=lifetime)
+    out: Path = args.output
+    for relpath, (content, mode) in files.items():
+        atomic_write_bytes(out / relpath, content, mode=mode)
+        print(f"wrote {out / relpath}")
+    cert = pki.Pki.of(ws).leaf(args.name).cert
+    print(f"client certificate `{args.name}` expires {certs.expiry(cert).isoformat()}; use it with "
+          f"DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={out}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("certs", help="the workspace CA and registry certificates")
     sub = p.add_subparsers(dest="certs_command", required=True)
@@ -339,6 +356,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     retire = sub.add_parser("retire-ca", help="phase 3: drop the previous CA after the overlap")
     retire.add_argument("--force", action="store_true", help="retire before the overlap ends")
     retire.set_defaults(func=_retire)
+
+    client = sub.add_parser(
+        "client", help="a client certificate from the CA, written as DOCKER_CERT_PATH wants it"
+    )
+    client.add_argument("name", help="the client's name (CN), kept as .crossyard/pki/NAME/")
+    client.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="write ca.pem, cert.pem and key.pem (0600) under DIR",
+    )
+    client.add_argument("--days", type=int, help="lifetime of a new certificate (default 90)")
+    client.set_defaults(func=_client)
 
     tr = sub.add_parser("trust", help="render trust material for registry clients")
     tr.add_argument("--format", required=True, choices=trust.FORMATS)

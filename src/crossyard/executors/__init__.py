@@ -1,6 +1,8 @@
 """Executors run a `JobSpec` somewhere (this machine, a Docker engine, SSH hosts) and bring the
 outputs back by digest; they know nothing about recipes. One module per transport, each an
-`Executor`: the scheduler picks, for each job, the first executor that does not refuse it."""
+`Executor`: the scheduler picks, for each job, the first executor that does not refuse it.
+(A Docker engine has two: `docker.py` builds Dockerfiles with the engine's builder,
+`container.py` runs steps in a toolchain container. `shipping.py` makes the tars they send.)"""
 
 from __future__ import annotations
 

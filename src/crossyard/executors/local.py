@@ -78,6 +78,7 @@ class Command:
     shown: tuple[str, ...]  # the step's argv, placeholders filled
     argv: list[str]  # wrapped in bubblewrap for a toolchain root
     cwd: str | None  # None: bubblewrap changes directory itself
+    workdir: str  # the step's directory as the step sees it
     env: dict[str, str]  # the whole environment
 
 
@@ -91,7 +92,7 @@ def commands(spec: JobSpec, seen: JobPaths, root: Path | None,
     extra_path = posixpath.dirname(first) if root is None and posixpath.isabs(first) else None
     job_env = {k: seen.fill(v) for k, v in {**spec.toolchain.env, **spec.env}.items()}
     return [Command(shown=step.argv, argv=in_root(root, step.argv, binds=binds, workdir=step.cwd),
-                    cwd=step.cwd if root is None else None,
+                    cwd=step.cwd if root is None else None, workdir=step.cwd,
                     env=clean_env(paths=seen, epoch=spec.source_date_epoch, extra_path=extra_path,
                                   extra={**job_env, **step.env}))
             for step in steps]

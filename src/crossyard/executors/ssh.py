@@ -13,6 +13,12 @@ the node, everything lives under its work directory:
   also when the build failed.
 - `cache/<toolchain>/`: what a toolchain keeps between jobs (GOCACHE and the like).
 
+A toolchain root the node lacks (`<roots>/<name>` without usr/) is shipped once from this
+machine's roots directory: its deterministic tar (`shipping.write_root`, named by its digest) is
+streamed into `tar -x` on the node and hashed there on the way, into a temporary directory that
+becomes `<roots>/<name>` only when the hash is the digest (`.<name>.digest` beside it says
+which). A root for another architecture than the node's is not shipped.
+
 Steps run as local ones do: the same clean environment (`env -i`), a toolchain root under the
 node's roots directory through the same bubblewrap call, each step in a session of its own
 (`setsid`), whose id the executor keeps so `cancel` can signal the whole process group on the
@@ -34,7 +40,6 @@ import posixpath
 import re
 import shlex
 import shutil
-import tarfile
 import tempfile
 import threading
 import time
@@ -49,12 +54,12 @@ from ..errors import BuildError, ConfigurationError, IntegrityError, NodeLost
 from ..fsutil import atomic_writer
 from ..hashing import sha256_file, split_digest
 from ..jobspec import Inputs, JobPaths, JobSpec
-from ..oci.layer import LayerEntry, add_entry
 from ..platforms import Platform
-from ..sources import ResolvedSource, iter_tree
-from ..toolchains import DEFAULT_ROOTS
+from ..sources import ResolvedSource
+from ..toolchains import DEFAULT_ROOTS, roots_dir
 from . import Outputs
 from .local import CANCEL_GRACE_S, STANDARD_PATH, Command, commands, job_view, output_path, tail
+from .shipping import RootArchive, root_archive, source_archive
 
 DEFAULT_WORKDIR: Final = "/var/tmp/crossyard"
 CONNECT_TIMEOUT_S: Final = 15.0
@@ -66,6 +71,8 @@ FACT_SHIP_SECONDS: Final = "ssh.ship-seconds"
 FACT_BUILD_SECONDS: Final = "ssh.build-seconds"
 FACT_SENT: Final = "ssh.sent"  # blobs uploaded for this job
 FACT_REUSED: Final = "ssh.reused"  # blobs the node already had
+FACT_ROOT_SENT: Final = "ssh.root-bytes-sent"  # the toolchain root's tar, when this job shipped it
+FACT_ROOT_SECONDS: Final = "ssh.root-seconds"
 
 # One step, started by `setsid -w env -i … /bin/sh -c STEP sh CWD ARGV…`: the shell is the new
 # session's leader, so its pid (the first line it prints) is the process group `cancel` signals.
@@ -150,24 +157,12 @@ class _Client(asyncssh.SSHClient):
         self.closed, self.reason = True, exc
 
 
-def source_archive(source: ResolvedSource, out: IO[bytes]) -> None:
-    """The source tree as a tar that depends on its content only: the files `copy_tree` would
-    copy, sorted, modes 0755/0644 as it sets them, symlinks as they are, mtime 0, owner 0."""
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for rel, path in iter_tree(source.tree, source.exclude):
-            if path.is_symlink():
-                entry = LayerEntry(path=rel, symlink=os.readlink(path))
-            else:
-                entry = LayerEntry(path=rel, source=path, mode=0o755 if os.access(path, os.X_OK) else 0o644)
-            add_entry(tar, entry, mtime=0)
-
-
 class SshExecutor:
     """Runs jobs on one SSH node. `close()` (or `with`) ends the connection and the loop."""
 
     name = "ssh"
 
-    def __init__(self, remote: SshNode, *, scratch: Path | None = None,
+    def __init__(self, remote: SshNode, *, scratch: Path | None = None, local_roots: Path | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT_S,
                  keepalive_interval: float = KEEPALIVE_INTERVAL_S,
                  keepalive_count: int = KEEPALIVE_COUNT,
@@ -183,6 +178,8 @@ class SshExecutor:
         self._scratch_parent = scratch
         self._scratch: Path | None = None
         self.sent: list[str] = []  # sha256 of every blob uploaded to the node, in order
+        self.local_roots = local_roots or roots_dir()  # prepared here: shipped to a node lacking one
+        self.roots_sent: list[str] = []  # digests of the toolchain roots shipped to the node
         self._lock = threading.Lock()
         self._archives: dict[str, _Blob] = {}
         self._pgids: set[int] = set()
@@ -235,8 +232,22 @@ class SshExecutor:
             except (ConfigurationError, NodeLost) as error:
                 return str(error)
             if spec.toolchain.root not in roots:
-                return (f"toolchain root {posixpath.join(self.remote.roots, spec.toolchain.root)} "
-                        f"is not prepared on {self.remote.name}")
+                return self._unshippable(spec)
+        return None
+
+    def _unshippable(self, spec: JobSpec) -> str | None:
+        """Why the spec's root, which the node lacks, cannot be shipped there (None: it can)."""
+        tool = spec.toolchain
+        assert tool.root is not None
+        there = f"toolchain root {posixpath.join(self.remote.roots, tool.root)} is not prepared on {self.remote.name}"
+        runs_on = Platform.parse(tool.root_platform) if tool.root_platform else Platform.host()
+        if not _NAME_RE.match(tool.root) or tool.root in (".", ".."):
+            return f"{there}, and {tool.root!r} is not a plain directory name to ship it as"
+        if not (self.local_roots / tool.root / "usr").is_dir():
+            return (f"{there}, nor here to ship it from ({self.local_roots / tool.root}: `crossyard "
+                    f"toolchains prepare {tool.name}`)")
+        if runs_on != self.remote.arch:
+            return f"{there}; the one here is {runs_on} and would need emulation on a {self.remote.arch} node"
         return None
 
     def probe(self, versions: Mapping[str, Sequence[str]] | None = None) -> NodeProbe:
@@ -271,9 +282,13 @@ class SshExecutor:
         archive = self._archive(inputs.source(spec.source))
         blobs = [archive, *(_Blob(hex=split_digest(i.digest)[1], local=inputs.file(i.digest))
                             for i in spec.inputs)]
+        # The root's digest is taken here, not on the loop: seconds of reading for the first job.
+        ship = None
+        if spec.toolchain.root is not None and spec.toolchain.root not in self._node_roots():
+            ship = root_archive(self.local_roots / spec.toolchain.root)
         fetched = Path(tempfile.mkdtemp(prefix="job-", dir=self._scratch_dir()))
         try:
-            yield self._call(self._job(spec, archive, blobs, log, fetched))
+            yield self._call(self._job(spec, archive, blobs, log, fetched, ship))
         finally:
             shutil.rmtree(fetched, ignore_errors=True)
 
@@ -510,13 +525,18 @@ true"""
         self.sent.extend(b.hex for b in blobs)
 
     async def _job(self, spec: JobSpec, archive: _Blob, blobs: list[_Blob], log: Path,
-                   fetched: Path) -> Outputs:
+                   fetched: Path, ship: RootArchive | None) -> Outputs:
         # One connection for the whole job: if it drops, the job is lost (no reconnecting to
         # clean up after it, which would only wait for the connect timeout on a dead link).
         conn = await self._connection()
         client = self._client
         jobdir: str | None = None
+        root_sent, root_seconds = 0, 0.0
         try:
+            if ship is not None:
+                started = time.monotonic()
+                root_sent = await self._send_root(conn, spec, ship)
+                root_seconds = time.monotonic() - started
             started = time.monotonic()
             shipped = await self._ship(conn, blobs)
             ship_seconds = time.monotonic() - started
@@ -538,8 +558,64 @@ true"""
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await self._sh(conn, f"rm -rf -- {shlex.quote(jobdir)}", check=False)
         facts = {FACT_SHIP_SECONDS: f"{ship_seconds:.3f}", FACT_BUILD_SECONDS: f"{build_seconds:.3f}",
-                 FACT_SENT: str(len(shipped.sent)), FACT_REUSED: str(len(shipped.reused))}
+                 FACT_SENT: str(len(shipped.sent)), FACT_REUSED: str(len(shipped.reused)),
+                 FACT_ROOT_SENT: str(root_sent), FACT_ROOT_SECONDS: f"{root_seconds:.3f}"}
         return Outputs(files=files, digests=digests, node=self.node, facts=facts)
+
+    async def _send_root(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, root: RootArchive) -> int:
+        """Unpack the root's tar into the node's roots directory, streamed from here straight
+        into `tar -x` there (nothing stored on either side) and hashed there on the way; it
+        becomes `<roots>/<name>` by a rename only when that hash is the root's digest. The bytes
+        sent (0: another job shipped it meanwhile)."""
+        async with self._uploading.setdefault(f"root:{root.name}", asyncio.Lock()):
+            if root.name in await self._list_roots():
+                return 0
+            roots, name = shlex.quote(self.remote.roots), shlex.quote(root.name)
+            partial = shlex.quote(f".{root.name}.part-")
+            # A copy half unpacked when the node died (no trap ran) goes after an hour.
+            script = f"""set -e
+umask 022
+mkdir -p {roots}
+cd {roots}
+find . -maxdepth 1 -name {partial}'*' -mmin +60 -exec rm -rf {{}} +
+T=$(mktemp -d {partial}XXXXXXXX)
+trap 'rm -rf "$T" "$T.fifo" "$T.sum"' EXIT
+trap 'exit 1' HUP INT TERM
+mkfifo "$T.fifo"
+sha256sum < "$T.fifo" > "$T.sum" &
+tee "$T.fifo" | tar -x --numeric-owner -p -f - -C "$T"
+wait $!
+read h rest < "$T.sum"
+if [ "$h" != {root.hex} ]; then echo "$h"; exit 3; fi
+if [ -d {name}/usr ]; then exit 0; fi
+rm -rf {name}
+mv "$T" {name}
+echo {root.digest} > .{name}.digest"""
+            process = await conn.create_process(script, stdin=asyncssh.PIPE, encoding=None)
+            loop = asyncio.get_running_loop()
+            with root.stream() as stream:
+                chunks = iter(stream)
+                while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
+                    process.stdin.write(chunk)
+                    await process.stdin.drain()
+                process.stdin.write_eof()
+                result = await process.wait()
+            if result.exit_status is None and result.exit_signal is None:
+                raise asyncssh.ConnectionLost("the session ended without an exit status")
+            if stream.digest != root.digest:
+                raise IntegrityError(f"toolchain root {root.path} changed while it was sent to ssh node "
+                                     f"`{self.remote.name}` (its tar was {root.digest}, now {stream.digest}); run again")
+            if result.exit_status == 3:
+                arrived = _text(result.stdout).strip()
+                raise IntegrityError(f"ssh node `{self.remote.name}`: toolchain root {root.name} was sent as "
+                                     f"{root.digest} and arrived as sha256:{arrived}")
+            if result.exit_status != 0:
+                reason = _text(result.stderr).strip()
+                raise NodeLost(f"{spec.id}: cannot unpack toolchain root {root.name} on ssh node "
+                               f"`{self.remote.name}`: {reason or f'exit status {result.exit_status}'}")
+            self._roots = (self._roots or frozenset()) | {root.name}
+            self.roots_sent.append(root.digest)
+            return root.size
 
     async def _make_jobdir(self, conn: asyncssh.SSHClientConnection, spec: JobSpec, archive: _Blob,
                            blobs: list[_Blob]) -> str:
@@ -661,6 +737,10 @@ true"""
                                  log=log, tail=tail(log))
             local = fetched / name
             await sftp.get(resolved, str(local))
+            # SFTP makes the local file by this umask: an executable output must stay one (the
+            # store records its mode, and the artifact's manifest digest holds it).
+            permissions = (await sftp.stat(resolved)).permissions or 0
+            os.chmod(local, 0o755 if permissions & 0o111 else 0o644)
             here = split_digest(sha256_file(local))[1]
             if here != reported:
                 raise IntegrityError(
@@ -668,6 +748,10 @@ true"""
                     f"sha256:{here} here, but the node reported sha256:{reported}")
             files[name], digests[name] = local, f"sha256:{here}"
         return files, digests
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else str(output or "")
 
 
 def _reason(error: BaseException) -> str:
