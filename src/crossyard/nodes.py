@@ -582,12 +582,15 @@ class Transport(Protocol):
 class _DockerTransport:
     def executors(self, node: Node, facts: NodeFacts, workspace: Workspace) -> tuple[Executor, ...]:
         from .engine import DockerEngine
+        from .executors.container import ContainerExecutor, DockerNode
         from .executors.docker import EngineExecutor
 
         env = node.docker_env()
+        # Dockerfile builds on the engine itself; toolchain jobs in a container of their root.
         executor = EngineExecutor(connect=lambda: DockerEngine.from_env(env))
-        executor.node = f"docker:{node.address}"
-        return (executor,)
+        executor.node = f"docker:{node.name}"
+        remote = DockerNode(name=node.name, host=node.address, cert_path=node.cert_path)
+        return (executor, ContainerExecutor(remote))
 
 
 class _SshTransport:
