@@ -284,8 +284,8 @@ def _ours(path: Path) -> bool:
 
 
 def _source_artifact(project: Project, layout: OciLayout, job: K8sJob) -> SourceArtifact:
-    # the tar SSH nodes get: the same bytes, the same digest (imported here: asyncssh is heavy)
-    from .executors.ssh import source_archive
+    # the tar SSH nodes get: the same bytes, the same digest
+    from .executors.shipping import source_archive
 
     recipe = project.catalog.recipes[job.spec.id.partition("@")[0]]
     resolved = project.resolver.resolve(recipe)
