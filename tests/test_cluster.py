@@ -73,7 +73,7 @@ def ssh_table(cluster: Cluster, name: str, **extra: Any) -> str:
 LOCAL = '[[nodes]]\nname = "here"\ntransport = "local"\nmax_jobs = 1\n\n'
 
 
-def catalog(root: Path, *, slow: bool = False) -> Path:
+def catalog(root: Path, *, slow: bool = False, sleep: str = SLEEP) -> Path:
     """A workspace: with `slow`, SLOW C recipes that sleep in their Makefile; else the example
     catalog's hello-c, libgreet and hello-go, SYNTHETIC small C recipes, and `tiny-rv`, Go for
     riscv64 that may be built natively or emulated (never cross)."""
@@ -93,7 +93,7 @@ def catalog(root: Path, *, slow: bool = False) -> Path:
             name = f"slow-{n}"
             recipe(name, 'kind = "c"\nplatforms = ["linux/riscv64"]\n[c]\nbuild = "make"\n', {
                 "main.c": f'#include <stdio.h>\nint main(void) {{ puts("{name}"); return 0; }}\n',
-                "Makefile": f"{name}: main.c\n\tsleep {SLEEP}\n\t$(CC) $(CFLAGS) -static -o $@ main.c\n"})
+                "Makefile": f"{name}: main.c\n\tsleep {sleep}\n\t$(CC) $(CFLAGS) -static -o $@ main.c\n"})
         (root / "crossyard.toml").write_text('[build]\nplatforms = ["linux/riscv64"]\njobs = 2\n')
         return root
 
@@ -302,7 +302,7 @@ def test_cutting_a_nodes_link_mid_build_moves_its_job_and_keeps_the_digests(
 
 
 def test_a_node_declared_riscv64_that_is_x86_64_is_refused_exit_2(cluster: Cluster, tmp_path: Path) -> None:
-    ws = with_nodes(catalog(tmp_path / "ws", slow=True),
+    ws = with_nodes(catalog(tmp_path / "ws", slow=True, sleep="1"),
                     LOCAL + ssh_table(cluster, "amd-a", arch="linux/riscv64", workdir=str(tmp_path / "never")))
     node = cluster.nodes["amd-a"]
     result = run_cli("-C", str(ws), "nodes", "probe")
@@ -322,7 +322,7 @@ def test_a_host_key_that_does_not_match_refuses_the_node_and_nothing_runs_there(
 ) -> None:
     a, b = cluster.nodes["amd-a"], cluster.nodes["amd-b"]
     never = tmp_path / "never"
-    ws = with_nodes(catalog(tmp_path / "ws", slow=True),
+    ws = with_nodes(catalog(tmp_path / "ws", slow=True, sleep="1"),
                     LOCAL + ssh_table(cluster, "amd-a", host_key=b.host_key, workdir=str(never)))
     accepted = (a.state / "sshd.log").read_text().count("Accepted publickey")
     expected = f"Expected {fingerprint(b.host_key, tmp_path)} (pinned host_key)"
@@ -348,7 +348,7 @@ def test_a_build_ends_its_ssh_connections(cluster: Cluster, tmp_path: Path) -> N
     """In-process, as nox sessions and other tools call it: once `pipeline.build` returns, the
     SSH executors' connections and their event-loop threads are gone."""
     node = cluster.nodes["amd-a"]
-    ws = with_nodes(catalog(tmp_path / "ws", slow=True), ssh_table(cluster, "amd-a"))
+    ws = with_nodes(catalog(tmp_path / "ws", slow=True, sleep="1"), ssh_table(cluster, "amd-a"))
 
     def sessions() -> int:  # sshd processes on the node besides the listener
         return sum(1 for pid, command in node.processes().items() if "sshd" in command) - 1
