@@ -142,11 +142,13 @@ def placed(summary: dict[str, Any]) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def slow_baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The slow catalog built on this machine alone: the digests every cluster run must give."""
-    summary = build_summary(catalog(tmp_path_factory.mktemp("slow-local") / "ws", slow=True))
+def slow_baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The slow catalog built on this machine alone (its workspace and summary): what every
+    cluster run must give."""
+    ws = catalog(tmp_path_factory.mktemp("slow-local") / "ws", slow=True)
+    summary = build_summary(ws)
     assert summary["counts"]["built"] == SLOW
-    return summary
+    return ws, summary
 
 
 def test_nodes_probe_reads_each_ssh_node_with_the_identities_planning_uses(
@@ -247,8 +249,8 @@ def fault_build(cluster: Cluster, ws: Path, victim: str, fault: Any, *,
             process.communicate()
 
 
-def check_recovered(result: subprocess.CompletedProcess[str], victim: str,
-                    baseline: dict[str, Any]) -> dict[str, Any]:
+def check_recovered(result: subprocess.CompletedProcess[str], ws: Path, victim: str,
+                    baseline: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout)
     assert summary["counts"]["built"] == SLOW
@@ -256,7 +258,8 @@ def check_recovered(result: subprocess.CompletedProcess[str], victim: str,
     assert moved, summary["jobs"]
     for job in moved:  # the job lost with the node ran to the end elsewhere
         assert job["node"] != f"ssh:{victim}" and job["status"] == "built", job
-    assert outputs(summary) == outputs(baseline)
+    assert outputs(summary) == outputs(baseline[1])
+    assert stored(ws, summary) == stored(*baseline)
     return summary
 
 
@@ -267,7 +270,7 @@ def restart(node: Node) -> None:
 
 
 def test_killing_a_nodes_sshd_mid_build_moves_its_job_and_keeps_the_digests(
-    cluster: Cluster, tmp_path: Path, slow_baseline: dict[str, Any]
+    cluster: Cluster, tmp_path: Path, slow_baseline: tuple[Path, dict[str, Any]]
 ) -> None:
     nodes = LOCAL + ssh_table(cluster, "amd-a", max_jobs=1) + ssh_table(cluster, "amd-b", max_jobs=1)
     ws = with_nodes(catalog(tmp_path / "ws", slow=True), nodes)
@@ -276,13 +279,13 @@ def test_killing_a_nodes_sshd_mid_build_moves_its_job_and_keeps_the_digests(
         result, after = fault_build(cluster, ws, "amd-a", Node.kill_sshd)
     finally:
         restart(cluster.nodes["amd-a"])
-    summary = check_recovered(result, "amd-a", slow_baseline)
+    summary = check_recovered(result, ws, "amd-a", slow_baseline)
     print(f"\nsshd of amd-a killed mid-job: build done {after:.1f}s later ({time.monotonic() - started:.1f}s "
           f"in all); {[(j['id'], j['node'], j['attempts']) for j in summary['jobs']]}")
 
 
 def test_cutting_a_nodes_link_mid_build_moves_its_job_and_keeps_the_digests(
-    cluster: Cluster, tmp_path: Path, slow_baseline: dict[str, Any]
+    cluster: Cluster, tmp_path: Path, slow_baseline: tuple[Path, dict[str, Any]]
 ) -> None:
     nodes = LOCAL + ssh_table(cluster, "amd-a", max_jobs=1) + ssh_table(cluster, "amd-b", max_jobs=1)
     ws = with_nodes(catalog(tmp_path / "ws", slow=True), nodes)
@@ -294,7 +297,7 @@ def test_cutting_a_nodes_link_mid_build_moves_its_job_and_keeps_the_digests(
                                     env={"CROSSYARD_SSH_KEEPALIVE": "1"})
     finally:
         restart(node)
-    summary = check_recovered(result, "amd-b", slow_baseline)
+    summary = check_recovered(result, ws, "amd-b", slow_baseline)
     # noticed by keepalives a second apart: with the default interval the loss alone takes this
     assert after < KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT, after
     print(f"\nlink of amd-b cut mid-job: build done {after:.1f}s later ({time.monotonic() - started:.1f}s "
@@ -361,3 +364,23 @@ def test_a_build_ends_its_ssh_connections(cluster: Cluster, tmp_path: Path) -> N
     while sessions() > 0:
         assert time.monotonic() < deadline, node.processes()
         time.sleep(0.1)
+
+
+def test_a_node_whose_sshd_is_down_is_unreachable_exit_1_and_left_out_of_a_build(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    node = cluster.nodes["amd-b"]
+    ws = with_nodes(catalog(tmp_path / "ws", slow=True, sleep="1"), LOCAL + ssh_table(cluster, "amd-b"))
+    node.kill_sshd()
+    try:
+        probed = run_cli("-C", str(ws), "nodes", "probe")
+        assert probed.returncode == 1, probed.stderr
+        assert f"cannot reach ssh node `amd-b` (root@{node.address}:22)" in probed.stderr
+        assert read_states(state_path(Workspace(root=ws)))["amd-b"].status == "unreachable"
+        summary = build_summary(ws)
+    finally:
+        restart(node)
+    (warning,) = summary["node_warnings"]
+    assert warning.startswith("node amd-b left out of this run: cannot reach ssh node `amd-b`")
+    assert summary["counts"]["built"] == SLOW
+    assert {job["node"].split(":")[0] for job in summary["jobs"]} == {"local"}

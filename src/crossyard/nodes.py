@@ -184,7 +184,10 @@ def load_nodes(value: object, *, file: Path, jobs: int,
     if NODES_ENV in environ:
         nodes = _chosen(nodes, environ[NODES_ENV])
     if KEEPALIVE_ENV in environ:
-        keepalive = _seconds(environ[KEEPALIVE_ENV])
+        try:
+            keepalive = _seconds(float(environ[KEEPALIVE_ENV]))
+        except ValueError:
+            keepalive = None
         if keepalive is None:
             raise ConfigurationError(f"{KEEPALIVE_ENV}={environ[KEEPALIVE_ENV]!r} must be the seconds between "
                                      "keepalives to SSH nodes, more than 0 (e.g. 5); or unset it")
@@ -193,12 +196,7 @@ def load_nodes(value: object, *, file: Path, jobs: int,
 
 
 def _seconds(value: object) -> float | None:
-    """A positive, finite number of seconds from TOML or the environment; None if it is not one."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
+    """A positive number of seconds, less than a day; None if `value` is not one."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
         return None
     return float(value)
@@ -572,15 +570,15 @@ def remote_targets(definitions: Sequence[ToolchainDef], arch: Platform, *, roots
         runs_on = d.root_platform or arch
         for platform in d.targets:
             strategy = "emulated" if runs_on != arch else "native" if platform == arch else "cross"
-            own = strategy == "native" and d.native_command is not None
-            command = d.render(d.native_command if own and d.native_command else d.command, platform, roots=roots)
+            native_command = d.native_command if strategy == "native" else None
+            command = d.render(native_command or d.command, platform, roots=roots)
 
             def inside(argv: Sequence[str], root: str | None = root) -> tuple[str, ...]:
                 return tuple(in_root(Path(root) if root else None, argv))
 
             version = tuple(inside([d.render(a, platform, command=command, roots=roots) for a in argv])
                             for argv in d.version)
-            checks: list[tuple[str, ...]] = [] if own else [
+            checks: list[tuple[str, ...]] = [] if native_command else [
                 ("test", "-e", d.render(r, platform, roots=roots)) for r in d.requires]
             if d.target_probe:
                 checks.append(inside(["sh", "-c", _NONEMPTY_DIR, "sh",
