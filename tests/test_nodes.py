@@ -2,7 +2,8 @@
 
 Probing is real: this machine's `uname -m`, cores and toolchains for a local node; a private
 dockerd reached over TCP with a client certificate for a docker node (tests/helpers/dockerd.py);
-a socket where no engine listens for an unreachable one. SSH probing belongs to the SSH executor.
+a socket where no engine listens for an unreachable one. SSH nodes are probed against real sshd
+nodes in tests/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import require_tool, run_cli
 from crossyard.errors import ConfigurationError
-from crossyard.nodes import Node, NodeState, load_nodes, read_states, state_path
+from crossyard.nodes import Node, NodeState, load_nodes, read_states, ssh_node, state_path
 from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.project import load_settings
 from crossyard.workspace import Workspace
@@ -127,6 +128,13 @@ arch = "aarch64"
      'host_key = "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB"\n', r"the key's data is not a ssh-ed25519 key"),
     ('[[nodes]]\nname = "a"\ntransport = "ssh"\naddress = "h"\narch = "riscv64"\nknown_hosts = "nope"\n',
      r"`known_hosts` = 'nope': .*nope is not a file"),
+    ('[[nodes]]\nname = "a"\ntransport = "ssh"\naddress = "h"\narch = "riscv64"\nknown_hosts = "crossyard.toml"\n'
+     'workdir = "/var/tmp/../etc"\n', r"`workdir` = '/var/tmp/../etc' must be a normalized absolute directory"),
+    ('[[nodes]]\nname = "a"\ntransport = "ssh"\naddress = "h"\narch = "riscv64"\nknown_hosts = "crossyard.toml"\n'
+     'roots = "roots"\n', r"`roots` = 'roots' must be a normalized absolute directory on the node"),
+    ('[[nodes]]\nname = "a"\ntransport = "ssh"\naddress = "h"\narch = "riscv64"\nknown_hosts = "crossyard.toml"\n'
+     'keepalive = 0\n', r"`keepalive` = 0 must be the seconds between keepalives"),
+    ('[[nodes]]\nname = "a"\ntransport = "local"\nkeepalive = 1\n', r"`keepalive` does not apply to a `local` node"),
     ('[[nodes]]\nname = "a"\ntransport = "docker"\naddress = "tcp://h:2376"\narch = "amd64"\n',
      r"`cert_path` is missing: a tcp:// engine is reached only over TLS"),
     ('[[nodes]]\nname = "a"\ntransport = "docker"\naddress = "h:2376"\narch = "amd64"\n',
@@ -143,6 +151,26 @@ def test_each_bad_value_names_the_file_the_node_and_the_key(tmp_path: Path, toml
     with pytest.raises(ConfigurationError, match=says) as caught:
         settings_nodes(tmp_path, toml)
     assert str(caught.value).startswith(f"{tmp_path / 'crossyard.toml'}: ")
+
+
+def test_ssh_work_dirs_and_keepalive_from_the_file_then_the_environment(tmp_path: Path) -> None:
+    public, _ = host_key(tmp_path)
+    toml = (f'[[nodes]]\nname = "rv1"\ntransport = "ssh"\naddress = "rv1"\narch = "riscv64"\n'
+            f'host_key = "{public}"\nworkdir = "/srv/crossyard"\nroots = "/srv/roots"\nkeepalive = 4\n'
+            '[[nodes]]\nname = "rv2"\ntransport = "ssh"\naddress = "rv2"\narch = "riscv64"\n'
+            f'host_key = "{public}"\n[[nodes]]\nname = "ws"\ntransport = "local"\n')
+    rv1, rv2, _ = settings_nodes(tmp_path, toml)
+    assert (rv1.workdir, rv1.roots, rv1.keepalive) == ("/srv/crossyard", "/srv/roots", 4.0)
+    assert (rv2.workdir, rv2.roots, rv2.keepalive) == ("", "", None)  # the SSH executor's defaults
+    remote = ssh_node(rv2)
+    assert (remote.workdir, remote.roots, remote.port) == ("/var/tmp/crossyard", "/var/cache/crossyard/roots", 22)
+    assert ssh_node(rv1).host_key == " ".join(public.split()[:2])
+    # CROSSYARD_SSH_KEEPALIVE sets every SSH node's for one run; a local node has none
+    faster = settings_nodes(tmp_path, toml, {"CROSSYARD_SSH_KEEPALIVE": "0.5"})
+    assert [n.keepalive for n in faster] == [0.5, 0.5, None]
+    for bad in ("0", "soon", "-1"):
+        with pytest.raises(ConfigurationError, match=rf"CROSSYARD_SSH_KEEPALIVE='{bad}' must be the seconds"):
+            settings_nodes(tmp_path, toml, {"CROSSYARD_SSH_KEEPALIVE": bad})
 
 
 def test_an_identity_others_can_read_is_refused_with_the_fix(tmp_path: Path) -> None:

@@ -186,6 +186,8 @@ def test_a_c_job_gives_the_local_digest_and_its_inputs_go_to_the_node_once(
             first = dict(outputs.facts)
             # the digest is this machine's own hash of the bytes it fetched
             assert {n: sha256_file(p) for n, p in outputs.files.items()} == c_job.digests
+            # with the mode it was built with: SFTP alone would leave a binary 0644
+            assert {n: p.stat().st_mode & 0o777 for n, p in outputs.files.items()} == {"hello-c": 0o755}
         assert len(executor.sent) == blobs
         log = (tmp_path / "first.log").read_text()
         assert log.startswith("$ /usr/bin/riscv64-linux-gnu-gcc") and "# exit 0" in log

@@ -10,13 +10,18 @@ The inventory is `[[nodes]]` in crossyard.toml, read once into frozen `Node`s:
     user = "build"               # ssh only
     identity = "keys/rv1"        # ssh only: the private key (0600), relative to crossyard.toml
     host_key = "ssh-ed25519 AAAA…"   # ssh only: the pinned host key, or known_hosts = "FILE"
+    workdir = "/var/tmp/crossyard"   # ssh only: the node's content cache, job and cache dirs
+    roots = "/var/cache/crossyard/roots"  # ssh only: prepared toolchain roots on the node
+    keepalive = 10               # ssh only: seconds between keepalives (3 unanswered: lost)
     cert_path = "pki/docker"     # docker over tcp:// only: ca.pem, cert.pem, key.pem
     arch = "linux/riscv64"       # declared; probing refuses a node that turns out otherwise
     max_jobs = 2                 # slots (default: local → [build] jobs, others → probed cores)
     labels = ["lab-a"]
 
 No `[[nodes]]` means one implicit local node with `[build] jobs` slots, which is how crossyard
-ran before it knew of nodes. `CROSSYARD_NODES=a,b` keeps only the named nodes for one run.
+ran before it knew of nodes. `CROSSYARD_NODES=a,b` keeps only the named nodes for one run;
+`CROSSYARD_SSH_KEEPALIVE=SECONDS` sets every SSH node's keepalive interval for one run (a link
+that goes silent is noticed after three unanswered ones).
 
 Probing (`crossyard nodes probe`, and every remote node at the start of a build) goes through a
 `NodeProber` per transport and reads `uname -m`, cores, memory, the toolchains there with their
@@ -28,9 +33,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import getpass
 import json
 import os
+import posixpath
 import re
+import shlex
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,31 +48,42 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from .errors import ConfigurationError, NodeUnreachable, check_keys, suggest
+from .errors import ConfigurationError, NodeLost, NodeUnreachable, check_keys, suggest
 from .fsutil import atomic_write_text
 from .platforms import PLATFORMS, Platform
-from .toolchains import Prober, ToolchainTarget
+from .toolchains import (
+    DEFAULT_ROOTS,
+    Prober,
+    ToolchainDef,
+    ToolchainTarget,
+    in_root,
+    normalize_identity,
+)
 
 if TYPE_CHECKING:
     from .executors import Executor
+    from .executors.ssh import SshNode
     from .workspace import Workspace
 
 TRANSPORTS: Final = ("local", "ssh", "docker")
 COMMON_KEYS: Final = ("name", "transport", "arch", "max_jobs", "labels")
 TRANSPORT_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "local": (),
-    "ssh": ("address", "port", "user", "identity", "host_key", "known_hosts"),
+    "ssh": ("address", "port", "user", "identity", "host_key", "known_hosts", "workdir", "roots",
+            "keepalive"),
     "docker": ("address", "cert_path"),
 }
 NODE_KEYS: Final = tuple(dict.fromkeys([*COMMON_KEYS, *(k for keys in TRANSPORT_KEYS.values() for k in keys)]))
 # Why a key does not apply to a transport, said with the fix.
 NOT_FOR: Final[Mapping[str, str]] = {
     "local": "a `local` node is this machine: it has no address or credentials",
-    "ssh": "an `ssh` node takes address, port, user, identity, host_key or known_hosts",
+    "ssh": "an `ssh` node takes address, port, user, identity, host_key or known_hosts, workdir, "
+           "roots, keepalive",
     "docker": "a `docker` node's address is the engine's URL (unix:///…, tcp://HOST:PORT, ssh://USER@HOST), "
               "with cert_path for tcp://",
 }
 NODES_ENV: Final = "CROSSYARD_NODES"
+KEEPALIVE_ENV: Final = "CROSSYARD_SSH_KEEPALIVE"
 IMPLICIT_NAME: Final = "local"
 DEFAULT_SSH_PORT: Final = 22
 PROBE_TIMEOUT_S: Final = 30.0
@@ -94,6 +113,9 @@ class Node:
     identity: Path | None = None  # ssh private key
     host_key: str = ""  # ssh: "TYPE BASE64", the one key the host may present
     known_hosts: Path | None = None  # ssh: a known_hosts file naming the host's key
+    workdir: str = ""  # ssh: the node's work directory ("": executors.ssh's default)
+    roots: str = ""  # ssh: the node's prepared toolchain roots ("": the default roots directory)
+    keepalive: float | None = None  # ssh: seconds between keepalives (None: executors.ssh's default)
     cert_path: Path | None = None  # docker tcp://: ca.pem, cert.pem, key.pem
     max_jobs: int | None = None  # None: local → [build] jobs, others → probed cores
     labels: tuple[str, ...] = ()
@@ -161,7 +183,23 @@ def load_nodes(value: object, *, file: Path, jobs: int,
             raise ConfigurationError(f"{file}: `nodes` is empty; declare at least one [[nodes]] or leave it out")
     if NODES_ENV in environ:
         nodes = _chosen(nodes, environ[NODES_ENV])
+    if KEEPALIVE_ENV in environ:
+        try:
+            keepalive = _seconds(float(environ[KEEPALIVE_ENV]))
+        except ValueError:
+            keepalive = None
+        if keepalive is None:
+            raise ConfigurationError(f"{KEEPALIVE_ENV}={environ[KEEPALIVE_ENV]!r} must be the seconds between "
+                                     "keepalives to SSH nodes, more than 0 (e.g. 5); or unset it")
+        nodes = tuple(replace(n, keepalive=keepalive) if n.transport == "ssh" else n for n in nodes)
     return nodes
+
+
+def _seconds(value: object) -> float | None:
+    """A positive number of seconds, less than a day; None if `value` is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
+        return None
+    return float(value)
 
 
 def _chosen(nodes: tuple[Node, ...], text: str) -> tuple[Node, ...]:
@@ -277,8 +315,23 @@ def _ssh(node: Node, table: Mapping[str, Any], *, bad: Callable[[str, str], Conf
         raise bad("host_key", f"is missing: crossyard connects only to a host whose key it knows; pin it "
                               f'(host_key = "ssh-ed25519 AAAA…", from `ssh-keyscan -p {port} {address}`) '
                               "or name a known_hosts file")
+    dirs = {}
+    for key in ("workdir", "roots"):
+        value = table.get(key, "")
+        # Paths on the node, used in its shell commands: absolute, normalized, never / itself.
+        if not isinstance(value, str) or (key in table and (
+                not value.startswith("/") or "\0" in value or posixpath.normpath(value) != value or value == "/")):
+            raise bad(key, f"= {value!r} must be a normalized absolute directory on the node, other than /")
+        dirs[key] = value
+    keepalive = None
+    if "keepalive" in table:
+        keepalive = _seconds(table["keepalive"])
+        if keepalive is None:
+            raise bad("keepalive", f"= {table['keepalive']!r} must be the seconds between keepalives, "
+                                   "more than 0 (e.g. keepalive = 5)")
     return replace(node, address=address.strip("[]"), port=port, user=user, identity=identity,
-                   host_key=host_key, known_hosts=known_hosts)
+                   host_key=host_key, known_hosts=known_hosts, keepalive=keepalive,
+                   workdir=dirs["workdir"], roots=dirs["roots"])
 
 
 def _host_key(value: object, *, bad: Callable[[str, str], ConfigurationError]) -> str:
@@ -470,17 +523,137 @@ class DockerProber:
                          memory=int(system.get("MemTotal") or 0), docker=info.identity_text)
 
 
+def ssh_node(node: Node) -> SshNode:
+    """An `ssh` node as the SSH executor takes it (the inventory checked every value already)."""
+    from .executors.ssh import DEFAULT_WORKDIR, SshNode
+
+    return SshNode(name=node.name, host=node.address, arch=node.arch, port=node.port or DEFAULT_SSH_PORT,
+                   user=node.user or getpass.getuser(), identity=node.identity, host_key=node.host_key or None,
+                   known_hosts=node.known_hosts, roots=node.roots or DEFAULT_ROOTS,
+                   workdir=node.workdir or DEFAULT_WORKDIR)
+
+
+# The target's std for a toolchain with `target_probe` (rustc --print target-libdir …): a
+# directory that exists and is not empty, as `Prober` checks it here.
+_NONEMPTY_DIR: Final = 'd=$("$@") && [ -d "$d" ] && [ -n "$(ls -A "$d")" ] && echo "$d"'
+_WHERE: Final = 'command -v "$1"'
+
+
+@dataclass(frozen=True, kw_only=True)
+class _RemoteTarget:
+    """One toolchain definition for one platform on an SSH node: the commands that decide it."""
+
+    definition: ToolchainDef
+    platform: Platform
+    strategy: str
+    command: str
+    root: str | None  # on the node
+    version: tuple[tuple[str, ...], ...]  # the version commands (in the root, with bubblewrap)
+    checks: tuple[tuple[str, ...], ...]  # each must succeed: requires, the target's std, the linker
+    where: tuple[str, ...] | None  # prints the command's path on the node (None: in a root)
+    linker: str | None
+
+
+def remote_targets(definitions: Sequence[ToolchainDef], arch: Platform, *, roots: str,
+                   prepared: Iterable[str]) -> list[_RemoteTarget]:
+    """What to run on a node of `arch` to learn its toolchains, as `Prober` learns this
+    machine's: each definition for each platform it targets, its strategy from the node's arch
+    (native for the node's own platform, cross for another, emulated in a root of another arch),
+    rooted ones only where the node has that root under `roots` (`prepared`: their names)."""
+    have = set(prepared)
+    found = []
+    for d in definitions:
+        root_path = d.root_path(roots)
+        if root_path is not None and root_path.name not in have:
+            continue
+        root = str(root_path) if root_path is not None else None
+        runs_on = d.root_platform or arch
+        for platform in d.targets:
+            strategy = "emulated" if runs_on != arch else "native" if platform == arch else "cross"
+            native_command = d.native_command if strategy == "native" else None
+            command = d.render(native_command or d.command, platform, roots=roots)
+
+            def inside(argv: Sequence[str], root: str | None = root) -> tuple[str, ...]:
+                return tuple(in_root(Path(root) if root else None, argv))
+
+            version = tuple(inside([d.render(a, platform, command=command, roots=roots) for a in argv])
+                            for argv in d.version)
+            checks: list[tuple[str, ...]] = [] if native_command else [
+                ("test", "-e", d.render(r, platform, roots=roots)) for r in d.requires]
+            if d.target_probe:
+                checks.append(inside(["sh", "-c", _NONEMPTY_DIR, "sh",
+                                      *(d.render(a, platform, roots=roots) for a in d.target_probe)]))
+            linker = d.render(d.linker, platform, roots=roots) if d.linker and strategy == "cross" else None
+            if linker is not None:
+                checks.append(inside(["sh", "-c", _WHERE, "sh", linker]))
+            found.append(_RemoteTarget(
+                definition=d, platform=platform, strategy=strategy, command=command, root=root,
+                version=version, checks=tuple(checks), linker=linker,
+                where=None if root else ("sh", "-c", _WHERE, "sh", command)))
+    return found
+
+
+def read_targets(targets: Sequence[_RemoteTarget], answers: Mapping[str, str | None], *,
+                 roots: str) -> tuple[ToolchainTarget, ...]:
+    """The available toolchains among `targets`, from what their commands printed (`answers`,
+    by `shlex.join` of each command; None: it failed), identities read as `Prober` reads them."""
+    found = []
+    for t in targets:
+        d = t.definition
+        lines = [answers[shlex.join(argv)] for argv in t.version]
+        if any(line is None for line in lines) or any(answers[shlex.join(c)] is None for c in t.checks):
+            continue
+        text = [line for line in lines if line is not None]
+        try:
+            identity = normalize_identity(d.family, text)
+        except ValueError:
+            continue  # unreadable output: no identity, not usable (`nodes probe` locally says why)
+        where = answers[shlex.join(t.where)] if t.where is not None else None
+        found.append(ToolchainTarget(
+            name=d.name, kind=d.kind, platform=t.platform, strategy=t.strategy, available=True,
+            command=where if where and where.startswith("/") else t.command, version="; ".join(text),
+            identity=identity, root=Path(t.root) if t.root else None,
+            sysroot=d.render(d.sysroot, t.platform, roots=roots), linker=t.linker,
+            env={k: d.render(v, t.platform, roots=roots) for k, v in d.env.items()},
+        ))
+    return tuple(found)
+
+
 class SshProber:
-    """SSH nodes are probed by the SSH executor (`executors/ssh.py`, its `probe()`), which is
-    connected here; until then an SSH node cannot be reached from this build of crossyard."""
+    """An SSH node, through the SSH executor over one connection (its host key checked first:
+    one that does not match is a `ConfigurationError` naming both fingerprints, and nothing
+    runs there): what the machine is, then, if it is what it is declared, the version commands
+    of every toolchain definition, run there in a clean environment."""
+
+    def __init__(self, definitions: Sequence[ToolchainDef], *, connect_timeout: float | None = None) -> None:
+        self.definitions = list(definitions)
+        self.connect_timeout = connect_timeout
 
     def probe(self, node: Node) -> NodeFacts:
-        raise NodeUnreachable(f"{node.name}: probing SSH nodes is not connected in this build of crossyard")
+        from .executors.ssh import CONNECT_TIMEOUT_S, SshExecutor
+
+        remote = ssh_node(node)
+        try:
+            with SshExecutor(remote, connect_timeout=self.connect_timeout or CONNECT_TIMEOUT_S) as executor:
+                machine = executor.probe()
+                toolchains: tuple[ToolchainTarget, ...] = ()
+                if machine.platform == node.arch:  # otherwise refused: its toolchains do not matter
+                    targets = remote_targets(self.definitions, node.arch, roots=remote.roots,
+                                             prepared=machine.roots)
+                    commands = {shlex.join(argv): argv for t in targets
+                                for argv in (*t.version, *t.checks, *((t.where,) if t.where else ()))}
+                    answers = executor.probe(commands).versions
+                    toolchains = read_targets(targets, answers, roots=remote.roots)
+        except NodeLost as error:
+            raise NodeUnreachable(str(error)) from None
+        return NodeFacts(uname_m=machine.machine, arch=machine.platform, cores=machine.cores,
+                         memory=machine.memory, toolchains=toolchains)
 
 
 def probers(toolchains: Prober) -> dict[str, NodeProber]:
     """The prober per transport (the plug-in table)."""
-    return {"local": LocalProber(toolchains), "docker": DockerProber(), "ssh": SshProber()}
+    return {"local": LocalProber(toolchains), "docker": DockerProber(),
+            "ssh": SshProber(toolchains.definitions)}
 
 
 def _platform(machine: str) -> Platform | None:
@@ -501,7 +674,8 @@ def _now() -> str:
 def probe_nodes(nodes: Sequence[Node], table: Mapping[str, NodeProber], *,
                 timeout: float = PROBE_TIMEOUT_S) -> list[NodeState]:
     """Probe `nodes` side by side; each one's state, in their order. A node that does not answer
-    within `timeout` is unreachable; one whose probed arch is not the declared one is refused."""
+    within `timeout` is unreachable; one whose probed arch is not the declared one is refused, as
+    is one that cannot be trusted or logged into (its host key, our key: a `ConfigurationError`)."""
     if not nodes:
         return []
     pool = ThreadPoolExecutor(max_workers=min(16, len(nodes)), thread_name_prefix="probe")
@@ -518,6 +692,9 @@ def probe_nodes(nodes: Sequence[Node], table: Mapping[str, NodeProber], *,
                 continue
             except NodeUnreachable as error:
                 states.append(NodeState(node=node.name, status="unreachable", probed=_now(), error=str(error)))
+                continue
+            except ConfigurationError as error:  # a host key that does not match, a key not accepted
+                states.append(NodeState(node=node.name, status="refused", probed=_now(), error=str(error)))
                 continue
             states.append(_checked(node, facts))
         return states
@@ -537,7 +714,8 @@ def _checked(node: Node, facts: NodeFacts) -> NodeState:
 
 
 def refuse_mismatched(states: Iterable[NodeState], *, file: Path) -> None:
-    """A `ConfigurationError` (exit 2) naming every node whose probed arch is not the declared one."""
+    """A `ConfigurationError` (exit 2) naming every refused node: its probed arch is not the
+    declared one, or (no facts) it was not trusted or did not let us in."""
     refused = [s.error for s in states if s.status == "refused"]
     if refused:
         raise ConfigurationError(f"{file}: " + "\n".join(refused))
@@ -572,6 +750,14 @@ class Cluster:
     warnings: tuple[str, ...] = ()  # nodes left out of this run, and why
     states: tuple[NodeState, ...] = ()
 
+    def close(self) -> None:
+        """End what the members' executors hold open (an SSH node's connection and its thread)."""
+        for member in self.members:
+            for executor in member.executors:
+                close = getattr(executor, "close", None)
+                if close is not None:
+                    close()
+
 
 class Transport(Protocol):
     def executors(self, node: Node, facts: NodeFacts, workspace: Workspace) -> tuple[Executor, ...]:
@@ -594,10 +780,11 @@ class _DockerTransport:
 
 
 class _SshTransport:
-    """Connected to executors/ssh.py by the lead, like `SshProber`."""
-
     def executors(self, node: Node, facts: NodeFacts, workspace: Workspace) -> tuple[Executor, ...]:
-        return ()
+        from .executors.ssh import KEEPALIVE_INTERVAL_S, SshExecutor
+
+        return (SshExecutor(ssh_node(node), scratch=workspace.state / "ssh",
+                            keepalive_interval=node.keepalive or KEEPALIVE_INTERVAL_S),)
 
 
 TRANSPORT_EXECUTORS: Final[Mapping[str, Transport]] = {"docker": _DockerTransport(), "ssh": _SshTransport()}
@@ -616,13 +803,15 @@ def connect(nodes: Sequence[Node], *, workspace: Workspace, toolchains: Prober,
             transports: Mapping[str, Transport] = TRANSPORT_EXECUTORS,
             timeout: float = PROBE_TIMEOUT_S) -> Cluster:
     """The members of a run: this machine as it is (the plan was made here), every other node
-    probed now. A node that does not answer, or that this build has no executor for, is left out
-    with a warning; one whose arch is not the declared one stops the run (exit 2)."""
+    probed now. A node that does not answer, that is not trusted (its host key) or that this
+    build has no executor for is left out with a warning, and nothing runs there; one whose arch
+    is not the declared one stops the run (exit 2: the inventory is wrong). `Cluster.close`
+    ends the connections to the members when the run is over."""
     remote = [n for n in nodes if n.transport != "local"]
     states = probe_nodes(remote, table if table is not None else probers(toolchains), timeout=timeout)
     if states:
         write_states(state_path(workspace), states)
-    refuse_mismatched(states, file=workspace.config_path)
+    refuse_mismatched([s for s in states if s.facts is not None], file=workspace.config_path)
     by_name = {s.node: s for s in states}
     members: list[Member] = []
     warnings: list[str] = []

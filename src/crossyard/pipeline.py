@@ -135,16 +135,21 @@ def build(
     graph = project.graph(names)
     image_jobs = plan_image_jobs(project, graph, names)  # a bad image input fails before any build
     project.fetch_sources(graph)
-    if cluster is None and executors is None:
+    owned = cluster is None and executors is None
+    if owned:
         cluster = connect_cluster(project)
-    scheduler = Scheduler(
-        store=project.store, resolver=project.resolver, executors=executors or (),
-        members=cluster.members if cluster is not None else None,
-        warnings=cluster.warnings if cluster is not None else (),
-        durations=Durations.load(workspace.state / "durations.json"),
-        logs_dir=workspace.logs_dir, jobs=project.settings.jobs, reporter=reporter,
-    )
-    report = scheduler.run(graph)
+    try:
+        scheduler = Scheduler(
+            store=project.store, resolver=project.resolver, executors=executors or (),
+            members=cluster.members if cluster is not None else None,
+            warnings=cluster.warnings if cluster is not None else (),
+            durations=Durations.load(workspace.state / "durations.json"),
+            logs_dir=workspace.logs_dir, jobs=project.settings.jobs, reporter=reporter,
+        )
+        report = scheduler.run(graph)
+    finally:
+        if owned and cluster is not None:  # the SSH connections end with the run, also on Ctrl-C
+            cluster.close()
     records = {(r.recipe, r.platform.oci): r for r in report.records if r.ok}
     unavailable = {(r.recipe, r.platform.oci) for r in report.records if not r.ok}
     images: list[BuiltImage] = []

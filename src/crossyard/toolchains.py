@@ -76,14 +76,18 @@ class ToolchainDef:
     description: str = ""
     family: str  # how its version output reads into an identity: a key of FAMILIES
 
-    def root_path(self) -> Path | None:
+    def root_path(self, roots: str | None = None) -> Path | None:
+        """The root's directory under `roots` (this machine's roots directory by default; an SSH
+        node's own when probing it)."""
         if self.root is None:
             return None
-        return Path(expand(self.root, {"roots": str(roots_dir())}))
+        return Path(expand(self.root, {"roots": roots or str(roots_dir())}))
 
-    def render(self, template: str, platform: Platform, *, command: str = "", mirror: str = "") -> str:
-        """`template` (checked at load: `_check_templates`) for `platform`."""
-        root = self.root_path()
+    def render(self, template: str, platform: Platform, *, command: str = "", mirror: str = "",
+               roots: str | None = None) -> str:
+        """`template` (checked at load: `_check_templates`) for `platform`; {root} and {roots}
+        under `roots` when given (an SSH node's roots directory), else this machine's."""
+        root = self.root_path(roots)
         return expand(template, {
             "gnu_triplet": platform.gnu_triplet,
             "rust_triple": platform.rust_triple,
@@ -93,7 +97,7 @@ class ToolchainDef:
             "uname_m": platform.uname_m,
             "architecture": platform.architecture,
             "root": str(root) if root else "",
-            "roots": str(roots_dir()),
+            "roots": roots or str(roots_dir()),
             "name": self.name,
             "command": command,
             "mirror": mirror,

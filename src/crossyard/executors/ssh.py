@@ -65,6 +65,7 @@ DEFAULT_WORKDIR: Final = "/var/tmp/crossyard"
 CONNECT_TIMEOUT_S: Final = 15.0
 KEEPALIVE_INTERVAL_S: Final = 10.0
 KEEPALIVE_COUNT: Final = 3  # unanswered keepalives before the node counts as lost
+PROBE_SESSIONS: Final = 8  # version commands a probe runs at once, under sshd's MaxSessions
 CHUNK: Final = 1 << 16
 # Facts an SSH job adds to its outputs (seconds as text, as every fact is).
 FACT_SHIP_SECONDS: Final = "ssh.ship-seconds"
@@ -454,7 +455,9 @@ class SshExecutor:
                                  "if command -v docker >/dev/null 2>&1; then echo docker; else echo none; fi")
             machine, cores, memory, docker = out.splitlines()[:4]
             roots = await self._list_roots()
-            found = await asyncio.gather(*(self._version(conn, argv) for argv in versions.values()))
+            # At most PROBE_SESSIONS at once: sshd refuses sessions past MaxSessions (10 by default).
+            sessions = asyncio.Semaphore(PROBE_SESSIONS)
+            found = await asyncio.gather(*(self._version(conn, argv, sessions) for argv in versions.values()))
         except (asyncssh.Error, ConnectionError, TimeoutError) as error:
             raise NodeLost(f"lost ssh node `{self.remote.name}` ({self.remote.where}) during the probe: "
                            f"{_reason(error)}") from None
@@ -466,9 +469,11 @@ class SshExecutor:
                          memory=int(memory.split()[1]) * 1024, versions=dict(zip(versions, found, strict=True)),
                          docker=docker == "docker", roots=tuple(sorted(roots)))
 
-    async def _version(self, conn: asyncssh.SSHClientConnection, argv: Sequence[str]) -> str | None:
+    async def _version(self, conn: asyncssh.SSHClientConnection, argv: Sequence[str],
+                       sessions: asyncio.Semaphore) -> str | None:
         command = shlex.join(["env", "-i", f"PATH={STANDARD_PATH}", "LC_ALL=C.UTF-8", *argv])
-        result = await conn.run(command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+        async with sessions:
+            result = await conn.run(command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
         if result.exit_status != 0:
             return None
         text = (str(result.stdout) or str(result.stderr)).strip()
