@@ -12,14 +12,24 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import require_tool, run_cli
 from crossyard.errors import ConfigurationError
-from crossyard.nodes import Node, NodeState, load_nodes, read_states, ssh_node, state_path
+from crossyard.nodes import (
+    Node,
+    NodeState,
+    load_nodes,
+    read_states,
+    remote_targets,
+    ssh_node,
+    state_path,
+)
 from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.project import load_settings
+from crossyard.toolchains import load_definitions
 from crossyard.workspace import Workspace
 from helpers import dockerd
 from helpers.dockerd import DockerdHandle
@@ -270,6 +280,28 @@ def test_a_docker_node_over_tls_is_probed_through_the_engine(tmp_path: Path, doc
     assert refused.returncode == 2, refused.stderr
     assert (f"node `engine` ({docker_engine.tls_host}) is declared {FOREIGN.oci} but probes as "
             f"{os.uname().machine}") in refused.stderr
+
+
+def test_a_root_on_a_docker_engine_is_probed_from_its_own_slash() -> None:
+    """In a container of a root's image the root is /: the commands that read a toolchain run as
+    they are and a path under the root is seen from /. Over SSH the same definition runs under
+    bubblewrap in the node's roots directory."""
+    rust = next(d for d in load_definitions(None) if d.name == "rust-trixie")
+    lib = f"usr/lib/rustlib/{RISCV64.rust_triple}/lib"
+
+    def targets(in_container: bool) -> dict[Platform, Any]:
+        found = remote_targets([rust], AMD64, roots="/r", prepared=["rust-trixie"], in_container=in_container)
+        return {t.platform: t for t in found}
+
+    there, over_ssh = targets(True), targets(False)
+    assert (there[RISCV64].strategy, there[AMD64].strategy) == ("cross", "native")
+    assert there[RISCV64].version == (("rustc", "--version"), ("cargo", "--version"))
+    assert ("test", "-e", f"/{lib}") in there[RISCV64].checks
+    assert ("sh", "-c", 'command -v "$1"', "sh", "riscv64-linux-gnu-gcc") in there[RISCV64].checks
+    assert not [argv for t in there.values() for argv in (*t.version, *t.checks) if "bwrap" in argv]
+    assert over_ssh[RISCV64].version[0][:3] == ("bwrap", "--ro-bind", "/r/rust-trixie")
+    assert ("test", "-e", f"/r/rust-trixie/{lib}") in over_ssh[RISCV64].checks
+    assert remote_targets([rust], AMD64, roots="/r", prepared=[], in_container=True) == []
 
 
 def test_a_build_leaves_an_unreachable_node_out_with_a_warning(tmp_path: Path) -> None:

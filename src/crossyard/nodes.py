@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import getpass
 import json
 import os
@@ -40,6 +41,7 @@ import posixpath
 import re
 import shlex
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +60,7 @@ from .toolchains import (
     ToolchainTarget,
     in_root,
     normalize_identity,
+    roots_dir,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +91,10 @@ IMPLICIT_NAME: Final = "local"
 DEFAULT_SSH_PORT: Final = 22
 PROBE_TIMEOUT_S: Final = 30.0
 ENGINE_TIMEOUT_S: Final = 10.0  # this machine's Docker engine, asked whether it is there
+LABEL_PROBE: Final = "org.crossyard.probe"  # on a container that reads a root's toolchains
+# Nodes are probed side by side, and the local and docker probers share planning's `Prober`
+# (its cache is saved by each of them).
+_PROBING: Final = threading.Lock()
 STATE_VERSION: Final = 1
 HOST_KEY_TYPES: Final = (
     "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
@@ -479,9 +486,10 @@ class LocalProber:
 
     def probe(self, node: Node) -> NodeFacts:
         machine = os.uname().machine
-        found = tuple(t for d in self.toolchains.definitions for p in PLATFORMS.values()
-                      if (t := self.toolchains.probe(d, p)).available)
-        self.toolchains.cache.save()
+        with _PROBING:
+            found = tuple(t for d in self.toolchains.definitions for p in PLATFORMS.values()
+                          if (t := self.toolchains.probe(d, p)).available)
+            self.toolchains.cache.save()
         return NodeFacts(uname_m=machine, arch=_platform(machine), cores=os.cpu_count() or 1,
                          memory=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
                          toolchains=found, docker=self.engine())
@@ -501,9 +509,17 @@ def _local_engine() -> str | None:
 
 
 class DockerProber:
-    """A Docker engine node, through the docker SDK: the engine's host is the node."""
+    """A Docker engine node, through the docker SDK: the engine's host is the node. Its
+    toolchains are the ones a job can use in a container there (executors/container.py): each
+    definition with a Debian root of the engine's arch (`root_platform`, or this machine's for a
+    root prepared here without one), prepared here (the first job that needs it ships it) or
+    held by the engine (one image of it, from an earlier run). A root prepared here is probed
+    here, by the prober planning uses: the identity the plan keys with. One only the engine
+    holds is probed in a container of its image. Host toolchains never: a container cannot
+    carry this machine's compiler. Roots of another arch neither (they would run emulated)."""
 
-    def __init__(self, *, timeout: float = PROBE_TIMEOUT_S) -> None:
+    def __init__(self, toolchains: Prober | None = None, *, timeout: float = PROBE_TIMEOUT_S) -> None:
+        self.toolchains = toolchains
         self.timeout = timeout
 
     def probe(self, node: Node) -> NodeFacts:
@@ -515,12 +531,85 @@ class DockerProber:
             with DockerEngine.from_env(node.docker_env(), timeout=self.timeout) as engine:
                 info = engine.info()
                 system = engine.client.info()
+                machine = str(system.get("Architecture") or info.platform.uname_m)
+                arch = _platform(machine)
+                # One whose arch is not the declared one is refused: its toolchains do not matter.
+                toolchains = self._toolchains(engine.client.api, arch) if arch == node.arch else ()
         except (ConfigurationError, docker.errors.DockerException, OSError) as error:
             raise NodeUnreachable(f"{node.name}: the Docker engine at {node.address} does not answer: "
                                   f"{_first_line(error)}") from None
-        machine = str(system.get("Architecture") or info.platform.uname_m)
-        return NodeFacts(uname_m=machine, arch=_platform(machine), cores=int(system.get("NCPU") or 1),
-                         memory=int(system.get("MemTotal") or 0), docker=info.identity_text)
+        return NodeFacts(uname_m=machine, arch=arch, cores=int(system.get("NCPU") or 1),
+                         memory=int(system.get("MemTotal") or 0), toolchains=toolchains,
+                         docker=info.identity_text)
+
+    def _toolchains(self, api: Any, arch: Platform) -> tuple[ToolchainTarget, ...]:
+        from .executors.container import LABEL_DIGEST, LABEL_ROOT
+
+        if self.toolchains is None:
+            return ()
+        held: dict[str, dict[str, str]] = {}  # root name → its digests on the engine → image id
+        for image in api.images(filters={"label": LABEL_ROOT}):
+            labels = image.get("Labels") or {}
+            held.setdefault(str(labels[LABEL_ROOT]), {})[str(labels.get(LABEL_DIGEST))] = str(image["Id"])
+        found: list[ToolchainTarget] = []
+        engine_only: dict[str, list[ToolchainDef]] = {}  # image id → the definitions of its root
+        with _PROBING:
+            for d in self.toolchains.definitions:
+                root = d.root_path()
+                if root is None:
+                    continue
+                if (root / "usr").is_dir():
+                    if (d.root_platform or self.toolchains.host) != arch:
+                        continue
+                    found += [replace(t, strategy="native" if p == arch else "cross") for p in d.targets
+                              if (t := self.toolchains.probe(d, p)).available]
+                # As the container executor finds a root it cannot ship: exactly one image of it.
+                elif len(images := held.get(root.name, {})) == 1 and d.root_platform in (None, arch):
+                    engine_only.setdefault(next(iter(images.values())), []).append(d)
+            self.toolchains.cache.save()
+        roots = str(roots_dir())
+        for image, definitions in engine_only.items():
+            targets = remote_targets(definitions, arch, roots=roots, in_container=True,
+                                     prepared=[r.name for d in definitions if (r := d.root_path())])
+            commands = {shlex.join(argv): argv for t in targets for argv in (*t.version, *t.checks)}
+            found += read_targets(targets, _in_image(api, image, commands), roots=roots)
+        return tuple(found)
+
+
+def _in_image(api: Any, image: str, commands: Mapping[str, Sequence[str]]) -> dict[str, str | None]:
+    """The first line each command prints (stdout, else stderr) in a container of `image` on the
+    engine, in a clean environment, without network; None for one that fails (or cannot run)."""
+    import docker.errors
+
+    from .executors.container import EXIT_WAIT_S
+    from .executors.local import STANDARD_PATH
+
+    answers: dict[str, str | None] = dict.fromkeys(commands)
+    host_config = api.create_host_config(network_mode="none", read_only=True,
+                                         tmpfs={"/tmp": "rw,nosuid,nodev,mode=1777"})
+    try:
+        container = str(api.create_container(image, command=["sleep", "infinity"], host_config=host_config,
+                                             user="0:0", working_dir="/", labels={LABEL_PROBE: "1"})["Id"])
+    except docker.errors.APIError:
+        return answers  # an image that cannot be run: no toolchain from it
+    try:
+        api.start(container)
+        for key, argv in commands.items():
+            execution = str(api.exec_create(container, ["/usr/bin/env", "-i", f"PATH={STANDARD_PATH}",
+                                                        "LC_ALL=C.UTF-8", *argv], workdir="/tmp")["Id"])
+            out, err = api.exec_start(execution, demux=True)
+            deadline = time.monotonic() + EXIT_WAIT_S
+            while (state := api.exec_inspect(execution)).get("Running") and time.monotonic() < deadline:
+                time.sleep(0.05)  # the output can end a moment before the exit code is recorded
+            if state.get("ExitCode") == 0:
+                text = (out or err or b"").decode(errors="replace").strip()
+                answers[key] = text.splitlines()[0] if text else "unknown"
+    except docker.errors.APIError:
+        pass  # the rest count as failed
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_container(container, force=True, v=True)
+    return answers
 
 
 def ssh_node(node: Node) -> SshNode:
@@ -555,11 +644,13 @@ class _RemoteTarget:
 
 
 def remote_targets(definitions: Sequence[ToolchainDef], arch: Platform, *, roots: str,
-                   prepared: Iterable[str]) -> list[_RemoteTarget]:
+                   prepared: Iterable[str], in_container: bool = False) -> list[_RemoteTarget]:
     """What to run on a node of `arch` to learn its toolchains, as `Prober` learns this
     machine's: each definition for each platform it targets, its strategy from the node's arch
     (native for the node's own platform, cross for another, emulated in a root of another arch),
-    rooted ones only where the node has that root under `roots` (`prepared`: their names)."""
+    rooted ones only where the node has that root under `roots` (`prepared`: their names).
+    `in_container`: the commands run in a container whose / is the root (a docker node's image
+    of it), not under bubblewrap, and a path under the root is seen from /."""
     have = set(prepared)
     found = []
     for d in definitions:
@@ -574,12 +665,17 @@ def remote_targets(definitions: Sequence[ToolchainDef], arch: Platform, *, roots
             command = d.render(native_command or d.command, platform, roots=roots)
 
             def inside(argv: Sequence[str], root: str | None = root) -> tuple[str, ...]:
-                return tuple(in_root(Path(root) if root else None, argv))
+                return tuple(argv) if in_container else tuple(in_root(Path(root) if root else None, argv))
+
+            def seen(path: str, root: str | None = root) -> str:
+                if in_container and root and (path + "/").startswith(root + "/"):
+                    return "/" + path[len(root):].lstrip("/")
+                return path
 
             version = tuple(inside([d.render(a, platform, command=command, roots=roots) for a in argv])
                             for argv in d.version)
             checks: list[tuple[str, ...]] = [] if native_command else [
-                ("test", "-e", d.render(r, platform, roots=roots)) for r in d.requires]
+                ("test", "-e", seen(d.render(r, platform, roots=roots))) for r in d.requires]
             if d.target_probe:
                 checks.append(inside(["sh", "-c", _NONEMPTY_DIR, "sh",
                                       *(d.render(a, platform, roots=roots) for a in d.target_probe)]))
@@ -652,7 +748,7 @@ class SshProber:
 
 def probers(toolchains: Prober) -> dict[str, NodeProber]:
     """The prober per transport (the plug-in table)."""
-    return {"local": LocalProber(toolchains), "docker": DockerProber(),
+    return {"local": LocalProber(toolchains), "docker": DockerProber(toolchains),
             "ssh": SshProber(toolchains.definitions)}
 
 
