@@ -10,7 +10,7 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLATFORMS = ["linux/riscv64", "linux/arm64"]  # the catalog's; `crossyard build -p` takes any
+PLATFORMS = ["linux/riscv64", "linux/arm64", "linux/amd64"]  # the catalog's; `build -p` takes any
 
 
 @nox.session

@@ -38,8 +38,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require((roots_dir() / "rust-trixie" / "usr").is_dir(),
             "the rust-trixie root is missing: run `crossyard toolchains prepare rust-trixie`")
     ws = tmp_path_factory.mktemp("ws")
-    for name in ("recipes", "services"):
-        shutil.copytree(REPO / name, ws / name)
+    # The example recipes only: the rest of the catalog has tests of its own (test_services).
+    (ws / "recipes" / "services").mkdir(parents=True)
+    (ws / "recipes" / "images").mkdir()
+    for name in ("hello-go", "hello-c", "hello-rs", "libgreet"):
+        shutil.copy(REPO / "recipes" / "services" / f"{name}.toml", ws / "recipes" / "services")
+        shutil.copytree(REPO / "services" / name, ws / "services" / name)
+    shutil.copy(REPO / "recipes" / "images" / "hello-go.toml", ws / "recipes" / "images")
     shutil.copy(REPO / "crossyard.toml", ws)
     return ws
 

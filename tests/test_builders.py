@@ -71,6 +71,16 @@ def test_rust_env_is_templated(tmp_path: Path) -> None:
     assert (env["APP_VERSION"], env["OUT"]) == ("2.0", "/job/out")
 
 
+@pytest.mark.parametrize(("table", "static"), [("", False), ("static = true\n", True), ("static = false\n", False)])
+def test_rust_static_links_glibc_in_and_keeps_the_path_remapping(tmp_path: Path, table: str, static: bool) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, f'name = "rs"\nkind = "rust"\n[source]\npath = "src"\n[rust]\n{table}')
+    _, env = script_of(recipe, "cargo")
+    flags = env["RUSTFLAGS"].split()
+    assert ("-Ctarget-feature=+crt-static" in flags) is static
+    assert "--remap-path-prefix=/job/src=/build/rs" in flags  # cargo reads only one RUSTFLAGS
+
+
 def test_dockerfile_build_args_are_templated(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     recipe = load(tmp_path, f'name = "web"\nkind = "dockerfile"\nversion = "3.1"\n'

@@ -111,6 +111,7 @@ class RustOptions(KindOptions):
     profile: str = option(NAME, "release")
     env: tuple[tuple[str, str], ...] = option(ENV, (), templated=True)  # sorted by name
     locked: bool = option(BOOL, False)
+    static: bool = option(BOOL, False)  # glibc's crt-static: runs on `scratch`/`crossyard/static`
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,6 +32,10 @@ class RustBuilder:
             f"--remap-path-prefix={cargo_home}=/cargo",
             f"--remap-path-prefix={job.paths.root}=/build",
         ]
+        if options.static:
+            # RUSTFLAGS overrides any rustflags of the crate's .cargo/config.toml, so the
+            # recipe says it here: glibc linked in, nothing for an image's base to provide.
+            rustflags.append("-Ctarget-feature=+crt-static")
         env = {
             "CARGO_HOME": cargo_home,
             "CARGO_TARGET_DIR": target_dir,
