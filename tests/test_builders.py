@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crossyard.build_options import GoOptions
-from crossyard.builders import BuildInput, builder_for
+from crossyard.builders import BuildInput, builder_for, script_for
 from crossyard.builders.dockerfile import DockerfileBuilder
 from crossyard.jobspec import JobPaths
 from crossyard.platforms import AMD64, RISCV64
@@ -99,3 +99,62 @@ def test_a_builder_refuses_another_kinds_options() -> None:
                      source_date_epoch=0)
     with pytest.raises(TypeError, match="COptions expected, got GoOptions"):
         builder_for("c").script(job)
+
+
+GOPATH_RECIPE = """\
+name = "kubectl"
+kind = "go"
+[source]
+path = "src"
+[[generate]]
+run = ["{toolchain}", "build", "-o", "{root}/bin/gen", "./vendor/k8s.io/gen"]
+env = { GOOS = "", GOARCH = "" }
+[[generate]]
+run = ["{root}/bin/gen", "--out", "{src}/zz_{goarch}.go"]
+dir = "pkg/generated"
+[go]
+gopath = true
+import_path = "k8s.io/kubernetes"
+package = "./cmd/kubectl"
+"""
+
+
+def test_gopath_mode_places_the_tree_then_generates_then_builds(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, GOPATH_RECIPE)
+    toolchain = ToolchainTarget(name="go-k8s", kind="go", platform=RISCV64, strategy="cross", available=True,
+                                command="go", identity="go1.24.4", gopath="/usr/share/gocode",
+                                gopath_digest="sha256:" + "1" * 64)
+    script = script_for("go", BuildInput(
+        name=recipe.name, version=recipe.version, platform=RISCV64, options=recipe.options_for(RISCV64),
+        toolchain=toolchain, paths=PATHS, source_date_epoch=1767225600, generate=recipe.generate,
+    ))
+    place = "/job/gopath/src/k8s.io/kubernetes"
+    assert [(s.argv, s.cwd) for s in script.steps] == [
+        (("mkdir", "-p", "/job/gopath/src/k8s.io"), "/job"),
+        (("mv", "/job/src", place), "/job"),
+        (("ln", "-s", place, "/job/src"), "/job"),
+        (("go", "build", "-o", "/job/bin/gen", "./vendor/k8s.io/gen"), place),
+        (("/job/bin/gen", "--out", "/job/src/zz_riscv64.go"), f"{place}/pkg/generated"),
+        (("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "/job/out/kubectl",
+          "./cmd/kubectl"), place),
+    ]
+    build, host_tool, runs_it = script.steps[5].env, script.steps[3].env, script.steps[4].env
+    # GOPATH mode: the job's own GOPATH first, then the Go packages the toolchain's root provides
+    assert build["GOPATH"] == "/job/gopath:/usr/share/gocode" and build["GO111MODULE"] == "off"
+    assert "GOMODCACHE" not in build and "GOFLAGS" not in build
+    assert (build["GOOS"], build["GOARCH"]) == ("linux", "riscv64")
+    # the generator is built for the machine running the job: GOOS/GOARCH empty is Go's default
+    assert (host_tool["GOOS"], host_tool["GOARCH"]) == ("", "") and host_tool["GOPATH"] == build["GOPATH"]
+    assert runs_it == build
+
+
+def test_module_mode_without_generate_is_one_step(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, 'name = "x"\nkind = "go"\n[source]\npath = "src"\n')
+    toolchain = ToolchainTarget(name="go", kind="go", platform=RISCV64, strategy="cross", available=True,
+                                command="/usr/bin/go", identity="go1.19.8", gopath="/usr/share/gocode")
+    script = script_for("go", BuildInput(name="x", version="1", platform=RISCV64, options=recipe.options_for(RISCV64),
+                                         toolchain=toolchain, paths=PATHS, source_date_epoch=0))
+    [step] = script.steps
+    assert step.cwd == "/job/src" and step.env["GOPATH"] == "/job/home/go" and "GO111MODULE" not in step.env

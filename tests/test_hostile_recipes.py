@@ -84,6 +84,13 @@ def bad(**kwargs: str) -> Callable[[Path], None]:
     return write({"recipes/bad.toml": recipe(**kwargs)})
 
 
+def patch_through_a_symlink(ws: Path) -> None:
+    """The source has a symlink out of the workspace; a patch creating a file through it."""
+    (ws / "src" / "link").symlink_to(ws.parent)
+    write({"recipes/bad.toml": recipe(source='path = "../src"\npatches = ["link.patch"]'),
+           "recipes/link.patch": "--- /dev/null\n+++ b/link/x\n@@ -0,0 +1 @@\n+owned\n"})(ws)
+
+
 def fifo_in_source(ws: Path) -> None:
     os.mkfifo(ws / "src" / "pipe")
 
@@ -229,6 +236,43 @@ CASES: dict[str, Case] = {
     "rust-locked-number": (bad(kind="rust", table="[rust]\nlocked = 1\n"), BUILD, {},
                            ("bad.toml: [rust] `locked` must be a boolean",)),
     "description-table": (bad(top="description = { a = 1 }\n"), BUILD, {}, ("bad.toml: `description`",)),
+    # 12: sources from Debian, workspace patches, generate steps, GOPATH mode
+    "patch-outside-workspace": (bad(source='path = "../src"\npatches = ["/etc/passwd"]'), BUILD, {},
+                                ("bad.toml: [source] patches: `/etc/passwd` is /etc/passwd, outside",)),
+    "patch-missing": (bad(source='path = "../src"\npatches = ["nope.patch"]'), BUILD, {},
+                      ("bad.toml: [source] patches: `nope.patch` is not a file",)),
+    "patch-not-applying": (
+        write({"recipes/bad.toml": recipe(source='path = "../src"\npatches = ["fix.patch"]'),
+               "recipes/fix.patch": "--- a/main.c\n+++ b/main.c\n@@ -1 +1 @@\n-int main(void){return 1;}\n"
+                                    "+int main(void){return 2;}\n"}), BUILD, {},
+        ("bad.toml: [source] patches: ", "fix.patch does not apply to the path source", "FAILED")),
+    "patch-writes-outside-the-tree": (
+        write({"recipes/bad.toml": recipe(source='path = "../src"\npatches = ["out.patch"]'),
+               "recipes/out.patch": "--- a/../../../../../../x\n+++ b/../../../../../../x\n@@ -0,0 +1 @@\n+owned\n"}),
+        BUILD, {}, ("bad.toml: [source] patches: ", "out.patch does not apply", "dangerous file name")),
+    "patch-through-a-symlink": (patch_through_a_symlink, BUILD, {},
+                                ("bad.toml: [source] patches: ", "link.patch does not apply", "Invalid file name")),
+    "debian-without-suite": (bad(source='debian = "kubernetes"\nversion = "1.32.3+ds-2"'), BUILD, {},
+                             ("bad.toml: [source] debian needs `suite`",)),
+    "debian-bad-version": (bad(source='debian = "kubernetes"\nsuite = "trixie"\nversion = "1.32/../x"'), BUILD,
+                           {}, ("bad.toml: [source] debian needs `version` = the exact version",)),
+    "debian-bad-package": (bad(source='debian = "../kubernetes"\nsuite = "trixie"\nversion = "1"'), BUILD, {},
+                           ("bad.toml: [source] debian = '../kubernetes' is not a Debian source package name",)),
+    "suite-without-debian": (bad(source='path = "../src"\nsuite = "trixie"'), BUILD, {},
+                             ("bad.toml: [source] `suite` belongs to a Debian source package",)),
+    "generate-unknown-placeholder": (bad(top='[[generate]]\nrun = ["{toolchian}", "generate"]\n'), BUILD, {},
+                                     ("bad.toml: [[generate]] #1 `run` uses unknown placeholder {toolchian} "
+                                      "(did you mean `toolchain`?)",)),
+    "generate-without-run": (bad(top="[[generate]]\nenv = { A = \"b\" }\n"), BUILD, {},
+                             ("bad.toml: [[generate]] #1 needs `run`",)),
+    "generate-dir-escapes": (bad(top='[[generate]]\nrun = ["true"]\ndir = "../.."\n'), BUILD, {},
+                             ("bad.toml: [[generate]] #1 `dir` = '../..' must be a path inside the source tree",)),
+    "gopath-without-import-path": (bad(kind="go", table="[go]\ngopath = true\n"), BUILD, {},
+                                   ("bad.toml: [go] gopath = true needs `import_path`",)),
+    "import-path-escapes": (bad(kind="go", table='[go]\ngopath = true\nimport_path = "k8s.io/../../x"\n'), BUILD,
+                            {}, ("bad.toml: [go] `import_path` = 'k8s.io/../../x' is not a Go import path",)),
+    "import-path-without-gopath": (bad(kind="go", table='[go]\nimport_path = "k8s.io/kubernetes"\n'), BUILD, {},
+                                   ("bad.toml: [go] `import_path` places the source in GOPATH; add `gopath = true`",)),
     "strategies-empty": (bad(top="strategies = []\n"), BUILD, {}, ("bad.toml: `strategies` is empty",)),
 }
 

@@ -296,3 +296,67 @@ def test_longest_version_still_makes_every_tag() -> None:
 def test_names_a_registry_takes(tmp_path: Path, name: str) -> None:
     (tmp_path / "src").mkdir()
     assert load_recipe(write(tmp_path / "r.toml", f'name = "{name}"\nkind = "c"\n[source]\npath = "src"\n')).name == name
+
+
+DEBIAN = 'debian = "kubernetes"\nsuite = "trixie"\nversion = "1.32.3+ds-2"\n'
+
+
+def test_a_debian_source_is_keyed_by_package_version_and_pin(tmp_path: Path) -> None:
+    text = 'name = "kubectl"\nkind = "go"\n[source]\n' + DEBIAN
+    recipe = load_recipe(write(tmp_path / "r.toml", text))
+    assert recipe.source is not None and recipe.source.kind == "debian"
+    assert recipe.normalized(RISCV64, tmp_path)["source"] == {
+        "kind": "debian", "debian": "kubernetes", "suite": "trixie", "version": "1.32.3+ds-2", "sha256": None,
+        "subdir": None, "exclude": [], "commit": None}
+    pinned = load_recipe(write(tmp_path / "p.toml", text + f'sha256 = "sha256:{"a" * 64}"\n'))
+    assert pinned.source is not None and pinned.source.sha256 == "a" * 64
+    other = load_recipe(write(tmp_path / "o.toml", text.replace("+ds-2", "+ds-3")))
+    keys = {r.normalized(RISCV64, tmp_path)["source"]["version"] for r in (recipe, other)}
+    assert keys == {"1.32.3+ds-2", "1.32.3+ds-3"}
+
+
+def test_patches_and_generate_steps_enter_the_recipes_key(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "patches").mkdir()
+    (tmp_path / "patches" / "fix.patch").write_text("--- a/x\n+++ b/x\n")
+    head = 'name = "x"\nkind = "go"\n[source]\npath = "src"\n'
+    plain = load_recipe(write(tmp_path / "r.toml", head)).normalized(RISCV64, tmp_path)
+    assert "generate" not in plain and "patches" not in plain["source"]  # old keys stay what they were
+    recipe = load_recipe(write(tmp_path / "g.toml", head + 'patches = ["patches/fix.patch"]\n'
+                               '[[generate]]\nrun = ["{toolchain}", "generate", "{src}/x"]\n'
+                               'env = { GOOS = "" }\ndir = "pkg"\n'))
+    normal = recipe.normalized(RISCV64, tmp_path)
+    assert normal["source"]["patches"] == ["patches/fix.patch"]
+    assert normal["generate"] == [{"run": ["{toolchain}", "generate", "{src}/x"], "env": {"GOOS": ""}, "dir": "pkg"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[source]\nsuite = "trixie"\npath = "."\n', "`suite` belongs to a Debian source package"),
+        ('[source]\ndebian = "kubernetes"\nsuite = "trixie"\n', "needs `version` = the exact version"),
+        ('[source]\ndebian = "kubernetes"\nversion = "1"\nsuite = "stable-security"\n', "needs `suite`"),
+        ('[source]\n' + DEBIAN + 'sha256 = "abc"\n', "must be the 64-hex sha256 of kubernetes's .dsc"),
+        ('[source]\n' + DEBIAN + 'url = "https://example.com/x"\n', "exactly one of `path`, `git`, `url`, `debian`"),
+        ('[source]\npath = "."\npatches = "x.patch"\n', "`source.patches` must be a list of strings"),
+        ('[[generate]]\nrun = ["go", "{nope}"]\n[source]\npath = "."\n', "unknown placeholder {nope}"),
+        ('[[generate]]\nrun = ["go"]\nwhere = "x"\n[source]\npath = "."\n', "unknown key `where` in [[generate]] #1"),
+        ('[[generate]]\nrun = ["gen", "{commit}"]\n[source]\npath = "."\n', "uses {commit}, but the recipe's"),
+        ('[source]\npath = "."\n[go]\ngopath = "yes"\n', "[go] `gopath` must be a boolean"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "/abs"\n', "is not a Go import path"),
+        ('[source]\npath = "."\n[platform.riscv64.go]\ngopath = true\n',
+         '[platform."linux/riscv64".go] gopath = true needs `import_path`'),
+    ],
+)
+def test_bad_sources_generate_and_gopath(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "r.toml", 'name = "x"\nkind = "go"\n' + text)
+    with pytest.raises(ConfigurationError) as error:
+        load_recipe(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def test_generate_needs_a_build_recipe(tmp_path: Path) -> None:
+    text = ('name = "img"\nkind = "image"\n[[generate]]\nrun = ["true"]\n[image]\nbase = "crossyard/static"\n'
+            '[[image.files]]\nsrc = "x"\ndest = "/x"\n')
+    with pytest.raises(ConfigurationError, match="a `image` recipe has none"):
+        load_recipe(write(tmp_path / "r.toml", text))

@@ -146,3 +146,38 @@ def test_special_files_are_named_not_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"pipe is a FIFO \(named pipe\), not a file"):
         tree_digest(tmp_path)  # without the check: blocks forever opening the FIFO
     assert [rel for rel, _ in iter_tree(tmp_path, ("pipe",))] == ["a.c"]
+
+
+PATCH = "--- a/main.c\n+++ b/main.c\n@@ -1 +1 @@\n-int main(void){{return {old};}}\n+int main(void){{return {new};}}\n"
+
+
+def test_patches_apply_in_order_and_their_contents_key_the_source(tmp_path: Path) -> None:
+    require_tool("patch", "apt-get install patch")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.c").write_text("int main(void){return 1;}\n")
+    (tmp_path / "one.patch").write_text(PATCH.format(old=1, new=2))
+    (tmp_path / "two.patch").write_text(PATCH.format(old=2, new=3))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "p"\nkind = "c"\n[source]\npath = "src"\npatches = ["one.patch", "two.patch"]\n')
+    resolver = SourceResolver(tmp_path / "cache")
+    resolved = resolver.resolve(load_recipe(recipe))
+    assert (resolved.tree / "main.c").read_text() == "int main(void){return 3;}\n"
+    assert (tmp_path / "src" / "main.c").read_text() == "int main(void){return 1;}\n"  # a copy was patched
+    assert resolver.identity(load_recipe(recipe)) == resolved.digest == tree_digest(resolved.tree)
+    (tmp_path / "two.patch").write_text(PATCH.format(old=2, new=4))
+    again = SourceResolver(tmp_path / "cache").resolve(load_recipe(recipe))
+    assert (again.tree / "main.c").read_text() == "int main(void){return 4;}\n" and again.digest != resolved.digest
+
+
+def test_a_pinned_sources_identity_holds_its_patches_digests(tmp_path: Path) -> None:
+    """Identity without fetching: a git commit (or a Debian version) plus the patches' sha256s."""
+    (tmp_path / "fix.patch").write_text(PATCH.format(old=1, new=2))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'name = "p"\nkind = "c"\n[source]\ngit = "https://example.invalid/x.git"\n'
+                      f'commit = "{"a" * 40}"\npatches = ["fix.patch"]\n')
+    resolver = SourceResolver(tmp_path / "cache")
+    first = resolver.identity(load_recipe(recipe))
+    assert first.startswith(f"git:{'a' * 40}:+patches:sha256:")
+    (tmp_path / "fix.patch").write_text(PATCH.format(old=1, new=3))
+    assert resolver.identity(load_recipe(recipe)) != first
+    assert not (tmp_path / "cache").exists()  # nothing fetched

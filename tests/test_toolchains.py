@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, require_tool, run_cli
 from crossyard.debian import ENV
 from crossyard.toolchains import load_definitions
 
@@ -87,3 +89,43 @@ def test_builtin_roots_take_the_mirror_from_discovery() -> None:
     for definition in rooted_defs:
         assert definition.prepare[0] == "mmdebstrap" and definition.prepare[-1] == "{mirror}"
         assert not any("://" in arg for arg in definition.prepare), definition.prepare
+
+
+@pytest.mark.integration
+def test_a_toolchains_gopath_provides_go_packages_and_keys_gopath_builds(tmp_path: Path) -> None:
+    """A build-dependency root in small: a toolchain whose `gopath` holds a Go package (as a
+    root with Debian's golang-*-dev holds /usr/share/gocode) builds a GOPATH-mode program that
+    imports it, for riscv64; what is in that gopath is in the key."""
+    require_tool("go", "apt-get install golang-go")
+    require_tool("qemu-riscv64-static", "apt-get install qemu-user-static")
+    library = tmp_path / "gocode" / "src" / "example.org" / "greeting"
+    library.mkdir(parents=True)
+    (library / "greeting.go").write_text(
+        'package greeting\n\nfunc Hello() string { return "hello from the toolchain\'s gopath" }\n')
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.go").write_text(
+        'package main\n\nimport (\n\t"fmt"\n\n\t"example.org/greeting"\n)\n\n'
+        "func main() { fmt.Println(greeting.Hello()) }\n")
+    ws = workspace(tmp_path, f'[go-libs]\nkind = "go"\ncommand = "go"\ngopath = "{tmp_path}/gocode"\npriority = 5\n')
+    (ws / "recipes").mkdir()
+    (ws / "recipes" / "hello.toml").write_text(
+        'name = "hello"\nkind = "go"\nplatforms = ["linux/riscv64"]\n[source]\npath = "../src"\n'
+        '[go]\ngopath = true\nimport_path = "example.org/hello"\n'
+        '[test]\nrun = ["hello"]\nexpect = "hello from the toolchain\'s gopath"\n')
+    result = run_cli("-C", str(ws), "build", "--json")
+    assert result.returncode == 0, result.stderr
+    [job] = json.loads(result.stdout)["jobs"]
+    assert job["status"] == "built" and job["toolchain"].startswith("go1.")
+    (library / "greeting.go").write_text(
+        'package greeting\n\nfunc Hello() string { return "changed in the toolchain\'s gopath" }\n')
+    planned = run_cli("-C", str(ws), "plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["jobs"][0]["input_key"] != job["input_key"]
+    # without it the toolchain is not available (and says why), and nothing else has the package
+    shutil.rmtree(tmp_path / "gocode")
+    listed = run_cli("-C", str(ws), "toolchains", "--json")
+    reasons = [alt["reason"] for entry in json.loads(listed.stdout)["toolchains"]
+               for alt in entry["alternatives"] if alt["toolchain"] == "go-libs"]
+    assert reasons and all(f"`gopath` {tmp_path}/gocode is not a directory" in r for r in reasons)
+    failed = run_cli("-C", str(ws), "build")
+    assert failed.returncode == 1 and 'cannot find package "example.org/greeting"' in failed.stderr

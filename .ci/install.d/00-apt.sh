@@ -17,3 +17,5 @@ apt_install ca-certificates git file mount make cmake golang-go gcc libc6-dev \
   qemu-user-static binfmt-support mmdebstrap arch-test bubblewrap
 # headless Chromium: the run report's test renders report.html in a real browser
 apt_install chromium
+# Debian source packages as recipe sources: signature checks, unpacking, workspace patches
+apt_install gpgv debian-archive-keyring dpkg-dev patch xz-utils

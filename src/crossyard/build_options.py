@@ -19,6 +19,7 @@ from .templates import JOB_DIRECTORIES, RECIPE_PLACEHOLDERS
 # What a value must be. NAME: a plain file name; REL: a path that stays inside its tree.
 STR, BOOL, STRS, ENV, ARGS = "string", "boolean", "list of strings", "table of strings", "table of values"
 NAME, REL, RELS = "file name", "relative path", "list of relative paths"
+IMPORT = "Go import path"
 OUTS = "list of relative paths to outputs"  # each file's name is an output's name
 C_BUILDS: Final = ("sources", "make", "cmake")  # a word from a closed set
 # Build args crossyard sets for each platform (builders/dockerfile.py); a recipe cannot.
@@ -86,6 +87,10 @@ class GoOptions(KindOptions):
     tags: tuple[str, ...] = option(STRS, ())
     cgo: bool = option(BOOL, False)
     env: tuple[tuple[str, str], ...] = option(ENV, (), templated=True)  # sorted by name
+    # GOPATH mode (GO111MODULE=off, vendor/ used as GOPATH does): the source is placed at
+    # `{root}/gopath/src/<import_path>` and built there; a toolchain's `gopath` follows it.
+    gopath: bool = option(BOOL, False)
+    import_path: str | None = option(IMPORT)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .builders import BuildInput, builder_for, output_inside
+from .build_options import OPTIONS, GoOptions
+from .builders import BuildInput, output_inside, script_for
 from .builders.dockerfile import CONTEXT_FORMAT, DockerfileBuilder
 from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
@@ -70,9 +71,10 @@ class Job:
                                               deps=files, source_date_epoch=self.source_date_epoch)
             return JobSpec(**common, docker=build, toolchain=ToolchainRequirement(
                 name="docker", identity=self.identity, strategy=tool.strategy))
-        script = builder_for(recipe.kind).script(BuildInput(
+        script = script_for(recipe.kind, BuildInput(
             name=recipe.name, version=recipe.version, platform=platform, options=options, toolchain=tool,
             source_date_epoch=self.source_date_epoch, deps=files, commit=recipe.commit,
+            generate=recipe.generate,
         ))
         return JobSpec(
             **common, steps=script.steps, env=script.env, outputs=script.outputs,
@@ -222,6 +224,10 @@ def plan(
                 "platform": platform.oci,
                 "source_date_epoch": epoch,
             }
+            options = recipe.options_for(platform) if recipe.kind in OPTIONS else None
+            if isinstance(options, GoOptions) and options.gopath and toolchain.gopath:
+                # The Go packages the toolchain's root provides are inputs of a GOPATH build.
+                material["toolchain_gopath"] = toolchain.gopath_digest
             jid = job_id(name, platform)
             jobs[jid] = Job(
                 id=jid,
@@ -246,9 +252,9 @@ def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget
     """Builders are pure, so options a builder refuses, or a [test] that runs a file the build
     does not produce, fail here (exit 2, before anything runs) rather than as a failed job."""
     try:
-        script = builder_for(recipe.kind).script(BuildInput(
+        script = script_for(recipe.kind, BuildInput(
             name=recipe.name, version=recipe.version, platform=platform, options=recipe.options_for(platform),
-            toolchain=toolchain, source_date_epoch=epoch, commit=recipe.commit,
+            toolchain=toolchain, source_date_epoch=epoch, commit=recipe.commit, generate=recipe.generate,
         ))
     except ValueError as error:
         raise ConfigurationError(f"{recipe.file}: [{recipe.kind}]: {error}") from None

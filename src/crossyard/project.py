@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .config import config_table, read_config
+from .debian import workspace_mirror
 from .engine import probe as engine_probe
 from .errors import ConfigurationError, check_keys
 from .nodes import Node, load_nodes
@@ -119,7 +120,7 @@ class Project:
     def __init__(self, workspace: Workspace, settings: Settings) -> None:
         self.workspace = workspace
         self.settings = settings
-        self.resolver = SourceResolver(workspace.cache_dir)
+        self.resolver = SourceResolver(workspace.cache_dir, mirror=lambda: workspace_mirror(workspace))
         self.store = Store(workspace.store_dir)
         self.probe_cache = ProbeCache(workspace.cache_dir / "toolchains.json")
 
@@ -171,7 +172,9 @@ class Project:
                 continue
             digests[recipe.name] = self.resolver.identity(recipe)
             epochs[recipe.name] = None
-            if recipe.source is not None and recipe.source.git and recipe.source_date_epoch is None:
+            # A git commit's time, a Debian source's last changelog entry: known once fetched.
+            fetched = recipe.source is not None and recipe.source.kind in ("git", "debian")
+            if fetched and recipe.source_date_epoch is None:
                 epochs[recipe.name] = self.resolver.resolve(recipe).epoch
         try:
             return plan(

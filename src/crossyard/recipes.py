@@ -28,6 +28,7 @@ from .build_options import (
     ARGS,
     BOOL,
     ENV,
+    IMPORT,
     NAME,
     OPTIONS,
     OUTS,
@@ -36,6 +37,7 @@ from .build_options import (
     RESERVED_BUILD_ARGS,
     STRS,
     BuildOptions,
+    GoOptions,
 )
 from .errors import ConfigurationError, check_keys, suggest
 from .platforms import ARM64, PLATFORMS, RISCV64, Platform, parse_platforms
@@ -49,9 +51,21 @@ DEFAULT_STRATEGIES: Final = ("cross", "native", "emulated")
 
 TOP_KEYS: Final = (
     "name", "kind", "version", "description", "platforms", "strategies", "depends",
-    "source_date_epoch", "source", "test", "platform", "image", *("go", "c", "rust", "dockerfile"),
+    "source_date_epoch", "source", "test", "platform", "image", "generate",
+    *("go", "c", "rust", "dockerfile"),
 )
-SOURCE_KEYS: Final = ("path", "git", "commit", "url", "sha256", "subdir", "exclude")
+SOURCE_KEYS: Final = (
+    "path", "git", "commit", "url", "sha256", "subdir", "exclude", "debian", "suite", "version",
+    "patches",
+)
+SOURCE_KINDS: Final = ("path", "git", "url", "debian")
+# Debian policy 5.6.1 (source package names) and 5.6.12 (versions: [epoch:]upstream[-revision]).
+DEBIAN_PACKAGE_RE: Final = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+DEBIAN_VERSION_RE: Final = re.compile(r"^(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~-]*$")
+GENERATE_KEYS: Final = ("run", "env", "dir")
+# What a generate step's strings may name, besides the recipe's placeholders: the job directory,
+# the source and HOME as the step sees them, and the toolchain's command (`go`, `gcc`, `cargo`).
+GENERATE_PLACEHOLDERS: Final = (*templates.RECIPE_PLACEHOLDERS, "root", "src", "home", "toolchain")
 TEST_KEYS: Final = ("run", "expect", "env", "timeout")
 DEFAULT_TEST_TIMEOUT: Final = 120  # seconds
 
@@ -69,6 +83,7 @@ MAX_VERSION: Final = 128 - max(len(s) for s in VERSION_SUFFIXES)
 # `oras pull` writes. No `/`, no leading `.` or `-`, nothing a shell or a tag would trip on.
 FILE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
 ENV_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IMPORT_PATH_RE: Final = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9._~-]+)*$")
 # The largest SOURCE_DATE_EPOCH a date can be made of (9999-12-31T23:59:59Z).
 MAX_EPOCH: Final = 253402300799
 
@@ -85,38 +100,74 @@ DEFAULT_IMAGE_DEST: Final = "/usr/local/bin/"
 
 @dataclass(frozen=True, kw_only=True)
 class Source:
-    """Where a recipe's source comes from: exactly one of a local path, a git commit, a URL.
-    `commit` is the git commit; on a path or URL source it is optional and declares the upstream
-    commit the tree was made from (a Debian tarball of Kubernetes), for `{commit}`."""
+    """Where a recipe's source comes from: exactly one of a local path, a git commit, a URL, a
+    Debian source package (`debian` at an exact `version` of a `suite`; `sha256` then optionally
+    pins its .dsc). `commit` is the git commit; on the others it is optional and declares the
+    upstream commit the tree was made from (a Debian tarball of Kubernetes), for `{commit}`.
+    `patches` (workspace files) are applied in order to whatever the source gives."""
 
     path: Path | None = None
     git: str | None = None
     commit: str | None = None
     url: str | None = None
     sha256: str | None = None
+    debian: str | None = None
+    suite: str | None = None
+    version: str | None = None
     subdir: str | None = None
     exclude: tuple[str, ...] = ()
+    patches: tuple[Path, ...] = ()
 
     @property
     def kind(self) -> str:
-        return "path" if self.path is not None else "git" if self.git else "url"
+        if self.path is not None:
+            return "path"
+        return "git" if self.git else "debian" if self.debian else "url"
 
     def normalized(self, workspace_root: Path) -> dict[str, Any]:
+        normal = self._normalized(workspace_root)
+        if self.patches:  # their contents are in the source's identity (`SourceResolver`)
+            normal["patches"] = [_workspace_relative(p, workspace_root) for p in self.patches]
+        return normal
+
+    def _normalized(self, workspace_root: Path) -> dict[str, Any]:
+        if self.debian:
+            return {"kind": "debian", "debian": self.debian, "suite": self.suite, "version": self.version,
+                    "sha256": self.sha256, "subdir": self.subdir, "exclude": list(self.exclude),
+                    "commit": self.commit}
         if self.git:
             return {"kind": "git", "git": self.git, "commit": self.commit, "subdir": self.subdir}
         if self.path is not None:
-            try:
-                where = self.path.relative_to(workspace_root).as_posix()
-            except ValueError:
-                where = self.path.as_posix()
             # Relative to the workspace (the content is keyed by the tree digest), so moving a
             # workspace keeps its keys.
+            where = _workspace_relative(self.path, workspace_root)
             normal = {"kind": "path", "subdir": self.subdir, "exclude": list(self.exclude), "where": where}
         else:
             normal = {"kind": "url", "url": self.url, "sha256": self.sha256, "subdir": self.subdir}
         # A declared commit is what `{commit}` stamps into the outputs. Only when there is one,
         # so that the keys of sources without one stay what they were.
         return normal if self.commit is None else {**normal, "commit": self.commit}
+
+
+def _workspace_relative(path: Path, workspace_root: Path) -> str:
+    try:
+        return path.relative_to(workspace_root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateStep:
+    """One `[[generate]]` step: a command run in the job before the build (a code generator
+    built from the same tree, say), in the build's working directory (or `dir` below it), with
+    the build's environment and its own `env` over it. Its strings are templates."""
+
+    run: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    dir: str | None = None
+
+    def normalized(self) -> dict[str, Any]:
+        return {"run": list(self.run), "env": dict(self.env), "dir": self.dir}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -367,6 +418,7 @@ class Recipe:
     test: Test | None = None
     image: ImageSpec | None = None
     platforms_given: bool = True  # false: the defaults (an image recipe then takes its inputs')
+    generate: tuple[GenerateStep, ...] = ()
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -405,6 +457,8 @@ class Recipe:
             "test": None
             if self.test is None
             else {"run": list(self.test.run), "expect": self.test.expect, "env": dict(self.test.env)},
+            # Only when there are any, so that the keys of recipes without them stay what they were.
+            **({"generate": [g.normalized() for g in self.generate]} if self.generate else {}),
         }
 
 
@@ -539,6 +593,12 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
             check_name(option, key=at, file=file)
         elif expected == REL:
             check_relative(option, key=at, file=file, inside="the source tree")
+        elif expected == IMPORT:
+            if not isinstance(option, str) or not IMPORT_PATH_RE.match(option) or ".." in option.split("/"):
+                raise ConfigurationError(
+                    f'{file}: {at} = {option!r} is not a Go import path (like "k8s.io/kubernetes": '
+                    "letters, digits, `.`, `_`, `~`, `-`, separated by `/`)"
+                )
         elif expected in (STRS, RELS, OUTS):
             option = _str_list(option, key=dotted, file=file)
             for item in option:
@@ -681,6 +741,16 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
             merged = {**given, **_options(table.get(kind, {}), kind, where=where, file=file, commit=commit)}
             overrides[plat.oci] = OPTIONS[kind](**merged, given=frozenset(merged))
 
+    for where, options_of in (("[go]", options), *((f'[platform."{o}".go]', v) for o, v in overrides.items())):
+        if isinstance(options_of, GoOptions):
+            _check_gopath(options_of, where=where, file=file)
+    generate = _generate(data.get("generate", []), file=file, commit=commit)
+    if generate and kind not in BUILD_RECIPE_KINDS:
+        raise ConfigurationError(
+            f"{file}: [[generate]] runs before a build in the job's directory; a `{kind}` recipe has "
+            f"none (only {', '.join(BUILD_RECIPE_KINDS)} recipes)"
+        )
+
     test = None
     if "test" in data:
         table = _table(data["test"], key="test", file=file)
@@ -732,19 +802,45 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
         test=test,
         image=image,
         platforms_given="platforms" in data,
+        generate=generate,
     )
+
+
+def _check_gopath(options: GoOptions, *, where: str, file: Path) -> None:
+    """GOPATH mode needs the import path the tree is placed under, and only it uses one."""
+    if options.gopath and options.import_path is None:
+        raise ConfigurationError(
+            f"{file}: {where} gopath = true needs `import_path`, where the source sits in GOPATH "
+            '(e.g. import_path = "k8s.io/kubernetes")'
+        )
+    if options.import_path is not None and not options.gopath:
+        raise ConfigurationError(
+            f"{file}: {where} `import_path` places the source in GOPATH; add `gopath = true` (GOPATH "
+            "mode, GO111MODULE=off) or remove it (module mode reads go.mod)"
+        )
 
 
 def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
     table = _table(value, key="source", file=file)
     check_keys(table, SOURCE_KEYS, where="[source]", file=file)
-    given = [k for k in ("path", "git", "url") if k in table]
+    given = [k for k in SOURCE_KINDS if k in table]
     if len(given) != 1:
-        raise ConfigurationError(f"{file}: [source] needs exactly one of `path`, `git`, `url` (got {given or 'none'})")
-    for key in ("path", "git", "url", "subdir"):
+        raise ConfigurationError(
+            f"{file}: [source] needs exactly one of `path`, `git`, `url`, `debian` (got {given or 'none'})"
+        )
+    for key in ("path", "git", "url", "subdir", "debian", "suite", "version"):
         if key in table and (not isinstance(table[key], str) or not table[key]):
             raise ConfigurationError(f"{file}: [source] `{key}` must be a non-empty string, got {table[key]!r}")
+    for key in ("suite", "version"):
+        if key in table and "debian" not in table:
+            raise ConfigurationError(
+                f"{file}: [source] `{key}` belongs to a Debian source package (`debian = \"<source package>\"`)"
+            )
     exclude = _str_list(table.get("exclude", []), key="source.exclude", file=file)
+    patches = tuple(
+        _workspace_file(name, key="[source] patches", file=file, source_root=source_root)
+        for name in _str_list(table.get("patches", []), key="source.patches", file=file)
+    )
     commit = table.get("commit")
     if (commit is not None or "git" in table) and (
         not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{40}", commit)
@@ -756,6 +852,7 @@ def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
     subdir = table.get("subdir")
     if subdir is not None:
         check_relative(subdir, key="[source] `subdir`", file=file, inside="the source tree")
+    common: dict[str, Any] = {"commit": commit, "subdir": subdir, "exclude": exclude, "patches": patches}
     if "path" in table:
         path = (file.parent / table["path"]).resolve()
         root = source_root.resolve()
@@ -772,16 +869,90 @@ def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
                 f"{file}: [source] path `{table['path']}` does not exist (looked for {path}); "
                 "fix the path, relative to the recipe file"
             )
-        return Source(path=path, commit=commit, subdir=subdir, exclude=exclude)
+        return Source(path=path, **common)
     if "git" in table:
-        return Source(git=table["git"], commit=commit, subdir=subdir, exclude=exclude)
+        return Source(git=table["git"], **common)
+    sha = table.get("sha256")
+    if "debian" in table:
+        return _debian_source(table, sha, common, file=file)
     url = table["url"]
     if not url.startswith(("https://", "http://")):
         raise ConfigurationError(f"{file}: [source] url must be https:// (got {url})")
-    sha = table.get("sha256")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha.removeprefix("sha256:")):
         raise ConfigurationError(f"{file}: [source] url needs `sha256` = the 64-hex digest of the download")
-    return Source(url=url, sha256=sha.removeprefix("sha256:"), commit=commit, subdir=subdir, exclude=exclude)
+    return Source(url=url, sha256=sha.removeprefix("sha256:"), **common)
+
+
+def _debian_source(table: Mapping[str, Any], sha: Any, common: dict[str, Any], *, file: Path) -> Source:
+    """`debian = "<source package>"`, `suite`, the exact `version`, optionally `sha256` of its .dsc."""
+    # Imported here: debian.py reads the configuration, which reads TOML with this module.
+    from .debian import is_debian_suite
+
+    package, suite, version = table["debian"], table.get("suite"), table.get("version")
+    if not DEBIAN_PACKAGE_RE.match(package):
+        raise ConfigurationError(
+            f"{file}: [source] debian = {package!r} is not a Debian source package name (lowercase "
+            "letters, digits, `+`, `-`, `.`), e.g. \"kubernetes\""
+        )
+    if suite is None or not is_debian_suite(suite):
+        raise ConfigurationError(
+            f"{file}: [source] debian needs `suite` = the Debian release to take `{package}` from, "
+            f"e.g. \"bookworm\" or \"trixie\" (got {suite!r})"
+        )
+    if version is None or not DEBIAN_VERSION_RE.match(version):
+        raise ConfigurationError(
+            f"{file}: [source] debian needs `version` = the exact version of `{package}` in {suite} "
+            f"(as `apt-cache showsrc {package}` prints it, e.g. \"1.32.3+ds-2\"), got {version!r}"
+        )
+    if sha is not None and (not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha.removeprefix("sha256:"))):
+        raise ConfigurationError(
+            f"{file}: [source] sha256 = {sha!r} must be the 64-hex sha256 of {package}'s .dsc (the "
+            "`Checksums-Sha256` line of the .dsc in `apt-cache showsrc`)"
+        )
+    return Source(debian=package, suite=suite, version=version,
+                  sha256=sha.removeprefix("sha256:") if isinstance(sha, str) else None, **common)
+
+
+def _workspace_file(name: str, *, key: str, file: Path, source_root: Path) -> Path:
+    """A file a recipe names (relative to the recipe, like [source] path), which must stay in
+    the workspace once symlinks are resolved and be a regular file."""
+    path = (file.parent / name).resolve()
+    root = source_root.resolve()
+    if not name or not path.is_relative_to(root):
+        raise ConfigurationError(
+            f"{file}: {key}: `{name}` is {path}, outside {root}; name a file in the workspace, "
+            "relative to the recipe file"
+        )
+    if not path.is_file():
+        raise ConfigurationError(
+            f"{file}: {key}: `{name}` is not a file (looked for {path}); fix the path, relative to the recipe file"
+        )
+    return path
+
+
+def _generate(value: Any, *, file: Path, commit: str | None) -> tuple[GenerateStep, ...]:
+    """`[[generate]]`: an array of tables, each `run` (argv), optional `env` and `dir`."""
+    if not isinstance(value, list):
+        raise ConfigurationError(f"{file}: `generate` must be an array of tables ([[generate]])")
+    steps = []
+    for index, entry in enumerate(value):
+        where = f"[[generate]] #{index + 1}"
+        table = _table(entry, key=f"generate[{index}]", file=file)
+        check_keys(table, GENERATE_KEYS, where=where, file=file)
+        run = _str_list(table.get("run", []), key=f"generate[{index}].run", file=file)
+        if not run or not run[0]:
+            raise ConfigurationError(
+                f"{file}: {where} needs `run` = [\"<command>\", args…], e.g. "
+                '["{toolchain}", "build", "-o", "{root}/bin/gen", "./cmd/gen"]'
+            )
+        env = _env_table(table.get("env", {}), key=f"generate[{index}].env", file=file)
+        directory = table.get("dir")
+        if directory is not None:
+            check_relative(directory, key=f"{where} `dir`", file=file, inside="the source tree")
+        _check_templates(run, f"{file}: {where} `run`", GENERATE_PLACEHOLDERS, commit=commit)
+        _check_templates(env, f"{file}: {where} `env`", GENERATE_PLACEHOLDERS, commit=commit)
+        steps.append(GenerateStep(run=run, env=env, dir=directory))
+    return tuple(steps)
 
 
 def load_recipe(path: Path, *, source_root: Path | None = None) -> Recipe:

@@ -4,7 +4,15 @@
 - a git repository at a pinned commit: fetched into `.crossyard/cache/git`, exported with
   `git archive`; its identity is the commit, its SOURCE_DATE_EPOCH the commit time;
 - an URL pinned by sha256: downloaded with httpx, streamed to a temp file, verified, then moved
-  to `.crossyard/cache/downloads/<sha256>`. A mismatch keeps nothing.
+  to `.crossyard/cache/downloads/<sha256>`. A mismatch keeps nothing;
+- a Debian source package at an exact version: fetched from the machine's Debian mirror and
+  verified against the suite's signed index, unpacked with Debian's patches (`debsource`); its
+  identity is the version, and the .dsc's sha256 when the recipe pins it (`sha256`), which is
+  the reproducible choice: Debian never reuses a version for other bytes, a pin also says so.
+
+`patches` (workspace files) are applied in order with `patch -p1` to a copy of whatever the
+source gives, kept in `.crossyard/cache/sources/patched-<digest>`; their sha256s join the
+source's identity, so changing a patch changes every key built from it.
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigurationError, CrossyardError, IntegrityError
 from .fsutil import extract_tar
-from .hashing import CHUNK
+from .hashing import CHUNK, sha256_file, sha256_json
 from .recipes import Recipe, Source
 
 ALWAYS_EXCLUDED = (".git", ".crossyard", "target", "__pycache__", ".hg", ".svn")
@@ -37,7 +46,7 @@ class ResolvedSource:
 
     tree: Path
     digest: str
-    epoch: int | None  # from the git commit, when there is one
+    epoch: int | None  # from the git commit or debian/changelog, when there is one
     exclude: tuple[str, ...] = ()
 
 
@@ -112,32 +121,39 @@ def copy_tree(source: ResolvedSource, destination: Path) -> None:
 
 
 class SourceResolver:
-    """Turns `Source`s into `ResolvedSource`s, memoizing, fetching into the cache dir."""
+    """Turns `Source`s into `ResolvedSource`s, memoizing, fetching into the cache dir.
+    `mirror` names the Debian mirror (`crossyard.debian`); asked only for a Debian source that
+    must be fetched, by default from the environment and apt's sources."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, *, mirror: Callable[[], str] | None = None) -> None:
         self.cache_dir = cache_dir
-        self._memo: dict[tuple[str, ...], ResolvedSource] = {}
+        self._memo: dict[Source, ResolvedSource] = {}
+        self._mirror = mirror
 
     def identity(self, recipe: Recipe) -> str:
         """The source digest without fetching anything remote (pins are their own identity)."""
         source = recipe.source
         if source is None:
             return "none"
+        if source.path is not None:
+            return self.resolve(recipe).digest  # the content, patched
         if source.git:
-            return f"git:{source.commit}:{source.subdir or ''}"
-        if source.url:
-            return f"sha256:{source.sha256}:{source.subdir or ''}"
-        return self.resolve(recipe).digest
+            base = f"git:{source.commit}:{source.subdir or ''}"
+        elif source.debian:
+            base = f"debian:{source.debian}={source.version}:{source.sha256 or ''}:{source.subdir or ''}"
+        else:
+            base = f"sha256:{source.sha256}:{source.subdir or ''}"
+        if not source.patches:
+            return base
+        return f"{base}+patches:{sha256_json([sha256_file(p) for p in source.patches])}"
 
     def resolve(self, recipe: Recipe) -> ResolvedSource:
         source = recipe.source
         if source is None:
             raise ConfigurationError(f"{recipe.file}: recipe `{recipe.name}` has no [source]")
-        key = (source.kind, str(source.path or source.git or source.url), source.sha256 or source.commit or "",
-               source.subdir or "", *source.exclude)
-        if key not in self._memo:
-            self._memo[key] = self._resolve(recipe, source)
-        return self._memo[key]
+        if source not in self._memo:
+            self._memo[source] = self._resolve(recipe, source)
+        return self._memo[source]
 
     def _resolve(self, recipe: Recipe, source: Source) -> ResolvedSource:
         epoch: int | None = None
@@ -147,8 +163,12 @@ class SourceResolver:
                 raise ConfigurationError(f"{recipe.file}: [source] path {tree} does not exist")
         elif source.git:
             tree, epoch = self._fetch_git(recipe, source)
+        elif source.debian:
+            tree, epoch = self._fetch_debian(recipe, source)
         else:
             tree = self._fetch_url(recipe, source)
+        if source.patches:
+            tree = self._patched(recipe, source, tree)
         if source.subdir:
             # `..` is refused at load; a symlink in the tree must not lead out of it either.
             inner = (tree / source.subdir).resolve()
@@ -164,6 +184,61 @@ class SourceResolver:
         except ConfigurationError as error:
             raise ConfigurationError(f"{recipe.file}: [source]: {error}") from None
         return ResolvedSource(tree=tree, digest=digest, epoch=epoch, exclude=source.exclude)
+
+    # -- patches ----------------------------------------------------------------------------
+    def _patched(self, recipe: Recipe, source: Source, tree: Path) -> Path:
+        """A copy of `tree` with the recipe's patches applied in order (`patch -p1`, no fuzz),
+        cached by the tree's and the patches' digests. A fetched tree is named by its content
+        (`git-<commit>`, `url-<sha256>`, a .dsc's sha256) and checked when it is fetched; a local
+        one is digested."""
+        patches = [sha256_file(p) for p in source.patches]
+        base = tree_digest(tree, source.exclude) if source.path is not None else f"{source.kind}:{tree.name}"
+        key = sha256_json({"tree": base, "exclude": list(source.exclude), "patches": patches}).partition(":")[2]
+        target = self.cache_dir / "sources" / f"patched-{key}"
+        if target.is_dir():
+            return target
+        tool = shutil.which("patch")
+        if tool is None:
+            raise ConfigurationError(f"{recipe.file}: [source] patches need `patch`: apt-get install patch")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".patch-"))
+        try:
+            copy_tree(ResolvedSource(tree=tree, digest="", epoch=None, exclude=source.exclude), staging / "tree")
+            for patch in source.patches:
+                # GNU patch refuses names with `..` or a leading `/` and does not follow symlinks
+                # out of the tree; `--reject-file=-` leaves no .rej files behind.
+                result = subprocess.run(
+                    [tool, "-p1", "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch",
+                     "--reject-file=-", "-d", str(staging / "tree"), "-i", str(patch)],
+                    capture_output=True, text=True, env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"},
+                )
+                if result.returncode != 0:
+                    # patch's own words, without the patch text it quotes
+                    said = "; ".join([line for line in (result.stdout + result.stderr).splitlines()
+                                      if line.strip() and not line.startswith(("|", "-----"))][:8])
+                    raise ConfigurationError(
+                        f"{recipe.file}: [source] patches: {patch} does not apply to the {source.kind} "
+                        f"source (patch -p1, no fuzz): {said}; refresh it against the tree"
+                    )
+            try:
+                os.replace(staging / "tree", target)
+            except OSError:
+                if not target.is_dir():  # another run made it meanwhile: the same bytes
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    # -- debian -----------------------------------------------------------------------------
+    def _fetch_debian(self, recipe: Recipe, source: Source) -> tuple[Path, int | None]:
+        from .debian import mirror
+        from .debsource import DebianArchive  # imported here: it builds on this module
+
+        assert source.debian and source.suite and source.version
+        archive = DebianArchive(self.cache_dir, self._mirror or (lambda: mirror({})))
+        unpacked = archive.unpack(package=source.debian, suite=source.suite, version=source.version,
+                                  pin=source.sha256, origin=str(recipe.file))
+        return unpacked.tree, unpacked.epoch
 
     # -- git --------------------------------------------------------------------------------
     def _fetch_git(self, recipe: Recipe, source: Source) -> tuple[Path, int]:

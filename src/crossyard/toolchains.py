@@ -34,12 +34,13 @@ from .errors import ConfigurationError, check_keys, suggest
 from .fsutil import atomic_write_text
 from .platforms import PLATFORMS, Platform, parse_platforms
 from .recipes import read_toml
+from .sources import tree_digest
 from .templates import check, expand
 
 DEF_KEYS: Final = (
     "kind", "command", "native_command", "version", "targets", "root", "root_platform",
     "prepare", "requires", "target_probe", "linker", "sysroot", "install", "env", "priority",
-    "description", "family",
+    "description", "family", "gopath",
 )
 DEFAULT_ROOTS: Final = "/var/cache/crossyard/roots"
 # What `ToolchainDef.render` fills in; `prepare` alone also gets {mirror} (crossyard.debian),
@@ -75,6 +76,9 @@ class ToolchainDef:
     priority: int = 50
     description: str = ""
     family: str  # how its version output reads into an identity: a key of FAMILIES
+    # Go library packages the toolchain provides for GOPATH-mode builds (Debian's golang-*-dev
+    # install into /usr/share/gocode), as the job sees it: inside the root, if it has one.
+    gopath: str | None = None
 
     def root_path(self, roots: str | None = None) -> Path | None:
         """The root's directory under `roots` (this machine's roots directory by default; an SSH
@@ -124,6 +128,8 @@ class ToolchainTarget:
     env: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
     fix: str = ""
+    gopath: str = ""  # the definition's `gopath`, when it has one
+    gopath_digest: str = ""  # the tree digest of what is there: a GOPATH build's input
 
     def __post_init__(self) -> None:
         if self.available and not self.identity:
@@ -272,7 +278,19 @@ def _parse_def(name: str, table: Mapping[str, Any], file: Path) -> ToolchainDef:
         priority=int(table.get("priority", 50)),
         description=str(table.get("description", "")),
         family=family,
+        gopath=_gopath(table.get("gopath"), name, file),
     )
+
+
+def _gopath(value: Any, name: str, file: Path) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value or ".." in value.split("/"):
+        raise ConfigurationError(
+            f"{file}: toolchain [{name}] `gopath` = {value!r} must be an absolute directory, as the job "
+            'sees it (e.g. "/usr/share/gocode" in the toolchain\'s root)'
+        )
+    return value.rstrip("/") or "/"
 
 
 def builtin_dir() -> Path:
@@ -443,6 +461,11 @@ class Prober:
                 self.cache.put(probe_key, answer)
             if not answer or not Path(answer).is_dir() or not any(Path(answer).iterdir()):
                 return replace(base, reason=f"no std for {platform.rust_triple}")
+        gopath = self._gopath(d, root) if d.gopath else ""
+        if d.gopath and not gopath:
+            return replace(base, reason=f"`gopath` {d.gopath} is not a directory"
+                           + (f" in {root}" if root is not None else ""),
+                           fix=fix or "install the Go library packages it should hold (Debian's golang-*-dev)")
         linker = d.render(d.linker, platform) if d.linker and strategy == "cross" else None
         if linker is not None:
             found = (root / "usr" / "bin" / linker).exists() if root else shutil.which(linker) is not None
@@ -458,7 +481,28 @@ class Prober:
             sysroot=d.render(d.sysroot, platform),
             linker=linker,
             env={k: d.render(v, platform) for k, v in d.env.items()},
+            gopath=d.gopath or "",
+            gopath_digest=gopath,
         )
+
+    def _gopath(self, d: ToolchainDef, root: Path | None) -> str:
+        """The tree digest of the definition's `gopath` ("" if it is no directory). In a root,
+        remembered until the root's package database changes (only apt changes a root's files,
+        and jobs see it read-only); a host directory is digested on every probe."""
+        assert d.gopath is not None
+        where = root / d.gopath.lstrip("/") if root is not None else Path(d.gopath)
+        if not where.is_dir():
+            return ""
+        key = None
+        if root is not None and (root / "var" / "lib" / "dpkg" / "status").exists():
+            key = f"gopath:{_stat_key(root / 'var' / 'lib' / 'dpkg' / 'status')}:{d.gopath}"
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        digest = tree_digest(where)
+        if key is not None:
+            self.cache.put(key, digest)
+        return digest
 
     def candidates(self, kind: str, platform: Platform) -> list[ToolchainTarget]:
         """Every definition for `kind`, probed for `platform`, best first."""

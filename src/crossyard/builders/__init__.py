@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ..build_options import BuildOptions
 from ..jobspec import PLACEHOLDERS, JobPaths, Step
 from ..platforms import Platform
-from ..recipes import FILE_NAME_RE
-from ..templates import recipe_values
+from ..recipes import FILE_NAME_RE, GenerateStep
+from ..templates import expand, recipe_values
 from ..toolchains import ToolchainTarget
 
 
@@ -32,6 +32,7 @@ class BuildInput:
     source_date_epoch: int
     deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # recipe → its file names
     commit: str | None = None  # the source's commit (`Recipe.commit`), for `{commit}`
+    generate: tuple[GenerateStep, ...] = ()  # the recipe's [[generate]] steps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,8 @@ class BuildScript:
     steps: tuple[Step, ...]
     outputs: Mapping[str, str]  # artifact file name → path (as the commands see it)
     env: Mapping[str, str] = field(default_factory=dict)
+    # Steps that lay the job directory out (GOPATH mode places the source), before [[generate]].
+    setup: tuple[Step, ...] = ()
 
 
 def output_inside(name: str, path: str, root: str) -> bool:
@@ -57,6 +60,25 @@ def template_values(job: BuildInput) -> dict[str, str]:
     values = recipe_values(name=job.name, version=job.version, commit=job.commit, platform=job.platform,
                            source_date_epoch=job.source_date_epoch)
     return {**values, "deps": job.paths.deps, "out": job.paths.out}
+
+
+def script_for(kind: str, job: BuildInput) -> BuildScript:
+    """The kind's script with the recipe's [[generate]] steps before its build: each runs where
+    the build's first step does (or in its `dir` below that), with that step's environment and its
+    own `env` over it (`GOOS = ""` builds a Go tool for the machine the job runs on)."""
+    script = builder_for(kind).script(job)
+    if not job.generate:
+        return replace(script, steps=(*script.setup, *script.steps), setup=())
+    first = script.steps[0]
+    values = {**template_values(job), "root": job.paths.root, "src": job.paths.src, "home": job.paths.home,
+              "toolchain": job.toolchain.command}
+    generate = tuple(
+        Step(argv=tuple(expand(a, values) for a in step.run),
+             cwd=posixpath.join(first.cwd, step.dir) if step.dir else first.cwd,
+             env={**first.env, **{k: expand(v, values) for k, v in step.env}})
+        for step in job.generate
+    )
+    return replace(script, steps=(*script.setup, *generate, *script.steps), setup=())
 
 
 def builder_for(kind: str) -> Builder:

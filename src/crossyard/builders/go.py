@@ -2,9 +2,17 @@
 
 CGO off unless the recipe asks (cgo leaks the build path through the linker, golang/go#77086),
 `-trimpath -buildvcs=false -ldflags=-buildid=`, no network (GOPROXY=off: vendor or std only).
+
+Module mode builds the source where it is. GOPATH mode (`gopath = true`, as Debian builds Go and
+as Kubernetes before modules built) first moves the source to `{root}/gopath/src/<import_path>`
+(leaving `{src}` a symlink to it) and builds there with GO111MODULE=off, so imports resolve
+through GOPATH and the tree's vendor/; a toolchain whose root provides Go library packages
+(Debian's golang-*-dev in /usr/share/gocode: its definition's `gopath`) adds them after it.
 """
 
 from __future__ import annotations
+
+import posixpath
 
 from ..build_options import GoOptions, of_kind
 from ..jobspec import Step
@@ -32,12 +40,27 @@ class GoBuilder:
             "GOPROXY": "off",
             "GOTOOLCHAIN": "local",
             "GOTELEMETRY": "off",
-            **{k: expand(v, values) for k, v in options.env},
         }
+        cwd = job.paths.src
+        setup: tuple[Step, ...] = ()
+        if options.gopath:
+            assert options.import_path is not None  # checked when the recipe loads
+            gopath = f"{job.paths.root}/gopath"
+            cwd = f"{gopath}/src/{options.import_path}"
+            setup = (
+                Step(argv=("mkdir", "-p", posixpath.dirname(cwd)), cwd=job.paths.root),
+                Step(argv=("mv", job.paths.src, cwd), cwd=job.paths.root),
+                Step(argv=("ln", "-s", cwd, job.paths.src), cwd=job.paths.root),
+            )
+            env["GOPATH"] = ":".join(p for p in (gopath, job.toolchain.gopath) if p)
+            env["GO111MODULE"] = "off"
+            env.pop("GOMODCACHE")
+        env.update({k: expand(v, values) for k, v in options.env})
         if options.cgo:
             env["CC"] = f"{job.platform.gnu_triplet}-gcc"
         env = {k: v for k, v in env.items() if v}
         return BuildScript(
-            steps=(Step(argv=tuple(argv), cwd=job.paths.src, env=env),),
+            steps=(Step(argv=tuple(argv), cwd=cwd, env=env),),
             outputs={output: f"{job.paths.out}/{output}"},
+            setup=setup,
         )
