@@ -1,26 +1,41 @@
 """Scheduling on a simulated cluster: `python benchmarks/bench_schedule.py [--graphs N] [--seed S]`.
 
-A cluster that cannot exist on one machine — one amd64 workstation (8 slots, the machine that
-plans), 20 arm64 compute modules and 3 riscv64 boards (2 slots each) — and synthetic catalogs of
-200 jobs for linux/riscv64 and linux/arm64: Kubernetes components and Go tools, C libraries and
-the programs linking them, Rust services, and Dockerfile images that depend on those binaries.
+The cluster of the issue, which cannot exist on one machine: one amd64 workstation (8 slots, the
+machine that plans and holds the store), 20 arm64 compute modules and 3 riscv64 boards (2 slots
+each). Catalogs of 200 jobs for linux/riscv64 and linux/arm64 (`catalog`): 128 builds (Kubernetes
+components, Go tools, C libraries and programs on them, Rust services), and 36 images of 1-3 of
+those binaries. An image is what crossyard makes of it: 34 are ASSEMBLED from the binaries'
+artifacts in the store (images/assemble.py: one gzip layer, config, manifest), one task per
+platform that depends on its binaries' jobs, takes seconds and runs where the store is; 2 are
+Dockerfile builds (a RUN step installs a package, so they need the workstation's amd64 engine,
+the plan's identity, RUN under qemu): 4 jobs.
+
+Durations (the simulation's truth): a job's size is its cross build on the workstation; arm64
+boards take 2.5x, riscv64 boards 4x (native), emulation under qemu-user 5x the same build native
+on the host; lognormal noise (sigma 0.1) from one run to the next; an assembly takes 0.5 s plus
+its binaries' bytes at 25 MB/s (gzip level 6; 8-13 MB/s measured on this shared 2-core machine);
+shipping inputs to a board costs their bytes over a gigabit link plus 0.2 s each. Three Go tools
+(cgo) and four C programs (autotools running what they build) accept only native or emulated.
+crossyard guesses arm64 2x, riscv64 3x and emulated 5x until it has measured.
 
 crossyard's placement is the real code: `crossyard.placement.Placer`, the object the scheduler
 asks for every decision, with the real capability rule (`toolchains_on`: a node runs a job only
-with the plan's toolchain identity) and real `Durations` learning. Only the clock and the nodes
-are simulated: a job's duration is its size (a build on the workstation) times how much slower
-the node is (arm64 2.5x, riscv64 4x; crossyard guesses 2x and 3x until it has measured), times 5
-when emulated, times noise from run to run (lognormal, sigma 0.1); shipping inputs to a remote
-node costs their bytes over a gigabit link. Round-robin and least-loaded (Nix's build-remote
-rule: lowest running jobs per declared speed factor) run in the same simulation, driven the same
-way and held to the same capability rule.
+with the plan's toolchain identity) and real `Durations` learning; only the clock and the nodes
+are simulated. It runs "with history" (durations learned from one earlier run of the catalog,
+other noise), with "no history" (first run, default estimates), and, to tell what the
+scheduling loses from what the estimates lose, with this run's exact durations. Round-robin and
+least-loaded (Nix's build-remote rule: fewest running jobs per declared speed factor) run in the
+same simulation under the same capability rule.
 
-The lower bound is max(critical path, total work / capacity), each job at its fastest anywhere:
-capacity as plain slots, and (tighter, still a bound) as slots weighted by node speed, total
-work then in workstation-seconds. A feasibility bound, tighter again, shows how far even that is
-from what any schedule can reach here (see `feasibility_bound`). crossyard is measured with no
-history (default estimates) and after learning from one earlier run of the same catalog (other
-noise). Target: learned within 1.15x of the lower bound, ahead of both others; exit 1 if not.
+Bounds (`lower_bound`, on the run's realized durations, transfers ignored): the issue's lower
+bound is max(critical path, total work / capacity); the critical path is the longest dependency
+chain with each job at its fastest placement; total work is, per job, its fastest duration
+counted in workstation-seconds (seconds on a node times its speed: a riscv64 board's second is a
+quarter of one), over the capacity, the slots weighted by speed (8 + 40/2.5 + 6/4 = 25.5).
+`feasibility_bound` is tighter, and no schedule, even one knowing every duration, beats it.
+
+Target: crossyard with history within 1.15x of the lower bound on every catalog and ahead of
+round-robin and least-loaded; exit 0 only then.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
+import math
 import random
 import statistics
 import sys
@@ -55,6 +71,13 @@ LINK_BYTES_PER_S = 100e6
 LINK_LATENCY_S = 0.2
 NOISE_SIGMA = 0.1  # lognormal spread of a job's duration from one run to the next
 TICK_S = 2.0  # how often the scheduler looks again while a job waits for a busy node
+# Assembling an image is writing one gzip layer (level 6) of its binaries into the store, plus
+# its config and manifest: measured here 8-13 MB/s on this shared 2-core machine, taken as 25 MB/s
+# on the workstation, and half a second for the rest.
+ASSEMBLY_BYTES_PER_S = 25e6
+ASSEMBLY_FIXED_S = 0.5
+ASSEMBLER = "crossyard assembler"
+DOCKERFILE_IMAGES = 2  # of 36: the images that RUN a package install need the engine
 
 
 def gcc(platform: Platform) -> str:
@@ -103,9 +126,10 @@ class SimJob:
 
 def catalog(rng: random.Random) -> dict[str, SimJob]:
     """200 jobs: per platform 7 Kubernetes components, 25 Go tools, 8 C libraries and 12 programs
-    on them, 12 Rust services (3 linking a C library), 36 images of 1-3 of those binaries. Three
-    Go tools (cgo against the target's libraries) and four C programs (autotools running what
-    they build) accept only native or emulated builds."""
+    on them, 12 Rust services (3 linking a C library) — 128 builds — and 36 images of 1-3 of
+    those binaries: 34 assembled (68 assembly tasks), 2 Dockerfile builds (4 jobs). Three Go
+    tools (cgo against the target's libraries) and four C programs (autotools running what they
+    build) accept only native or emulated builds."""
     recipes: list[tuple[str, str, float, tuple[int, int], str, int, tuple[str, ...]]] = []
     native_only = {"tool-0", "tool-1", "tool-2", "app-0", "app-1", "app-2", "app-3"}
     for name in ("kubelet", "kubectl", "kube-proxy", "kubeadm", "kube-scheduler", "kube-controller-manager",
@@ -120,12 +144,18 @@ def catalog(rng: random.Random) -> dict[str, SimJob]:
     recipes += [(f"svc-{i}", "rust", rng.uniform(80, 300), (5 << 20, 20 << 20), f"svc-{i}", rng.randint(2, 50) << 20,
                  (rng.choice(libs),) if i < 3 else ()) for i in range(12)]
     binaries = [r[0] for r in recipes if not r[0].startswith("lib-")]
-    recipes += [(f"image-{i}", "dockerfile", rng.uniform(3, 10), (0, 0), f"image-{i}", 100 << 10,
+    # Images: sizes are filled in below for assembly (from the bytes of what goes in); a
+    # Dockerfile build RUNs a package install under qemu on the workstation's amd64 engine.
+    recipes += [(f"image-{i}", "dockerfile" if i < DOCKERFILE_IMAGES else "image",
+                 rng.uniform(10, 25) if i < DOCKERFILE_IMAGES else 0.0, (0, 0), f"image-{i}", 100 << 10,
                  tuple(rng.sample(binaries, rng.randint(1, 3)))) for i in range(36)]
     jobs: dict[str, SimJob] = {}
+    strategies: tuple[str, ...]
     for name, kind, size, (low, high), source, source_bytes, deps in recipes:
         for platform in PLATFORMS:
-            if kind == "dockerfile":  # on the workstation's amd64 engine, RUN steps under qemu
+            if kind == "image":  # assembled from the store's artifacts, where the store is
+                identity, planned, strategies = ASSEMBLER, tool("image", platform, "cross", ASSEMBLER), ("cross",)
+            elif kind == "dockerfile":  # on the workstation's amd64 engine, RUN steps under qemu
                 identity, planned, strategies = DOCKER, tool("docker", platform, "emulated", DOCKER), ("native", "emulated")
             elif name in native_only:  # the workstation plans them under qemu, in a root of that arch
                 identity = {"go": GO, "c": gcc(platform)}[kind]
@@ -136,6 +166,8 @@ def catalog(rng: random.Random) -> dict[str, SimJob]:
             task = Task(id=f"{name}@{platform.oci}", recipe=name, kind=kind, platform=platform, identity=identity,
                         strategies=strategies, deps=tuple(f"{d}@{platform.oci}" for d in deps), planned=planned,
                         source=f"sha256:{source}")
+            if kind == "image":
+                size = ASSEMBLY_FIXED_S + sum(jobs[d].output_bytes for d in task.deps) / ASSEMBLY_BYTES_PER_S
             jobs[task.id] = SimJob(task=task, size=size, output_bytes=rng.randint(low, high) if high else 0,
                                    source_bytes=source_bytes)
     assert len(jobs) == 200, len(jobs)
@@ -156,33 +188,53 @@ def options(job: SimJob, members: Sequence[Member]) -> list[tuple[Member, Toolch
 
 @dataclass(frozen=True, kw_only=True)
 class Bound:
-    """Lower bounds on the makespan of one run (its realized durations, no transfers)."""
+    """Lower bounds on the makespan of one run (its realized durations, transfers ignored)."""
 
-    critical_path: float  # the longest chain, each job at its fastest anywhere
-    per_slot: float  # total work (each job at its fastest) / slots
-    per_capacity: float  # total work in workstation-seconds / slots weighted by speed
+    critical_path: float  # the longest chain, each job at its fastest placement
+    work: float  # total work in workstation-seconds / slots weighted by speed
     feasible: float  # `feasibility_bound`: no schedule of this run ends sooner
+    workstation: float  # `workstation_load` at TARGET x value: over 1, no schedule ends by then
 
     @property
     def value(self) -> float:
-        """The lower bound the target is measured against: max(critical path, work / capacity)."""
-        return max(self.critical_path, self.per_slot, self.per_capacity)
+        """The issue's lower bound, the one the target is measured against."""
+        return max(self.critical_path, self.work)
 
 
 def lower_bound(jobs: dict[str, SimJob], members: Sequence[Member], noise: dict[str, float]) -> Bound:
-    """max(critical path, total work / capacity). A slot of a node `k` times slower than the
-    workstation does at most T/k workstation-seconds of work in T (each job's work being its
-    fastest duration anywhere, counted in workstation-seconds), so total work / Σ slots/k bounds
-    the makespan too; with plain slots it does as well, more loosely: both are shown."""
+    """max(critical path, total work / capacity). A slot of a node k times slower than the
+    workstation does at most T/k workstation-seconds of work in T, so the jobs' work in
+    workstation-seconds (each at its cheapest placement) over the slots weighted by speed bounds
+    the makespan. Counting raw seconds instead would not: a native riscv64 build's 4x longer
+    duration would count 4x the work it takes from the cluster."""
     fastest = {i: min(truth(j, m, t.strategy, noise[i]) for m, t in options(j, members)) for i, j in jobs.items()}
     work = {i: min(truth(j, m, t.strategy, noise[i]) / slowness(m) for m, t in options(j, members))
             for i, j in jobs.items()}
     longest: dict[str, float] = {}
     for job_id in jobs:  # the catalog lists dependencies before dependents
         longest[job_id] = fastest[job_id] + max((longest[d] for d in jobs[job_id].task.deps), default=0.0)
-    return Bound(critical_path=max(longest.values()), per_slot=sum(fastest.values()) / sum(m.slots for m in members),
-                 per_capacity=sum(work.values()) / sum(m.slots / slowness(m) for m in members),
-                 feasible=feasibility_bound(jobs, members, noise))
+    critical_path = max(longest.values())
+    per_capacity = sum(work.values()) / capacity(members)
+    return Bound(critical_path=critical_path, work=per_capacity, feasible=feasibility_bound(jobs, members, noise),
+                 workstation=workstation_load(jobs, members, noise, TARGET * max(critical_path, per_capacity)))
+
+
+def capacity(members: Sequence[Member]) -> float:
+    return sum(m.slots / slowness(m) for m in members)
+
+
+def workstation_load(jobs: dict[str, SimJob], members: Sequence[Member], noise: dict[str, float],
+                     limit: float) -> float:
+    """The plainest reason a run cannot end by `limit`: the jobs that take longer than that on
+    every node but the workstation (or run nowhere else) must run there; the share of `limit`
+    they need on its slots, back to back, with no dependency in the way. Over 1: impossible."""
+    home = next(m for m in members if m.holds_store)
+    seconds = 0.0
+    for i, job in jobs.items():
+        elsewhere = [truth(job, m, t.strategy, noise[i]) for m, t in options(job, members) if m is not home]
+        if min(elsewhere, default=math.inf) > limit:
+            seconds += min(truth(job, home, t.strategy, noise[i]) for _, t in options(job, [home]))
+    return seconds / home.slots / limit
 
 
 def feasibility_bound(jobs: dict[str, SimJob], members: Sequence[Member], noise: dict[str, float]) -> float:
@@ -190,7 +242,8 @@ def feasibility_bound(jobs: dict[str, SimJob], members: Sequence[Member], noise:
     makespan T, a job can only run on a group of like nodes where its earliest start (its
     dependencies at their fastest), its duration there and the longest chain after it fit in T;
     and the jobs that can run only within a set of groups must fit in that set's capacity. The
-    smallest T meeting both (bisection) bounds every schedule; it also covers the two above."""
+    smallest T meeting both (bisection) bounds every schedule; it also covers the two above.
+    Durations are this run's, known in advance: an oracle's bound."""
     groups: dict[object, list[Member]] = {}
     for m in members:
         key = (m.node.node_class, m.facts.docker if m.facts else None,
@@ -224,7 +277,7 @@ def feasibility_bound(jobs: dict[str, SimJob], members: Sequence[Member], noise:
     while high - low > 0.5:
         middle = (low + high) / 2
         low, high = (low, middle) if feasible(middle) else (middle, high)
-    return high
+    return low  # infeasible: every schedule ends later
 
 
 class Policy(Protocol):
@@ -294,8 +347,8 @@ class LeastLoaded(Baseline):
         return min(free, key=load)
 
 
-def simulate(policy: Policy, jobs: dict[str, SimJob], noise: dict[str, float]) -> tuple[float, list[tuple[Assignment, float]]]:
-    """Run the catalog to the end under `policy`; the makespan and what ran where, how long."""
+def simulate(policy: Policy, jobs: dict[str, SimJob], noise: dict[str, float]) -> tuple[float, list[tuple[Assignment, float, float]]]:
+    """Run the catalog to the end under `policy`; the makespan and what ran where, from when to when."""
     waiting = {i: len(j.task.deps) for i, j in jobs.items()}
     dependents: dict[str, list[str]] = {i: [] for i in jobs}
     for job_id, job in jobs.items():
@@ -306,7 +359,7 @@ def simulate(policy: Policy, jobs: dict[str, SimJob], noise: dict[str, float]) -
             policy.add_ready(job_id)
     held: dict[str, set[str]] = {}
     events: list[tuple[float, int, Assignment, float]] = []
-    ran: list[tuple[Assignment, float]] = []
+    ran: list[tuple[Assignment, float, float]] = []
     now, sequence, finished = 0.0, 0, 0
     while finished < len(jobs):
         assignments, unplaceable = policy.assign(now)
@@ -325,16 +378,16 @@ def simulate(policy: Policy, jobs: dict[str, SimJob], noise: dict[str, float]) -
                 have.add(job.task.source)
             took = shipped + truth(job, member, assignment.toolchain.strategy, noise[job.task.id])
             sequence += 1
-            heapq.heappush(events, (now + took, sequence, assignment, took))
+            heapq.heappush(events, (now + took, sequence, assignment, now))
         assert events, "nothing runs and nothing can start"
         if policy.ready and events[0][0] > now + TICK_S:
             now += TICK_S  # the scheduler's periodic second look while a job waits for a node
             continue
-        now, _, assignment, took = heapq.heappop(events)
+        now, _, assignment, began = heapq.heappop(events)
         job_id = assignment.task.id
         held.setdefault(assignment.member.name, set()).add(job_id)
         policy.done(job_id, assignment.member.name, output_bytes=jobs[job_id].output_bytes)
-        ran.append((assignment, took))
+        ran.append((assignment, began, now))
         finished += 1
         for after in dependents[job_id]:
             waiting[after] -= 1
@@ -343,10 +396,10 @@ def simulate(policy: Policy, jobs: dict[str, SimJob], noise: dict[str, float]) -
     return now, ran
 
 
-def learned_from(ran: list[tuple[Assignment, float]]) -> Durations:
+def learned_from(ran: list[tuple[Assignment, float, float]]) -> Durations:
     durations = Durations()
     durations.learn(Sample(recipe=a.task.recipe, platform=a.task.platform, strategy=a.toolchain.strategy,
-                           node_class=a.member.node.node_class, seconds=took) for a, took in ran)
+                           node_class=a.member.node.node_class, seconds=end - start) for a, start, end in ran)
     return durations
 
 
@@ -359,9 +412,21 @@ class Row:
     seed: int
     bound: Bound
     makespans: dict[str, float]
+    assembly: float  # the run's assemblies one after another, as the pipeline does them today
 
 
-COLUMNS = ("crossyard", "crossyard (no history)", "least-loaded", "round-robin")
+# Column → its header; the target is on the first.
+COLUMNS = {"crossyard": "crossyard", "no history": "first run", "least-loaded": "least-loaded",
+           "round-robin": "round-robin", "exact": "exact durs"}
+
+
+def exact_durations(jobs: dict[str, SimJob], members: Sequence[Member], noise: dict[str, float]) -> Durations:
+    """This run's true duration of every job on every node class: what perfect estimates are."""
+    durations = Durations()
+    durations.learn(Sample(recipe=j.task.recipe, platform=j.task.platform, strategy=t.strategy,
+                           node_class=m.node.node_class, seconds=truth(j, m, t.strategy, noise[i]))
+                    for i, j in jobs.items() for m, t in options(j, members))
+    return durations
 
 
 def measure(seed: int) -> Row:
@@ -374,11 +439,13 @@ def measure(seed: int) -> Row:
     noise = noise_for(jobs, rng)
     policies: dict[str, Callable[[], Policy]] = {
         "crossyard": lambda: Placer(tasks, members, learned_from(history)),
-        "crossyard (no history)": lambda: Placer(tasks, members, Durations()),
+        "no history": lambda: Placer(tasks, members, Durations()),
         "least-loaded": lambda: LeastLoaded(members=members, jobs=jobs),
         "round-robin": lambda: RoundRobin(members=members, jobs=jobs),
+        "exact": lambda: Placer(tasks, members, exact_durations(jobs, members, noise)),
     }
-    return Row(seed=seed, bound=lower_bound(jobs, members, noise),
+    assembly = sum(j.size * noise[i] for i, j in jobs.items() if j.task.kind == "image")
+    return Row(seed=seed, bound=lower_bound(jobs, members, noise), assembly=assembly,
                makespans={name: simulate(make(), jobs, noise)[0] for name, make in policies.items()})
 
 
@@ -391,30 +458,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [measure(seed) for seed in range(args.seed, args.seed + args.graphs)]
     members = cluster()
     print(f"cluster: 1 amd64 workstation (8 slots), 20 arm64 and 3 riscv64 boards (2 slots each): "
-          f"{sum(m.slots for m in members)} slots, {sum(m.slots / slowness(m) for m in members):.1f} "
-          "workstation-slots of capacity; 200 jobs per catalog; makespan in seconds (x lower bound)")
-    header = (f"{'catalog':>7} {'path':>6} {'work/slots':>10} {'work/capacity':>13} {'bound':>6} {'feasible':>8} | "
-              + " | ".join(f"{c:>22}" for c in COLUMNS))
+          f"{sum(m.slots for m in members)} slots, {capacity(members):.1f} workstation-slots of capacity; "
+          "200 jobs per catalog (128 builds, 68 image assemblies, 4 Dockerfile builds); seconds (x lower bound)")
+    header = (f"{'catalog':>7} {'path':>5} {'work':>5} {'bound':>5} | {'feasible':>12} {'ws load':>7} | "
+              + " | ".join(f"{h:>12}" for h in COLUMNS.values()))
     print(header)
     print("-" * len(header))
     for row in rows:
         b = row.bound
-        cells = " | ".join(f"{row.makespans[c]:>10.0f} {row.makespans[c] / b.value:>9.3f}x" for c in COLUMNS)
-        print(f"{row.seed:>7} {b.critical_path:>6.0f} {b.per_slot:>10.0f} {b.per_capacity:>13.0f} {b.value:>6.0f} "
-              f"{b.feasible:>8.0f} | {cells}")
+        cells = " | ".join(f"{row.makespans[c]:>5.0f} {row.makespans[c] / b.value:>5.2f}x" for c in COLUMNS)
+        print(f"{row.seed:>7} {b.critical_path:>5.0f} {b.work:>5.0f} {b.value:>5.0f} | "
+              f"{b.feasible:>5.0f} {b.feasible / b.value:>5.2f}x {b.workstation:>7.0%} | "
+              f"{cells}")
     ratios = {c: [r.makespans[c] / r.bound.value for r in rows] for c in COLUMNS}
     print("-" * len(header))
     for label, pick in (("mean", statistics.fmean), ("worst", max)):
-        print(f"{label:>7} {'':>6} {'':>10} {'':>13} {'':>6} {'':>8} | "
-              + " | ".join(f"{'':>10} {pick(ratios[c]):>9.3f}x" for c in COLUMNS))
-    feasible = [r.makespans["crossyard"] / r.bound.feasible for r in rows]
-    print(f"crossyard / feasibility bound: mean {statistics.fmean(feasible):.3f}x, worst {max(feasible):.3f}x; "
-          f"feasibility bound / lower bound: up to {max(r.bound.feasible / r.bound.value for r in rows):.3f}x "
-          "(what no schedule can beat here)")
+        feasible = pick(r.bound.feasible / r.bound.value for r in rows)
+        print(f"{label:>7} {'':>5} {'':>5} {'':>5} | {'':>5} {feasible:>5.2f}x {'':>7} | "
+              + " | ".join(f"{'':>5} {pick(ratios[c]):>5.2f}x" for c in COLUMNS))
+    print("lower bound = max(path, work): path = the longest dependency chain, each job at its fastest placement; "
+          f"work = the jobs' fastest durations in workstation-seconds (x node speed: arm64 1/{SLOWNESS['arm64']}, "
+          f"riscv64 1/{SLOWNESS['riscv64']}) / capacity ({capacity(members):.1f} speed-weighted slots)")
+    print("feasible: no schedule of the run ends sooner, even one knowing every duration (feasibility_bound); "
+          f"ws load: for the run to end by {TARGET}x the bound, the jobs that take longer than that on every board "
+          "(and those only the workstation runs) need this share of that time on its 8 slots: over 100%, impossible")
+    print("first run: crossyard with no history; exact durs: crossyard told this run's true durations "
+          "(what placement loses, apart from estimates)")
+    for name, column in (("with history", "crossyard"), ("with exact durations", "exact")):
+        over = [r.makespans[column] / r.bound.feasible for r in rows]
+        print(f"crossyard {name} / feasible: mean {statistics.fmean(over):.3f}x, worst {max(over):.3f}x")
+    out_of_reach = [r.seed for r in rows if r.bound.feasible > TARGET * r.bound.value]
+    plain = [r.seed for r in rows if r.bound.workstation > 1]
+    print(f"out of reach: on {len(out_of_reach)} of {len(rows)} catalogs ({', '.join(map(str, out_of_reach)) or '-'}) "
+          f"no schedule can end within {TARGET}x the lower bound (feasible > {TARGET}x); on {len(plain)} of them the "
+          "workstation's share alone exceeds the time (ws load > 100%)")
+    print(f"images are assembled here as tasks when their binaries are built; crossyard's pipeline today assembles "
+          f"them after the last job, one after another: {statistics.fmean(r.assembly for r in rows):.0f} s more "
+          "(mean) for every policy")
     ahead = all(r.makespans["crossyard"] < min(r.makespans["least-loaded"], r.makespans["round-robin"]) for r in rows)
-    met = max(ratios["crossyard"]) <= TARGET and ahead
-    print(f"target: crossyard within {TARGET}x of the lower bound on every catalog and ahead of both others: "
-          f"{'met' if met else 'NOT met'} ({time.perf_counter() - started:.1f}s)")
+    within = max(ratios["crossyard"]) <= TARGET
+    met = within and ahead
+    print(f"target: crossyard (with history) within {TARGET}x of the lower bound on every catalog "
+          f"({'yes' if within else 'no'}: worst {max(ratios['crossyard']):.2f}x) and ahead of least-loaded and "
+          f"round-robin on every catalog ({'yes' if ahead else 'no'}): {'met' if met else 'NOT met'} "
+          f"({time.perf_counter() - started:.1f}s)")
     return 0 if met else 1
 
 

@@ -262,6 +262,7 @@ class Placer:
         self._order = {t.id: i for i, t in enumerate(tasks)}
         self._topo = self._topological()
         self._best: dict[str, float] = {}
+        self._cands: dict[str, list[_Option]] = {}
         self.rank = self._ranks()
 
     # -- priorities
@@ -338,8 +339,7 @@ class Placer:
         slots = self.members[member]
         slots.running.pop(task_id, None)
         slots.lost = True
-        self._exclusive = None
-        self._best.clear()
+        self._forget()
         if self.attempts[task_id] > self.max_retries:
             return False
         self.ready[task_id] = None
@@ -354,8 +354,7 @@ class Placer:
         self.history[task_id].pop()
         self.ready[task_id] = None
         self.unstarted.add(task_id)
-        self._exclusive = None
-        self._best.pop(task_id, None)
+        self._forget()
 
     # -- decisions
 
@@ -373,16 +372,26 @@ class Placer:
         return "; ".join(reasons) or "no node takes part in this run"
 
     def _candidates(self, task: Task) -> list[_Option]:
-        refused = self.refused.get(task.id, {})
-        found: list[_Option] = []
-        for slots in self.members.values():
-            if slots.lost or slots.member.name in refused:
-                continue
-            tools = self._toolchains(task, slots)
-            if isinstance(tools, str):
-                continue
-            found += [_Option(slots=slots, toolchain=t, estimate=self._estimate(task, slots, t)) for t in tools]
+        """Where `task` may run and how long it should take there (kept until `_forget`)."""
+        found = self._cands.get(task.id)
+        if found is None:
+            refused = self.refused.get(task.id, {})
+            found = []
+            for slots in self.members.values():
+                if slots.lost or slots.member.name in refused:
+                    continue
+                tools = self._toolchains(task, slots)
+                if isinstance(tools, str):
+                    continue
+                found += [_Option(slots=slots, toolchain=t, estimate=self._estimate(task, slots, t)) for t in tools]
+            self._cands[task.id] = found
         return found
+
+    def _forget(self) -> None:
+        """A member lost or a job refused: what was derived from who may run what is stale."""
+        self._cands.clear()
+        self._best.clear()
+        self._exclusive = None
 
     def _transfer(self, task: Task, slots: _Slots) -> float:
         """Seconds to ship what `task` needs and `slots`' member does not hold."""
