@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import tarfile
+import threading
 import zlib
 from pathlib import Path
 
@@ -76,6 +77,22 @@ def test_matches_reach_back_across_blocks() -> None:
     piece = random.Random(1).randbytes(20_000)
     data = piece * 100  # 2 MB: 16 blocks
     assert len(pgzip(data, workers=2)) < len(gzip.compress(data, compresslevel=6)) * 1.1
+
+
+def test_a_failing_output_stops_the_workers_and_reaches_the_caller() -> None:
+    class Full:
+        writes = 0
+
+        def write(self, data: bytes) -> int:
+            self.writes += 1
+            if self.writes > 3:
+                raise OSError(28, "No space left on device")
+            return len(data)
+
+    data = mixed(4 * MIB)
+    with pytest.raises(OSError, match="No space"), ParallelGzipWriter(Full(), workers=4) as writer:
+        writer.write(data)
+    assert not [t for t in threading.enumerate() if t.name.startswith("pgzip")]
 
 
 def test_bad_options() -> None:

@@ -25,7 +25,6 @@ from typing import Any
 from ..hashing import CHUNK
 from . import media, pgzip
 from .layout import Descriptor, OciLayout
-from .pgzip import ParallelGzipWriter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +88,7 @@ class _TarSink:
     It can tell its offset, so tarfile writes to it directly instead of through its stream
     buffer (which re-copies the whole buffer on every 16 KiB write)."""
 
-    def __init__(self, compressor: _Threaded | ParallelGzipWriter) -> None:
+    def __init__(self, compressor: _Threaded | pgzip.ParallelGzipWriter) -> None:
         self.tar_hash = hashlib.sha256()
         self.compressor = compressor
         self._offset = 0
@@ -176,9 +175,9 @@ def write_layer(
     if compression not in COMPRESSIONS:
         raise ValueError(f"unknown compression {compression!r} (use {', '.join(COMPRESSIONS)})")
     with layout.blob_writer() as blob:
-        compressor: _Threaded | ParallelGzipWriter
+        compressor: _Threaded | pgzip.ParallelGzipWriter
         if compression == "pgzip":
-            compressor = ParallelGzipWriter(blob, level=level, workers=workers)
+            compressor = pgzip.ParallelGzipWriter(blob, level=level, workers=workers)
         elif compression == "gzip":
             compressor = _Threaded(gzip.GzipFile(
                 filename="", mode="wb", fileobj=blob, compresslevel=level, mtime=0
