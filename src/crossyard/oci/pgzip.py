@@ -6,8 +6,8 @@ back across the cut), and ended with a sync flush (byte-aligned, not final), the
 a finish. The blocks' outputs concatenate into one valid deflate stream inside a single gzip
 header/trailer. Which thread compressed which block, and when, cannot change a byte: the output
 is a function of the input, the block size, the level and zlib's version only (`identity` names
-all four). zlib releases the GIL while it deflates, so a thread pool uses every core; at most
-`2 * workers + 2` blocks are in flight, so memory does not grow with the input.
+all four). zlib releases the GIL while it deflates, so a thread pool uses every core; a bounded
+window of blocks is in flight (WINDOW_BYTES), so memory does not grow with the input.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from typing import Final, Protocol
 
 BLOCK_SIZE: Final = 128 * 1024
 DICT_SIZE: Final = 32 * 1024  # deflate's window: a match reaches no further back
+# Input in flight (queued or being deflated), whatever the number of workers: enough queued work
+# that the workers keep going while the writing thread waits for a CPU on a busy machine, little
+# enough for memory (in + out + dictionary: ~3x this).
+WINDOW_BYTES: Final = 4 * 1024 * 1024
 # Bumped when the scheme (not zlib) changes what bytes come out, so the identity tells.
 FORMAT_VERSION: Final = 1
 
@@ -71,7 +75,7 @@ class ParallelGzipWriter:
         self._out = out
         self._level = level
         self._block_size = block_size
-        self._window = 2 * workers + 2
+        self._window = max(2 * workers + 2, WINDOW_BYTES // block_size)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgzip")
         self._inflight: deque[Future[bytes]] = deque()
         self._pending = bytearray()
@@ -88,7 +92,8 @@ class ParallelGzipWriter:
         # Strictly more than a block: the block that ends the input is only known at close,
         # and it must be the one compressed with a finish.
         while len(self._pending) > self._block_size:
-            block = bytes(self._pending[:self._block_size])
+            with memoryview(self._pending) as view:  # one copy, not a slice and then a copy
+                block = bytes(view[:self._block_size])
             del self._pending[:self._block_size]  # bytearray drops its head without a copy
             self._submit(block, last=False)
         return len(data)
