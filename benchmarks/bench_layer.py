@@ -39,7 +39,7 @@ tree, out, compression, workers = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv
 entries = [LayerEntry(path=str(p.relative_to(tree)), source=p, mode=0o644)
            for p in sorted(tree.rglob("*")) if p.is_file()]
 layer = write_layer(OciLayout(out).ensure(), entries, source_date_epoch=0, compression=compression,
-                    workers=workers or None)
+                    workers=workers)
 print(layer.descriptor.digest, layer.descriptor.size, layer.diff_id)
 """
 
@@ -87,9 +87,9 @@ def make_tree(root: Path, size_mib: int, seed: int = 13) -> int:
              .encode() + b"\n" for _ in range(20000)]
     text = b"".join(rng.choices(lines, k=POOL // 40))[:POOL]
 
-    def cut(pool: bytes, size: int) -> bytes:
-        at = rng.randrange(len(pool) - size)
-        return pool[at:at + size]
+    def cut(pool: bytes, length: int) -> bytes:
+        at = rng.randrange(len(pool) - length)
+        return pool[at:at + length]
 
     total = 0
     binaries = root / "usr" / "bin"

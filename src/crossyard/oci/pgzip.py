@@ -24,7 +24,7 @@ BLOCK_SIZE: Final = 128 * 1024
 DICT_SIZE: Final = 32 * 1024  # deflate's window: a match reaches no further back
 # Input in flight (queued or being deflated), whatever the number of workers: enough queued work
 # that the workers keep going while the writing thread waits for a CPU on a busy machine, little
-# enough for memory (in + out + dictionary: ~3x this).
+# enough for memory (in, out and dictionaries: about twice this).
 WINDOW_BYTES: Final = 4 * 1024 * 1024
 # Bumped when the scheme (not zlib) changes what bytes come out, so the identity tells.
 FORMAT_VERSION: Final = 1
