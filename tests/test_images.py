@@ -212,6 +212,34 @@ def test_image_on_build_recipe_wraps_its_own_artifact(tmp_path: Path) -> None:
     assert document[0]["RepoTags"] == ["app:1.2.3"]
 
 
+def test_pgzip_is_an_option_the_image_key_and_lock_record(tmp_path: Path) -> None:
+    """`compression = "pgzip"`: a gzip layer whatever the cores, its compressor in the lock;
+    the default stays gzip, so images that do not ask keep their digests."""
+    ws = make_ws(tmp_path, {"app": GO + '[image]\nentrypoint = ["/usr/local/bin/app"]\n'})
+    store = Store(ws / ".crossyard" / "store")
+    artifacts = put_artifacts(store, tmp_path)
+    [plain] = assemble(ws, store, artifacts)
+    (ws / "recipes" / "app.toml").write_text(
+        GO + '[image]\nentrypoint = ["/usr/local/bin/app"]\ncompression = "pgzip"\n')
+    [parallel] = assemble(ws, store, artifacts)
+    assert parallel.status == "assembled" and parallel.index != plain.index  # a new key
+
+    def first_layer(image: BuiltImage) -> dict[str, Any]:
+        index = store.layout.read_json(image.index.digest if image.index else "")
+        layer: dict[str, Any] = store.layout.read_json(index["manifests"][0]["digest"])["layers"][0]
+        return layer
+
+    plain_layer, layer = first_layer(plain), first_layer(parallel)
+    assert layer["mediaType"] == media.LAYER_GZIP
+    assert plain_layer["annotations"]["dev.crossyard.compressor"].startswith("python-zlib")
+    [locked] = lock_entry(store, store.images()[0]).platforms[0].layers
+    assert locked.blob == layer["digest"]
+    assert locked.compressor.startswith("crossyard-pgzip 1 block=131072 level=6 zlib=")
+    assert layer_members(store.layout, layer["digest"])["usr/local/bin/app"].mode == 0o755
+    assert gzip.decompress(store.layout.read_blob(layer["digest"])) == \
+        gzip.decompress(store.layout.read_blob(plain_layer["digest"]))
+
+
 def test_recipe_base_and_oci_layout_base(tmp_path: Path) -> None:
     base_dir = tmp_path / "ws" / "bases" / "tiny"
     layout = OciLayout(base_dir).ensure()

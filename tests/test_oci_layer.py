@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from crossyard.oci.layer import LayerEntry, write_layer
+from crossyard.oci.layer import LayerEntry, _with_parents, add_entry, write_layer
 from crossyard.oci.layout import OciLayout
 
 
@@ -47,3 +47,16 @@ def test_zstd_layer(tmp_path: Path) -> None:
     )
     assert layer.descriptor.media_type.endswith("+zstd")
     assert layout.has_blob(layer.descriptor.digest)
+
+
+def test_tar_bytes_are_tarfile_stream_modes(tmp_path: Path) -> None:
+    """The tar is written to the hashing sink directly (tarfile mode "w"), not through tarfile's
+    stream buffer as before: the bytes, and so the diff_ids and digests in crossyard.lock, are
+    the same. Names past 100 characters take GNU longname records."""
+    entries = [*_entries(tmp_path), LayerEntry(path="/opt/" + "d" * 120 + "/" + "f" * 110, source=b"x")]
+    layer = write_layer(OciLayout(tmp_path / "l").ensure(), entries, source_date_epoch=1700000000)
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for entry in _with_parents(entries):
+            add_entry(tar, entry, mtime=1700000000)
+    assert layer.diff_id == "sha256:" + hashlib.sha256(stream.getvalue()).hexdigest()

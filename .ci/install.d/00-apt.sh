@@ -15,6 +15,8 @@ apt_install() {
 apt_install ca-certificates git file mount make cmake golang-go gcc libc6-dev \
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
   qemu-user-static binfmt-support mmdebstrap arch-test bubblewrap
+# the layer benchmark's contenders and its memory meter (benchmarks/bench_layer.py)
+apt_install pigz time
 # headless Chromium: the run report's test renders report.html in a real browser
 apt_install chromium
 # Debian source packages as recipe sources: signature checks, unpacking, workspace patches

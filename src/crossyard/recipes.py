@@ -92,7 +92,7 @@ IMAGE_KEYS: Final = (
     "compression",
 )
 IMAGE_FILE_KEYS: Final = ("artifact", "file", "src", "dest", "mode")
-COMPRESSIONS: Final = ("gzip", "zstd")
+COMPRESSIONS: Final = ("gzip", "pgzip", "zstd")
 BASE_WORDS: Final = ("scratch", "crossyard/static", "recipe:", "oci-layout:", "oci-archive:")
 PORT_RE: Final = re.compile(r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$")
 DEFAULT_IMAGE_DEST: Final = "/usr/local/bin/"
