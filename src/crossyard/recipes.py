@@ -13,6 +13,7 @@ artifacts it names, workspace files, bases) is checked by the catalog and at ass
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -567,6 +568,13 @@ def _nul(value: Any, key: str = "") -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _resolved_root(root: Path) -> Path:
+    """The workspace (or [build] source_root) with symlinks resolved: once per catalog, not once
+    per recipe (a thousand recipes, a thousand identical `realpath` walks)."""
+    return root.resolve()
+
+
 def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | None) -> dict[str, Any]:
     """A kind's options table (`where`: its table), each value checked against its field in
     `build_options` and returned as that field holds it (tuples; tables as sorted pairs).
@@ -855,7 +863,7 @@ def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:
     common: dict[str, Any] = {"commit": commit, "subdir": subdir, "exclude": exclude, "patches": patches}
     if "path" in table:
         path = (file.parent / table["path"]).resolve()
-        root = source_root.resolve()
+        root = _resolved_root(source_root)
         # Relative to the recipe, anywhere in the workspace (recipes/services/x.toml reaches
         # ../../services/x), never outside it: symlinks resolved, so a link cannot lead out.
         if not path.is_relative_to(root):
@@ -917,7 +925,7 @@ def _workspace_file(name: str, *, key: str, file: Path, source_root: Path) -> Pa
     """A file a recipe names (relative to the recipe, like [source] path), which must stay in
     the workspace once symlinks are resolved and be a regular file."""
     path = (file.parent / name).resolve()
-    root = source_root.resolve()
+    root = _resolved_root(source_root)
     if not name or not path.is_relative_to(root):
         raise ConfigurationError(
             f"{file}: {key}: `{name}` is {path}, outside {root}; name a file in the workspace, "

@@ -6,6 +6,7 @@ a toolchain root, a directory on another node) and fills them in.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -68,7 +69,7 @@ def script_for(kind: str, job: BuildInput) -> BuildScript:
     own `env` over it (`GOOS = ""` builds a Go tool for the machine the job runs on)."""
     script = builder_for(kind).script(job)
     if not job.generate:
-        return replace(script, steps=(*script.setup, *script.steps), setup=())
+        return replace(script, steps=(*script.setup, *script.steps), setup=()) if script.setup else script
     first = script.steps[0]
     values = {**template_values(job), "root": job.paths.root, "src": job.paths.src, "home": job.paths.home,
               "toolchain": job.toolchain.command}
@@ -81,6 +82,7 @@ def script_for(kind: str, job: BuildInput) -> BuildScript:
     return replace(script, steps=(*script.setup, *generate, *script.steps), setup=())
 
 
+@functools.cache
 def builder_for(kind: str) -> Builder:
     from . import c, go, rust
 
