@@ -232,7 +232,7 @@ def _records(result: BuildResult, store: Store) -> dict[str, BuildRecord]:
     """Every reproducible build the lock records, as found in the store (looked up by input key,
     never by a moving ref), with what this run knows of it (node, times, source)."""
     this_run = {r.input_key: r for r in result.records if r.input_key}
-    by_key = {**store.job_images(), **store.cached_keys()}
+    by_key = store.job_outputs()
     found: dict[str, BuildRecord] = {}
     missing: list[str] = []
     for entry in result.lock.entries.values():

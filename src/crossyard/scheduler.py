@@ -164,7 +164,7 @@ class Scheduler:
         sources = {job.source_digest: self.resolver.resolve(job.recipe) for job in pending.values()}
         inputs = StoreInputs(self.store, sources)
         # One index read for the whole run: artifacts and Dockerfile job images, by input key.
-        cached_keys = {**self.store.job_images(), **self.store.cached_keys()} if pending else {}
+        cached_keys = self.store.job_outputs() if pending else {}
         placer = Placer([Task.of(job) for job in graph.jobs.values()], self.members, self.durations,
                         max_retries=self.max_retries)
         keys: dict[str, str] = {}  # job id → input key, once its dependencies are done

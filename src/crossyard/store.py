@@ -306,6 +306,17 @@ class Store:
                 out[key] = descriptor
         return out
 
+    def job_outputs(self) -> dict[str, Descriptor]:
+        """Input key → index entry of every job's stored outputs, artifacts and `dockerfile` job
+        images alike, from one index read (what a build looks its jobs up in)."""
+        out: dict[str, Descriptor] = {}
+        for descriptor in self.layout.manifests() if self.layout.index_path.exists() else []:
+            key = (descriptor.annotations or {}).get(ANNOTATION_INPUT_KEY)
+            if key and (descriptor.artifact_type == media.ARTIFACT_TYPE or (
+                    descriptor.media_type == media.MANIFEST and descriptor.artifact_type is None)):
+                out[key] = descriptor
+        return out
+
     def find(
         self, input_key: str, *, index: Mapping[str, Descriptor] | None = None, verify: bool = False,
     ) -> BuildRecord | None:

@@ -74,7 +74,9 @@ def write_run(runs_dir: Path, result: BuildResult, *, observed: Observed | None 
     finished = observed.finished if observed is not None and observed.finished is not None else time.time()
     staging = runs_dir / f".{run_id}.tmp"
     try:
-        atomic_write_text(staging / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        # One line: json's C encoder (indent= takes the pure-Python one, ~10 ms for 200 jobs,
+        # paid by every build); `python -m json.tool` or jq shows it indented.
+        atomic_write_text(staging / SUMMARY, json.dumps(summary, sort_keys=True, separators=(",", ":")) + "\n")
         atomic_write_text(staging / REPORT, html.render(line, title=title, summary=text))
         atomic_write_text(staging / METRICS, metrics.render(line, finished=finished))
         os.rename(staging, directory)
