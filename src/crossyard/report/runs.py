@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..fsutil import atomic_write_text
 from ..oci.image import rfc3339
 from . import html, metrics
 from .timeline import Observed, Timeline, dependencies, timeline
@@ -76,15 +75,25 @@ def write_run(runs_dir: Path, result: BuildResult, *, observed: Observed | None 
     try:
         # One line: json's C encoder (indent= takes the pure-Python one, ~10 ms for 200 jobs,
         # paid by every build); `python -m json.tool` or jq shows it indented.
-        atomic_write_text(staging / SUMMARY, json.dumps(summary, sort_keys=True, separators=(",", ":")) + "\n")
-        atomic_write_text(staging / REPORT, html.render(line, title=title, summary=text))
-        atomic_write_text(staging / METRICS, metrics.render(line, finished=finished))
+        staging.mkdir(parents=True)
+        # The staging directory is renamed whole: each file needs no rename of its own, only to
+        # be on disk before the directory's name says it is there.
+        _write(staging / SUMMARY, json.dumps(summary, sort_keys=True, separators=(",", ":")) + "\n")
+        _write(staging / REPORT, html.render(line, title=title, summary=text))
+        _write(staging / METRICS, metrics.render(line, finished=finished))
         os.rename(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _point_latest(runs_dir, run_id)
     return Run(id=run_id, directory=directory, summary=summary)
+
+
+def _write(path: Path, text: str) -> None:
+    with path.open("w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _summary(result: BuildResult, line: Timeline, run_id: str, directory: Path) -> dict[str, Any]:
