@@ -93,3 +93,19 @@ def test_each_executor_refuses_what_it_cannot_run(tmp_path: Path) -> None:
                           logs_dir=tmp_path / "logs", jobs=1)
     with pytest.raises(BuildError, match=r"no executor can run it .*toolchains prepare.*Dockerfile builds"):
         scheduler._executor(rooted)
+
+
+def test_a_dependency_named_dot_dot_is_not_placed() -> None:
+    """`{deps}/../x` would leave the job's directory: both remote executors refuse such a spec."""
+    from crossyard.jobspec import InputFile, ToolchainRequirement, unplain_input
+    from crossyard.platforms import RISCV64
+
+    def spec(recipe: str, name: str) -> JobSpec:
+        return JobSpec(id="a@linux/riscv64", input_key="sha256:" + "0" * 64, platform=RISCV64,
+                       source="sha256:" + "1" * 64, source_date_epoch=0,
+                       inputs=(InputFile(recipe=recipe, name=name, digest="sha256:" + "2" * 64),),
+                       toolchain=ToolchainRequirement(name="gcc", identity="gcc 12.2.0", strategy="cross"))
+
+    assert unplain_input(spec("lib", "lib.a")) is None
+    for recipe, name in (("..", "x"), ("lib", ".."), ("lib", "a/b"), (".", "x")):
+        assert unplain_input(spec(recipe, name)) == f"dependency file {recipe}/{name} is not a plain name"

@@ -20,6 +20,7 @@ not a toolchain, and its one output is the built image.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,22 @@ class JobPaths:
 
 
 PLACEHOLDERS: Final = JobPaths()
+# A name a spec puts into a path on a node (a dependency's recipe or file, an output, a root):
+# a spec is data that may come from elsewhere, so executors hold each name to this before use.
+PLAIN_NAME_RE: Final = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
+def plain_name(name: str) -> bool:
+    """One path component, and not `.` or `..`."""
+    return bool(PLAIN_NAME_RE.match(name)) and name not in (".", "..")
+
+
+def unplain_input(spec: JobSpec) -> str | None:
+    """Why a dependency file of `spec` could not be placed at `{deps}/<recipe>/<file>`, if so."""
+    for item in spec.inputs:
+        if not (plain_name(item.recipe) and plain_name(item.name)):
+            return f"dependency file {item.recipe}/{item.name} is not a plain name"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,7 +57,7 @@ from .. import certs
 from ..engine import DockerEngine, EngineInfo, EngineUnreachable
 from ..errors import BuildError, ConfigurationError, IntegrityError, NodeLost
 from ..hashing import CHUNK
-from ..jobspec import Inputs, JobPaths, JobSpec
+from ..jobspec import Inputs, JobPaths, JobSpec, plain_name, unplain_input
 from ..oci.layer import LayerEntry, add_entry
 from ..toolchains import roots_dir
 from . import Outputs
@@ -84,7 +84,6 @@ _GO_TYPE: Final = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1
 MAX_LINKS: Final = 40  # as the kernel's limit on symlinks followed in one lookup
 _IMAGE_NAME_RE: Final = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _VOLUME_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_FILE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9._+-]+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,11 +237,11 @@ class ContainerExecutor:
         refused = self.refuses(spec)
         if refused is not None:
             raise BuildError(f"{spec.id}: {refused}")
-        for item in spec.inputs:
-            if not (_FILE_NAME_RE.match(item.recipe) and _FILE_NAME_RE.match(item.name)) or item.name in (".", ".."):
-                raise BuildError(f"{spec.id}: dependency file {item.recipe}/{item.name} is not a plain name")
+        unplain = unplain_input(spec)
+        if unplain is not None:
+            raise BuildError(f"{spec.id}: {unplain}")
         for name in spec.outputs:
-            if not _FILE_NAME_RE.match(name) or name in (".", ".."):
+            if not plain_name(name):
                 raise BuildError(f"{spec.id}: output name {name!r} is not a plain name")
         if not _VOLUME_NAME_RE.match(spec.toolchain.name):
             raise BuildError(f"{spec.id}: toolchain name {spec.toolchain.name!r} cannot name a cache volume")

@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import os
 import posixpath
-import re
 import shlex
 import shutil
 import tempfile
@@ -53,7 +52,7 @@ import asyncssh
 from ..errors import BuildError, ConfigurationError, IntegrityError, NodeLost
 from ..fsutil import atomic_writer
 from ..hashing import sha256_file, split_digest
-from ..jobspec import Inputs, JobPaths, JobSpec
+from ..jobspec import PLAIN_NAME_RE, Inputs, JobPaths, JobSpec, plain_name, unplain_input
 from ..platforms import Platform
 from ..sources import ResolvedSource
 from ..toolchains import DEFAULT_ROOTS, roots_dir
@@ -78,7 +77,6 @@ FACT_ROOT_SECONDS: Final = "ssh.root-seconds"
 # One step, started by `setsid -w env -i … /bin/sh -c STEP sh CWD ARGV…`: the shell is the new
 # session's leader, so its pid (the first line it prints) is the process group `cancel` signals.
 _STEP: Final = 'echo "$$"; umask 022; cd "$1" || exit 126; shift; exec "$@" </dev/null 2>&1'
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9._+-]+$")
 
 T = TypeVar("T")
 
@@ -242,7 +240,7 @@ class SshExecutor:
         assert tool.root is not None
         there = f"toolchain root {posixpath.join(self.remote.roots, tool.root)} is not prepared on {self.remote.name}"
         runs_on = Platform.parse(tool.root_platform) if tool.root_platform else Platform.host()
-        if not _NAME_RE.match(tool.root) or tool.root in (".", ".."):
+        if not plain_name(tool.root):
             return f"{there}, and {tool.root!r} is not a plain directory name to ship it as"
         if not (self.local_roots / tool.root / "usr").is_dir():
             return (f"{there}, nor here to ship it from ({self.local_roots / tool.root}: `crossyard "
@@ -275,10 +273,10 @@ class SshExecutor:
         refused = self.refuses(spec)
         if refused is not None:
             raise BuildError(f"{spec.id}: {refused}")
-        for item in spec.inputs:
-            if not (_NAME_RE.match(item.recipe) and _NAME_RE.match(item.name)) or item.name in (".", ".."):
-                raise BuildError(f"{spec.id}: dependency file {item.recipe}/{item.name} is not a plain name")
-        if not _NAME_RE.match(spec.toolchain.name):
+        unplain = unplain_input(spec)
+        if unplain is not None:
+            raise BuildError(f"{spec.id}: {unplain}")
+        if not PLAIN_NAME_RE.match(spec.toolchain.name):
             raise BuildError(f"{spec.id}: toolchain name {spec.toolchain.name!r} is not a plain name")
         archive = self._archive(inputs.source(spec.source))
         blobs = [archive, *(_Blob(hex=split_digest(i.digest)[1], local=inputs.file(i.digest))
