@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -34,10 +33,10 @@ from crossyard.jobspec import JobSpec, Step, ToolchainRequirement
 from crossyard.platforms import Platform
 from crossyard.project import Project, load_settings
 from crossyard.scheduler import StoreInputs
-from crossyard.sources import ResolvedSource, tree_digest
 from crossyard.toolchains import roots_dir
 from crossyard.workspace import Workspace
 from helpers.dockerd import DockerdHandle, ServerTls, running_dockerd
+from helpers.jobs import TreeInputs, in_background, wait_for_text
 
 pytestmark = [pytest.mark.integration]
 
@@ -111,20 +110,6 @@ def go_job(tmp_path_factory: pytest.TempPathFactory) -> GoJob:
     return GoJob(spec=spec, inputs=inputs, digests=digests, seconds=time.monotonic() - started)
 
 
-class TreeInputs:
-    """Inputs of a hand-made spec: one source tree, no dependency files."""
-
-    def __init__(self, tree: Path) -> None:
-        self.resolved = ResolvedSource(tree=tree, digest=tree_digest(tree), epoch=None)
-
-    def source(self, digest: str) -> ResolvedSource:
-        assert digest == self.resolved.digest
-        return self.resolved
-
-    def file(self, digest: str) -> Path:
-        raise KeyError(digest)
-
-
 def shell_job(tmp_path: Path, script: str) -> tuple[JobSpec, TreeInputs]:
     """One `/bin/sh -c SCRIPT` step of the go-trixie root in {src} (holding input.txt); output
     `x` at {out}/x."""
@@ -138,36 +123,6 @@ def shell_job(tmp_path: Path, script: str) -> tuple[JobSpec, TreeInputs]:
                    source_date_epoch=0, steps=(Step(argv=("/bin/sh", "-c", script), cwd="{src}"),),
                    outputs={"x": "{out}/x"})
     return spec, inputs
-
-
-@dataclass(kw_only=True)
-class Background:
-    thread: threading.Thread
-    outcome: dict[str, Any]
-
-
-def in_background(executor: ContainerExecutor, spec: JobSpec, inputs: Any, log: Path) -> Background:
-    outcome: dict[str, Any] = {}
-
-    def job() -> None:
-        try:
-            with executor.run(spec, inputs, log) as outputs:
-                outcome["outputs"] = outputs
-        except BaseException as error:  # handed to the test
-            outcome["error"] = error
-        outcome["ended"] = time.monotonic()
-
-    thread = threading.Thread(target=job, daemon=True)
-    thread.start()
-    return Background(thread=thread, outcome=outcome)
-
-
-def wait_for_text(path: Path, text: str, background: Background, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.is_file() and text in path.read_text(errors="replace")):
-        assert background.thread.is_alive(), f"the job ended early: {background.outcome}"
-        assert time.monotonic() < deadline, f"`{text}` never reached {path}"
-        time.sleep(0.05)
 
 
 def failure(executor: ContainerExecutor, spec: JobSpec, inputs: Any, tmp_path: Path) -> str:
@@ -339,7 +294,7 @@ def test_cancel_kills_the_container(engine: DockerdHandle, pki: Pki, tmp_path: P
     spec, inputs = shell_job(tmp_path, "echo started; sleep 3007")
     executor = ContainerExecutor(tls_node(engine, pki))
     job = in_background(executor, spec, inputs, tmp_path / "job.log")
-    wait_for_text(tmp_path / "job.log", STARTED, job)
+    wait_for_text(tmp_path / "job.log", STARTED, job, timeout=300.0)
     (container,) = job_containers(engine)
     assert "sleep 3007" in engine.docker("top", container).stdout
     cancelled = time.monotonic()
@@ -364,7 +319,7 @@ def test_stopping_the_engine_mid_job_is_node_lost(tmp_path: Path) -> None:
     with running_dockerd() as doomed:
         executor = ContainerExecutor(DockerNode(name="doomed", host=doomed.host))
         job = in_background(executor, spec, inputs, tmp_path / "job.log")
-        wait_for_text(tmp_path / "job.log", STARTED, job)
+        wait_for_text(tmp_path / "job.log", STARTED, job, timeout=300.0)
         stopped = time.monotonic()
         os.kill(doomed.pid, signal.SIGTERM)
         job.thread.join(120)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,9 +37,9 @@ from crossyard.jobspec import JobSpec, Step, ToolchainRequirement
 from crossyard.platforms import Platform
 from crossyard.project import Project, load_settings
 from crossyard.scheduler import Scheduler, StoreInputs
-from crossyard.sources import ResolvedSource, tree_digest
 from crossyard.toolchains import roots_dir
 from crossyard.workspace import Workspace
+from helpers.jobs import TreeInputs, in_background, wait_for_text
 from helpers.sshcluster import Cluster, NodeSpec, alive, ssh_cluster
 
 pytestmark = [pytest.mark.integration]
@@ -102,20 +101,6 @@ def c_job(tmp_path_factory: pytest.TempPathFactory) -> CJob:
                 digests=dict(app.digests))
 
 
-class TreeInputs:
-    """Inputs of a hand-made spec: one source tree, no dependency files."""
-
-    def __init__(self, tree: Path) -> None:
-        self.resolved = ResolvedSource(tree=tree, digest=tree_digest(tree), epoch=None)
-
-    def source(self, digest: str) -> ResolvedSource:
-        assert digest == self.resolved.digest
-        return self.resolved
-
-    def file(self, digest: str) -> Path:
-        raise KeyError(digest)
-
-
 def shell_job(tmp_path: Path, script: str, *, text: str = "input\n",
               platform: str = "linux/amd64") -> tuple[JobSpec, TreeInputs]:
     """A job of one `sh -c SCRIPT` step in {src} (one file, `text`), output `x` at {out}/x."""
@@ -129,36 +114,6 @@ def shell_job(tmp_path: Path, script: str, *, text: str = "input\n",
                    source_date_epoch=0, steps=(Step(argv=("/bin/sh", "-c", script), cwd="{src}"),),
                    outputs={"x": "{out}/x"})
     return spec, inputs
-
-
-@dataclass(kw_only=True)
-class Background:
-    thread: threading.Thread
-    outcome: dict[str, Any]
-
-
-def in_background(executor: SshExecutor, spec: JobSpec, inputs: Any, log: Path) -> Background:
-    outcome: dict[str, Any] = {}
-
-    def job() -> None:
-        try:
-            with executor.run(spec, inputs, log) as outputs:
-                outcome["outputs"] = outputs
-        except BaseException as error:  # handed to the test
-            outcome["error"] = error
-        outcome["ended"] = time.monotonic()
-
-    thread = threading.Thread(target=job, daemon=True)
-    thread.start()
-    return Background(thread=thread, outcome=outcome)
-
-
-def wait_for_text(path: Path, text: str, background: Background, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.is_file() and text in path.read_text(errors="replace")):
-        assert background.thread.is_alive(), f"the job ended early: {background.outcome}"
-        assert time.monotonic() < deadline, f"`{text}` never reached {path}"
-        time.sleep(0.05)
 
 
 def fingerprint(public_key_line: str, tmp_path: Path) -> str:
