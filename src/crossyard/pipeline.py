@@ -38,7 +38,7 @@ from .plan import job_id as lock_id
 from .project import Project
 from .provenance import provenance_statement
 from .recipes import Recipe
-from .records import BuildRecord
+from .records import JOB_STATUSES, BuildRecord
 from .scheduler import Reporter, Scheduler
 from .store import Store, image_ref
 
@@ -81,7 +81,7 @@ class BuildResult:
         return {
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
-            "counts": {s: self.count(s) for s in ("built", "cached", "failed", "skipped")},
+            "counts": {s: self.count(s) for s in JOB_STATUSES},
             "jobs": [r.to_json() for r in self.records],
             "images": [i.to_json() for i in self.images],
             "drift": [{"id": d.id, "reason": d.reason} for d in self.drift],

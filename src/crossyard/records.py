@@ -18,7 +18,9 @@ from typing import Any, Final
 from .oci.layout import Descriptor
 from .platforms import Platform
 
-STATUSES: Final = ("built", "cached", "failed", "skipped", "stored", "locked")
+# What the scheduler says of a job (a record read back from the store or the lock says `stored`
+# or `locked`): the counts every summary and metric gives.
+JOB_STATUSES: Final = ("built", "cached", "failed", "skipped")
 
 
 @dataclass(frozen=True, kw_only=True)

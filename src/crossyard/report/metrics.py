@@ -12,20 +12,20 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+from ..records import JOB_STATUSES
 from .timeline import Timeline
 
 # Job durations span a 1-second cached C file to an hour-long native riscv64 Kubernetes build.
 BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-STATUSES: Final = ("built", "cached", "failed", "skipped")
 
 
 def render(timeline: Timeline, *, finished: float) -> str:
     """The metrics of the run `timeline` shows; `finished` is its end (epoch seconds)."""
     runs = timeline.runs
     out: list[str] = []
-    count = {s: sum(1 for r in runs if r.record.status == s) for s in STATUSES}
+    count = {s: sum(1 for r in runs if r.record.status == s) for s in JOB_STATUSES}
     _gauge(out, "crossyard_run_jobs", "Jobs of the run, by outcome.",
-           [({"status": s}, count[s]) for s in STATUSES])
+           [({"status": s}, count[s]) for s in JOB_STATUSES])
     looked_up = count["built"] + count["cached"] + count["failed"]
     _gauge(out, "crossyard_run_cache_hit_ratio",
            "Cache hits over jobs whose input key was looked up (built, cached, failed); 0 with none.",
