@@ -4,6 +4,7 @@ back with real parsers (tomllib, YAML) and checked with OpenSSL."""
 from __future__ import annotations
 
 import base64
+import re
 import tomllib
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def test_containerd_hosts_toml_lists_ca_paths(overlap_ws) -> None:  # type: igno
     hosts = tomllib.loads(files[f"{base}/hosts.toml"].decode())
     assert hosts["server"] == f"https://{HOST}"
     entry = hosts["host"][f"https://{HOST}"]
-    assert entry["ca"] == ["ca.crt", "ca-previous.crt"]
+    assert entry["ca"] == [trust.containerd_ca_name(ca) for ca in cas]
+    assert all(re.fullmatch(r"ca-[0-9a-f]{16}\.crt", n) for n in entry["ca"])
+    assert len(set(entry["ca"])) == 2
     assert entry["client"] == [["client.cert", "client.key"]]
     assert set(entry["capabilities"]) == {"pull", "resolve", "push"}
     assert [files[f"{base}/{p}"] for p in entry["ca"]] == list(cas)
@@ -71,8 +74,10 @@ def test_containerd_hosts_toml_lists_ca_paths(overlap_ws) -> None:  # type: igno
     # Outside an overlap `ca` lists one path.
     one = trust.render("containerd", host=HOST, cas=cas[:1])
     assert tomllib.loads(one[f"{base}/hosts.toml"].decode())["host"][f"https://{HOST}"]["ca"] == [
-        "ca.crt"
+        trust.containerd_ca_name(cas[0])
     ]
+    # hosts.toml is written last, after every file it names exists.
+    assert list(files)[-1] == f"{base}/hosts.toml"
 
 
 def test_talos_patch_carries_base64_bundle(overlap_ws) -> None:  # type: ignore[no-untyped-def]
@@ -211,3 +216,31 @@ def test_trust_cli_prints_and_writes(overlap_ws, tmp_path: Path) -> None:  # typ
     assert (base / "ca.crt").stat().st_mode & 0o777 == 0o644
     assert (base / "ca.crt").read_bytes().count(b"BEGIN CERTIFICATE") == 2
     assert "PRIVATE KEY" not in r.stdout + r.stderr
+
+
+def test_containerd_rewrite_never_changes_a_listed_file_and_drops_a_retired_ca(
+    overlap_ws, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A node's containerd reads hosts.toml, then each CA file it lists, on every pull. Rewriting
+    the trust must never change a file the previous hosts.toml lists (else a node would briefly
+    trust only the new CA), and after `retire-ca` the retired CA's file goes."""
+    root = str(overlap_ws.root)
+    out = tmp_path / "node"
+    base = out / "certs.d" / HOST
+    base.mkdir(parents=True)
+    (base / "ca.crt").write_text("written by an older crossyard\n")
+
+    def write() -> list[str]:
+        r = run_cli("--workspace", root, "certs", "trust", "--format", "containerd",
+                    "--host", HOST, "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        return tomllib.loads((base / "hosts.toml").read_text())["host"][f"https://{HOST}"]["ca"]
+
+    during = write()
+    assert len(during) == 2 and not (base / "ca.crt").exists()  # the fixed-name file is gone
+    contents = {n: (base / n).read_bytes() for n in during}
+    pki.retire_ca(overlap_ws, force=True)
+    after = write()
+    assert after == during[:1]  # the current CA keeps its file name ...
+    assert (base / after[0]).read_bytes() == contents[after[0]]  # ... and its bytes
+    assert sorted(p.name for p in base.glob("ca*.crt")) == after  # the retired CA's file is gone

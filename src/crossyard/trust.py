@@ -9,6 +9,11 @@ rendered after `certs rotate --ca` stays exact through `certs switch-ca`:
               client.cert/client.key for mTLS.
 - containerd: certs.d/<host:port>/hosts.toml with `ca` as an array of paths (relative paths are
               resolved against the hosts.toml directory), the CA files beside it; no restart.
+              Each CA file is named by its certificate's fingerprint, so rewriting the trust
+              never changes a file an older hosts.toml points at: containerd reads hosts.toml
+              and then each file per pull, and a fixed name (ca.crt holding "the newest CA")
+              would, between the two writes, leave a node trusting only the new CA while the
+              registry still serves the old one's leaf. hosts.toml comes last in the mapping.
 - talos:      Talos 1.12+ takes registry trust as documents of their own: a multi-document
               talos-registry-tls.yaml with a `RegistryTLSConfig` (name = HOST:PORT, `ca` = the
               PEM bundle, `clientIdentity` for mTLS) and a `TrustedRootsConfig` (the bundle in
@@ -21,6 +26,7 @@ rendered after `certs rotate --ca` stays exact through `certs switch-ca`:
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import re
@@ -90,10 +96,22 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+# The CA files `_containerd` writes (and a pre-fingerprint "ca.crt"/"ca-previous*.crt"), which
+# the writer may remove once a newer hosts.toml no longer lists them.
+CONTAINERD_CA_GLOB: Final = "ca*.crt"
+
+
+def containerd_ca_name(pem: bytes) -> str:
+    """`ca-<first 16 hex of the certificate's SHA-256>.crt`: content-named, never rewritten."""
+    der = base64.b64decode(b"".join(
+        line for line in pem.strip().splitlines() if not line.startswith(b"-----")
+    ))
+    return f"ca-{hashlib.sha256(der).hexdigest()[:16]}.crt"
+
+
 def _containerd(t: TrustInput) -> dict[str, bytes]:
     base = f"certs.d/{t.host}"
-    names = ["ca.crt"] + [f"ca-previous-{i}.crt" if i > 1 else "ca-previous.crt"
-                          for i in range(1, len(t.cas))]
+    names = [containerd_ca_name(ca) for ca in t.cas]
     out = {f"{base}/{n}": _pem_block(ca) for n, ca in zip(names, t.cas, strict=True)}
     server = f"https://{t.host}"
     lines = [

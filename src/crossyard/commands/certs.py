@@ -288,6 +288,13 @@ def _trust(args: argparse.Namespace) -> int:
         mode = 0o600 if trust.is_secret(relpath, content, client) else 0o644
         atomic_write_bytes(out / relpath, content, mode=mode)
         print(f"wrote {out / relpath}")
+    if args.format == "containerd":
+        # Only now that hosts.toml no longer lists them: CA files of a retired CA.
+        base = out / "certs.d" / args.host
+        for stale in sorted(base.glob(trust.CONTAINERD_CA_GLOB)):
+            if stale.relative_to(out).as_posix() not in files:
+                stale.unlink()
+                print(f"removed {stale} (no longer trusted)")
     return 0
 
 
