@@ -482,7 +482,7 @@ def test_k8s_image_must_be_an_image_reference(tmp_path: Path) -> None:
 
 
 def _deployment_image(directory: Path) -> str:
-    [image] = [c["image"] for name, doc in _k8s_objects(directory) if doc["kind"] == "Deployment"
+    [image] = [c["image"] for _, doc in _k8s_objects(directory) if doc["kind"] == "Deployment"
                for c in doc["spec"]["template"]["spec"]["containers"]]
     return str(image)
 
@@ -498,6 +498,24 @@ def test_k8s_without_the_catalog_image_built_says_to_build_it(tmp_path: Path) ->
         "digest from the workspace's registry; or pass --image REF to run another registry image "
         "(docker.io/library/registry:2.8.3 is upstream's, which has no riscv64 build)"]
     assert not out.exists() and not (ws.state / "pki").exists()
+
+
+def test_k8s_with_the_registry_unreachable_says_so(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    store = OciLayout(ws.store_dir).ensure()
+    tiny_image(store, b"stands in for the registry binary\n", "registry:2.8.2")
+    lock_stored_images(store, ws.lock_path)
+    [entry] = store.manifests()
+    addr, out = free_addr(), tmp_path / "k8s"  # nothing listens there
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), "--registry", addr)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"crossyard: error: --registry {addr} did not answer (registry {addr}: ")
+    assert line.endswith(
+        f"so whether it holds {addr}/registry@{entry.digest} is unknown: start it (`crossyard registry "
+        "up`) and run `crossyard publish registry-image`; or pass --image REF to run another registry "
+        "image (docker.io/library/registry:2.8.3 is upstream's, which has no riscv64 build)")
+    assert not out.exists()
 
 
 @pytest.mark.integration
