@@ -274,6 +274,9 @@ CASES: dict[str, Case] = {
     "import-path-without-gopath": (bad(kind="go", table='[go]\nimport_path = "k8s.io/kubernetes"\n'), BUILD, {},
                                    ("bad.toml: [go] `import_path` places the source in GOPATH; add `gopath = true`",)),
     "strategies-empty": (bad(top="strategies = []\n"), BUILD, {}, ("bad.toml: `strategies` is empty",)),
+    "toolchains-empty": (bad(top="toolchains = []\n"), BUILD, {}, ("bad.toml: `toolchains` is empty",)),
+    "toolchains-unknown": (bad(top='toolchains = ["gcc-nope"]\n'), BUILD, {},
+                           ("bad.toml: `toolchains` names gcc-nope, which no toolchain definition",)),
 }
 
 

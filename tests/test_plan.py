@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,29 @@ def test_no_toolchain_names_the_fix() -> None:
 def test_strategy_preference_is_respected() -> None:
     with pytest.raises(ConfigurationError, match="only as `cross`"):
         make([recipe("lib", strategies=("native",))])
+
+
+def test_a_recipe_naming_toolchains_gets_only_those() -> None:
+    """`toolchains = [...]`: the first candidate (gcc) is passed over for the one named, and the
+    definition's name stays out of the key (its identity is in it)."""
+    def two(kind: str, platform: Platform) -> list[ToolchainTarget]:
+        return [ToolchainTarget(name=name, kind="c", platform=platform, strategy="cross", available=True,
+                                identity=f"gcc {release} {platform.gnu_triplet}")
+                for name, release in (("gcc", "12.2.0"), ("gcc-root", "14.2.0"))]
+
+    def planned(pick: tuple[str, ...]):
+        named = replace(recipe("lib"), toolchains=pick)
+        return plan([named], platforms=[ARM64], toolchains=two, source_digests={"lib": "sha256:s"},
+                    source_epochs={}, workspace_root=ROOT).jobs["lib@linux/arm64"]
+
+    assert planned(()).toolchain.name == "gcc"
+    job = planned(("gcc-root",))
+    assert job.toolchain.name == "gcc-root" and job.material["toolchain"] == "gcc 14.2.0 aarch64-linux-gnu"
+    with pytest.raises(ConfigurationError) as info:
+        planned(("gcc-rot",))
+    assert str(info.value) == (
+        "/ws/recipes/lib.toml: `toolchains` names gcc-rot, which no toolchain definition of kind `c` "
+        "is called (there are gcc, gcc-root); fix the name or add the definition under toolchains/")
 
 
 # -- dockerfile recipes: planned against a probed engine (a value: no engine needed here) ---------

@@ -380,11 +380,15 @@ def test_a_reload_that_would_serve_an_untrusted_certificate_keeps_the_old_one(
         assert status.returncode == 0 and "last reload FAILED" in status.stdout
 
 
+# Upstream's image, named explicitly: these workspaces have not built the catalog's own.
+UPSTREAM = ("--image", "docker.io/library/registry:2.8.3")
+
+
 def _k8s(tmp_path: Path, *flags: str) -> tuple[Workspace, Path]:
     """`registry k8s -o DIR FLAGS` in a new workspace, which must succeed; (workspace, DIR)."""
     ws = make_workspace(tmp_path)
     out = tmp_path / "k8s"
-    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *flags)
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *UPSTREAM, *flags)
     assert result.returncode == 0, result.stderr
     return ws, out
 
@@ -477,6 +481,78 @@ def test_k8s_image_must_be_an_image_reference(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def _deployment_image(directory: Path) -> str:
+    [image] = [c["image"] for _, doc in _k8s_objects(directory) if doc["kind"] == "Deployment"
+               for c in doc["spec"]["template"]["spec"]["containers"]]
+    return str(image)
+
+
+def test_k8s_without_the_catalog_image_built_says_to_build_it(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    out = tmp_path / "k8s"
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), env={"CROSSYARD_REGISTRY": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"crossyard: error: {ws.lock_path} records no `registry` image: run `crossyard build "
+        "registry-image` and `crossyard publish registry-image` first, so that the manifests run it by "
+        "digest from the workspace's registry; or pass --image REF to run another registry image "
+        "(docker.io/library/registry:2.8.3 is upstream's, which has no riscv64 build)"]
+    assert not out.exists() and not (ws.state / "pki").exists()
+
+
+def test_k8s_with_the_registry_unreachable_says_so(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    store = OciLayout(ws.store_dir).ensure()
+    tiny_image(store, b"stands in for the registry binary\n", "registry:2.8.2")
+    lock_stored_images(store, ws.lock_path)
+    [entry] = store.manifests()
+    addr, out = free_addr(), tmp_path / "k8s"  # nothing listens there
+    result = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), "--registry", addr)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"crossyard: error: --registry {addr} did not answer (registry {addr}: ")
+    assert line.endswith(
+        f"so whether it holds {addr}/registry@{entry.digest} is unknown: start it (`crossyard registry "
+        "up`) and run `crossyard publish registry-image`; or pass --image REF to run another registry "
+        "image (docker.io/library/registry:2.8.3 is upstream's, which has no riscv64 build)")
+    assert not out.exists()
+
+
+@pytest.mark.integration
+def test_k8s_runs_the_catalog_image_by_digest_once_it_is_published(tmp_path: Path) -> None:
+    """The lock records the catalog's `registry` image: `registry k8s` refuses while the
+    workspace's registry lacks it, and names it there by digest once `publish` pushed it."""
+    require_tool("docker-registry", "apt install docker-registry")
+    ws = make_workspace(tmp_path)
+    store = OciLayout(ws.store_dir).ensure()
+    tiny_image(store, b"stands in for the registry binary\n", "registry:2.8.2")
+    lock_stored_images(store, ws.lock_path)
+    [entry] = store.manifests()
+    env = {"CROSSYARD_KEY_PASSWORD": "", "CROSSYARD_REGISTRY": ""}
+    out = tmp_path / "k8s"
+    with stopped_after(ws):
+        info = _started(ws)
+        unpublished = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), env=env)
+        assert unpublished.returncode == 2
+        assert unpublished.stderr.strip().splitlines() == [
+            f"crossyard: error: {info.host}/registry@{entry.digest} (the `registry` image crossyard.lock "
+            f"records) is not in the workspace's managed registry {info.host}: run `crossyard publish "
+            "registry-image` first; or pass --image REF to run another registry image "
+            "(docker.io/library/registry:2.8.3 is upstream's, which has no riscv64 build)"]
+        assert not out.exists()
+
+        assert run_cli("-C", str(ws.root), "keys", "generate", env=env).returncode == 0
+        published = run_cli("-C", str(ws.root), "publish", "--no-build", env=env)
+        assert published.returncode == 0, published.stderr
+        done = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), env=env)
+        assert done.returncode == 0, done.stderr
+        assert _deployment_image(out) == f"{info.host}/registry@{entry.digest}"
+
+        explicit = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(tmp_path / "up"), *UPSTREAM)
+        assert explicit.returncode == 0, explicit.stderr
+        assert _deployment_image(tmp_path / "up") == "docker.io/library/registry:2.8.3"
+
+
 def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     builtin = (Path(__file__).resolve().parent.parent / "registry" / "config.yml").read_text()
@@ -484,11 +560,11 @@ def test_workspace_config_template_overrides_the_builtin(tmp_path: Path) -> None
     (ws.root / "registry" / "config.yml").write_text(
         builtin.replace("level: ${log_level}", "level: debug  # workspace override"))
     out = tmp_path / "k8s"
-    assert run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out)).returncode == 0
+    assert run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *UPSTREAM).returncode == 0
     assert "level: debug  # workspace override" in (out / "configmap.yaml").read_text()
 
     (ws.root / "registry" / "config.yml").write_text(builtin + "\nextra: ${nope}\n")
-    bad = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out))
+    bad = run_cli("-C", str(ws.root), "registry", "k8s", "-o", str(out), *UPSTREAM)
     assert bad.returncode == 2
     assert "registry/config.yml: unknown placeholder ${nope}" in bad.stderr
 

@@ -275,6 +275,16 @@ def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget
 
 
 def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTarget]) -> ToolchainTarget:
+    if recipe.toolchains:
+        unknown = set(recipe.toolchains) - {c.name for c in candidates}
+        if unknown:
+            raise ConfigurationError(
+                f"{recipe.file}: `toolchains` names {', '.join(sorted(unknown))}, which no toolchain "
+                f"definition of kind `{recipe.kind}` is called (there are "
+                f"{', '.join(c.name for c in candidates) or 'none'}); fix the name or add the definition "
+                "under toolchains/"
+            )
+        candidates = [c for c in candidates if c.name in recipe.toolchains]
     for strategy in recipe.strategies:
         for candidate in candidates:
             if candidate.available and candidate.strategy == strategy:

@@ -51,7 +51,7 @@ DEFAULT_PLATFORMS: Final = (RISCV64, ARM64)
 DEFAULT_STRATEGIES: Final = ("cross", "native", "emulated")
 
 TOP_KEYS: Final = (
-    "name", "kind", "version", "description", "platforms", "strategies", "depends",
+    "name", "kind", "version", "description", "platforms", "strategies", "toolchains", "depends",
     "source_date_epoch", "source", "test", "platform", "image", "generate",
     *("go", "c", "rust", "dockerfile"),
 )
@@ -410,6 +410,9 @@ class Recipe:
     description: str = ""
     platforms: tuple[Platform, ...] = DEFAULT_PLATFORMS
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    # Toolchain definitions allowed to build it (empty: any, best first). Not keyed: the chosen
+    # toolchain's identity (and a GOPATH build's gopath digest) is.
+    toolchains: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
     source: Source | None = None
     source_date_epoch: int | None = None
@@ -714,6 +717,12 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
                 f"{file}: unknown strategy `{strategy}`{suggest(strategy, STRATEGIES)}; "
                 f"known strategies: {', '.join(STRATEGIES)}"
             )
+    toolchains = _str_list(data.get("toolchains", []), key="toolchains", file=file)
+    if "toolchains" in data and not toolchains:
+        raise ConfigurationError(
+            f"{file}: `toolchains` is empty; name the toolchain definitions that may build it, or "
+            "remove it for any"
+        )
     depends = _str_list(data.get("depends", []), key="depends", file=file)
     epoch = data.get("source_date_epoch")
     if epoch is not None:
@@ -802,6 +811,7 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
         description=description,
         platforms=platforms,
         strategies=strategies,
+        toolchains=toolchains,
         depends=depends,
         source=source,
         source_date_epoch=epoch,

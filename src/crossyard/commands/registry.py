@@ -131,7 +131,7 @@ def _k8s(args: argparse.Namespace) -> int:
     written = k8s.write_manifests(
         _ws(args), args.output,
         options=k8s.K8sOptions(namespace=args.namespace, name=args.name, image=args.image,
-                               storage_size=args.storage_size),
+                               storage_size=args.storage_size, registry=args.registry, ca=args.ca),
     )
     for path in written:
         print(path)
@@ -166,6 +166,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     kube.add_argument("-o", "--output", type=Path, required=True, help="directory to write")
     kube.add_argument("--namespace", default=k8s.K8sOptions.namespace)
     kube.add_argument("--name", default=k8s.K8sOptions.name)
-    kube.add_argument("--image", default=k8s.K8sOptions.image)
+    kube.add_argument("--image", help="the image the pod runs (default: the catalog's registry "
+                                      "image, by digest from the registry it was published to)")
+    kube.add_argument("--registry", help="where the catalog's image was published (default: "
+                                         "CROSSYARD_REGISTRY, else the workspace's registry)")
+    kube.add_argument("--ca", help="CA bundle for --registry")
     kube.add_argument("--storage-size", default=k8s.K8sOptions.storage_size)
     kube.set_defaults(func=_k8s)

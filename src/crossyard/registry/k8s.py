@@ -1,5 +1,10 @@
 """Kubernetes manifests for the same registry `registry up` runs: rendered from registry/k8s/*.yaml
-(string.Template) with the workspace's leaf, trust bundle, users and distribution config."""
+(string.Template) with the workspace's leaf, trust bundle, users and distribution config.
+
+The pod runs the catalog's registry image (recipes/registry/: distribution built from Debian's
+docker-registry for riscv64, arm64 and amd64), by the index digest crossyard.lock records, from
+the workspace's registry (where `crossyard publish` put it): a board on a private network can
+pull it, and there is a riscv64 build. `--image` runs another image instead."""
 
 from __future__ import annotations
 
@@ -13,13 +18,19 @@ from typing import Final
 from .. import pki
 from ..errors import ConfigurationError
 from ..fsutil import atomic_write_text
+from ..lock import read_lock
 from ..reference import Reference
 from ..workspace import Workspace
 from . import server, users
+from .client import RegistryError
 from .paths import RegistryPaths, k8s_templates, template, trust_file
 from .settings import load
+from .target import resolve_target
 
 PORT: Final = 5000
+# The catalog's registry image: recipes/registry/registry-image.toml's [image] name and recipe.
+CATALOG_IMAGE: Final = "registry"
+CATALOG_RECIPE: Final = "registry-image"
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _SECRET_KIND = re.compile(r"^kind:\s*Secret\s*$", re.MULTILINE)
@@ -32,8 +43,10 @@ _CLUSTER_NAMESPACES: Final = frozenset({"default", "kube-system", "kube-public",
 class K8sOptions:
     namespace: str = "crossyard"
     name: str = "registry"
-    image: str = "docker.io/library/registry:2.8.3"
+    image: str | None = None  # None: the catalog's registry image, by digest (`catalog_image`)
     storage_size: str = "10Gi"
+    registry: str | None = None  # where the catalog's image was published (`resolve_target`)
+    ca: str | None = None
 
     def check(self) -> None:
         for key, value in (("--namespace", self.namespace), ("--name", self.name)):
@@ -45,13 +58,54 @@ class K8sOptions:
             raise ConfigurationError(
                 f"--storage-size {self.storage_size!r} is not a Kubernetes quantity, e.g. 10Gi"
             )
-        Reference.parse(self.image, what="--image")
+        if self.image is not None:
+            Reference.parse(self.image, what="--image")
+
+
+def catalog_image(workspace: Workspace, *, registry: str | None = None, ca: str | None = None) -> str:
+    """`HOST/registry@sha256:…`: the catalog's registry image at the index digest crossyard.lock
+    records, once the registry it was published to (`resolve_target`) holds it (a manifest
+    naming what no node can pull would leave the pod in ImagePullBackOff)."""
+    other = ("or pass --image REF to run another registry image (docker.io/library/registry:2.8.3 "
+             "is upstream's, which has no riscv64 build)")
+    images = read_lock(workspace.lock_path).images.values()
+    built = sorted((e for e in images if e.name == CATALOG_IMAGE), key=lambda e: e.version)
+    if not built:
+        raise ConfigurationError(
+            f"{workspace.lock_path} records no `{CATALOG_IMAGE}` image: run `crossyard build "
+            f"{CATALOG_RECIPE}` and `crossyard publish {CATALOG_RECIPE}` first, so that the "
+            f"manifests run it by digest from the workspace's registry; {other}"
+        )
+    if len(built) > 1:
+        raise ConfigurationError(
+            f"{workspace.lock_path} records `{CATALOG_IMAGE}` at "
+            f"{', '.join(e.version for e in built)}: keep one version's recipe and build again, {other}"
+        )
+    index = built[0].index
+    target = resolve_target(workspace, registry=registry, ca=ca)
+    reference = f"{target.host}/{CATALOG_IMAGE}@{index}"
+    try:
+        with target.client(retries=1) as client:
+            published = client.has_manifest(CATALOG_IMAGE, index, index)
+    except RegistryError as error:
+        raise ConfigurationError(
+            f"{target.origin} {target.host} did not answer ({error}), so whether it holds "
+            f"{reference} is unknown: start it (`crossyard registry up`) and run `crossyard "
+            f"publish {CATALOG_RECIPE}`; {other}"
+        ) from None
+    if not published:
+        raise ConfigurationError(
+            f"{reference} (the `{CATALOG_IMAGE}` image crossyard.lock records) is not in "
+            f"{target.origin} {target.host}: run `crossyard publish {CATALOG_RECIPE}` first; {other}"
+        )
+    return reference
 
 
 def render(workspace: Workspace, options: K8sOptions) -> dict[str, str]:
     """{file name: manifest text}; TLS pair and htpasswd are the workspace's current ones."""
     options.check()
     settings = load(workspace)
+    image = options.image or catalog_image(workspace, registry=options.registry, ca=options.ca)
     paths = RegistryPaths.of(workspace)
     leaf = pki.ensure_leaf(workspace, settings.cert)
     users.ensure_default(paths)
@@ -70,7 +124,7 @@ def render(workspace: Workspace, options: K8sOptions) -> dict[str, str]:
     values = {
         "name": options.name,
         "namespace": options.namespace,
-        "image": options.image,
+        "image": image,
         "storage_size": options.storage_size,
         "port": str(PORT),
         "grace_s": "30",
