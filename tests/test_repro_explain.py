@@ -119,11 +119,37 @@ def test_date_and_time_macros_are_named_a_timestamp_not_a_build_id(tmp_path: Pat
     assert names(found) == ["timestamp"]
     text = cause(found, "timestamp")
     assert repr(date_macro(first)) in text and "section .rodata" in text
-    assert "lock's SOURCE_DATE_EPOCH" in text
+    assert "a __DATE__ string, = lock's SOURCE_DATE_EPOCH" in text
     assert "SOURCE_DATE_EPOCH" in found.causes[0].fix and "__DATE__" in found.causes[0].fix
     # the GNU build id differs too, as a consequence, and says so
     assert any("GNU build id" in d for d in found.details)
     assert any("follows from" in d for d in found.details)
+
+
+@pytest.mark.integration
+def test_the_clock_stamped_in_by_date_under_another_tz_is_named_a_timestamp(tmp_path: Path):
+    """A build running `date` (as a Makefile might) in UTC and in Tokyo at the same moment: the
+    two times are attributed to each build's own clock, read in its own TZ."""
+    source = '#include <stdio.h>\nint main(void) { puts("at " STAMP); return 0; }\n'
+    outs = []
+    for name, tz in (("utc", "UTC"), ("tokyo", "Asia/Tokyo")):
+        job = tmp_path / name
+        job.mkdir()
+        (job / "hello.c").write_text(source)
+        require_tool(CC, "apt-get install gcc-riscv64-linux-gnu")
+        sh(f'{CC} -O1 -DSTAMP="\\"$(date +%Y-%m-%dT%H:%M:%S)\\"" hello.c -o hello', job, TZ=tz)
+        outs.append(job / "hello")
+    now = int(time.time())
+    left = Variant(label="lock", epoch=now - 5, tz="UTC")
+    right = Variant(label="tz", epoch=now - 5, tz="Asia/Tokyo")
+
+    found = explain(outs[0], outs[1], name="hello", left=left, right=right)
+
+    assert names(found) == ["timestamp"]
+    text = cause(found, "timestamp")
+    assert "an ISO 8601 date, = lock's build time) in section .rodata of lock's output" in text
+    assert "tz's build time) in section .rodata of tz's output" in text
+    assert "{build_date}" in found.causes[0].fix
 
 
 @pytest.mark.integration

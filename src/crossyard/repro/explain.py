@@ -368,36 +368,38 @@ def _missing(name: str, kind_a: str, kind_b: str, left: Variant, right: Variant)
 
 def _fix_build_path(dirs: Iterable[str], lang: str) -> str:
     listed = sorted(set(dirs)) or ["<build dir>"]
-    if lang == "go":
-        return "build with -trimpath (go build -trimpath), so source paths are module-relative"
-    if lang == "rust":
-        return "add " + " ".join(f"--remap-path-prefix={d}=." for d in listed) + " to RUSTFLAGS"
-    c = "add " + " ".join(f"-ffile-prefix-map={d}=." for d in listed) + " to the C recipe's cflags"
-    if lang == "c":
-        return c
-    return f"C: {c}; Go: build with -trimpath; Rust: --remap-path-prefix={listed[0]}=. in RUSTFLAGS"
+    go = ("build with -trimpath (crossyard's [go] builds do: look for the path passed in by the "
+          "recipe, in [go] ldflags -X or env)")
+    rust = ("add " + " ".join(f"--remap-path-prefix={d}=." for d in listed)
+            + " to RUSTFLAGS (crossyard maps its own job directories; this one is not)")
+    c = ("add " + " ".join(f"-ffile-prefix-map={d}=." for d in listed) + " to [c] cflags (for "
+         "build = \"make\"/\"cmake\", pass it as CFLAGS in make_args/cmake_args: a Makefile "
+         "that sets its own CFLAGS drops crossyard's)")
+    if lang in ("go", "rust", "c"):
+        return {"go": go, "rust": rust, "c": c}[lang]
+    return f"C: {c}; Go: {go}; Rust: {rust}"
 
 
 def _fix_timestamp(lang: str) -> str:
     if lang == "json":
-        return ("take the time written here (e.g. an image config's \"created\") from "
-                "SOURCE_DATE_EPOCH, not the build's clock")
+        return ("write this time (an image config's \"created\", a history entry) from "
+                "SOURCE_DATE_EPOCH, not from the build's clock")
+    clock = ("take the time from SOURCE_DATE_EPOCH (set in every crossyard job; templates have "
+             "{build_date} and {source_date_epoch}) instead of the clock")
     if lang == "go":
-        return ("honour SOURCE_DATE_EPOCH: do not stamp the build time in with -ldflags=-X; "
-                "take it from SOURCE_DATE_EPOCH")
+        return f"{clock}: e.g. -X main.date={{build_date}} in [go] ldflags, not $(date)"
     if lang == "c":
-        return ("honour SOURCE_DATE_EPOCH: set it in the job's environment (gcc then uses it for "
-                "__DATE__/__TIME__), or drop __DATE__/__TIME__ from the source")
-    return ("honour SOURCE_DATE_EPOCH: set it in the job's environment and take any embedded "
-            "time from it instead of the clock (gcc does for __DATE__/__TIME__)")
+        return (f"{clock}: drop `date` from the build, or let __DATE__/__TIME__ follow it (gcc "
+                "honours SOURCE_DATE_EPOCH; keep it in the build's environment)")
+    return f"{clock}: no `date`, time() or __DATE__ from a tool that ignores SOURCE_DATE_EPOCH"
 
 
 def _fix_build_id(lang: str) -> str:
     if lang == "go":
-        return ("do not pass a per-build -ldflags=-buildid=…: leave it unset (Go derives it from "
-                "the inputs) or set it empty (-ldflags=-buildid=)")
+        return ("remove the per-build -buildid=… from [go] ldflags: crossyard passes "
+                "-ldflags=-buildid= (empty) and a later -buildid wins")
     return ("link with a content-derived build id (-Wl,--build-id=sha1, the default) or none "
-            "(-Wl,--build-id=none), never a random one (--build-id=uuid)")
+            "(-Wl,--build-id=none) in [c] ldflags, never a random one (--build-id=uuid)")
 
 
 def _fix_umask() -> str:
@@ -513,10 +515,13 @@ def _needles(ctx: _Context) -> dict[bytes, str]:
     return out
 
 
-def _clock_candidates(ctx: _Context) -> list[tuple[int, int, int, str | None, str]]:
-    """(earliest, latest, exact time, tz, label) windows a build may have embedded times from."""
+def _clock_candidates(ctx: _Context, first: Variant | None
+                      ) -> list[tuple[int, int, int, str | None, str]]:
+    """(earliest, latest, exact time, tz, label) windows a build may have embedded times from,
+    `first`'s (the build the time was found in) first."""
     out = []
-    for variant in (ctx.left, ctx.right):
+    order = (ctx.left, ctx.right) if first is not ctx.right else (ctx.right, ctx.left)
+    for variant in order:
         if variant.source_date_epoch is not None:
             t = variant.source_date_epoch
             out.append((t, t, t, variant.tz, f"{variant.label}'s SOURCE_DATE_EPOCH"))
@@ -538,11 +543,12 @@ def _zone(tz: str | None) -> Any:
         return UTC
 
 
-def _stamp_source(stamp: bytes, ctx: _Context) -> str | None:
-    """Which build's clock `stamp` comes from; "" when it is a valid date or time matching
-    neither build; None when it is no timestamp (a number out of every window, a bad date)."""
+def _stamp_source(stamp: bytes, ctx: _Context, found_in: Variant | None = None) -> str | None:
+    """Which build's clock `stamp` (found in `found_in`'s output) comes from; "" when it is a
+    valid date or time matching neither build; None when it is no timestamp (a number out of
+    every window, an impossible date)."""
     text = stamp.decode("ascii")
-    candidates = _clock_candidates(ctx)
+    candidates = _clock_candidates(ctx, found_in)
     if text.isdigit():
         value = int(text)
         for lo, hi, _, _, label in candidates:
@@ -572,6 +578,16 @@ def _stamp_source(stamp: bytes, ctx: _Context) -> str | None:
     return ""
 
 
+def _stamp_format(stamp: bytes) -> str:
+    if stamp.isdigit():
+        return "seconds since 1970"
+    if stamp[:1].isalpha():
+        return "a __DATE__ string"
+    if b"-" in stamp:
+        return "an ISO 8601 date"
+    return "a __TIME__ string"
+
+
 def _parse_stamp(text: str) -> tuple[str, date | None, int | None] | None:
     try:
         if text[:3].isalpha():
@@ -597,10 +613,9 @@ def _compare_found(fa: _Found, fb: _Found, where: str, ctx: _Context, lang: str)
         in_a, in_b = needle in fa.needles, needle in fb.needles
         if in_a == in_b:
             continue
-        side = ctx.left.label if in_a else ctx.right.label
-        other = ctx.right.label if in_a else ctx.left.label
+        has, lacks = (ctx.left, ctx.right) if in_a else (ctx.right, ctx.left)
         paths.append((needle, f"{needle.decode(errors='replace')} (a {owner} build dir) in "
-                      f"{where} of {side}'s output, not in {other}'s"))
+                      f"{where} of {has.label}'s output, not in {lacks.label}'s"))
     # report /a/b/src, not also its parent /a/b
     for needle, evidence in paths:
         if any(o != needle and o.startswith(needle + b"/") for o, _ in paths):
@@ -609,13 +624,14 @@ def _compare_found(fa: _Found, fb: _Found, where: str, ctx: _Context, lang: str)
             (n.decode(errors="replace") for n, _ in paths), lang))
     only_a = sorted(fa.stamps - fb.stamps)
     only_b = sorted(fb.stamps - fa.stamps)
-    for stamps, side in ((only_a, ctx.left.label), (only_b, ctx.right.label)):
+    for stamps, side in ((only_a, ctx.left), (only_b, ctx.right)):
         for stamp in stamps:
-            source = _stamp_source(stamp, ctx)
+            source = _stamp_source(stamp, ctx, side)
             if source is None:
                 continue
-            note = f" (= {source})" if source else ""
-            ctx.cause("timestamp", f"{stamp.decode()!r}{note} in {where} of {side}'s output only",
+            note = f", = {source}" if source else ""
+            ctx.cause("timestamp", f"{stamp.decode()!r} ({_stamp_format(stamp)}{note}) in "
+                      f"{where} of {side.label}'s output only",
                       _fix_timestamp(lang))
 
 
@@ -957,8 +973,8 @@ def _compare_entry(ea: _Entry, eb: _Entry, ctx: _Context) -> None:
         ctx.cause("owner", f"entry {name}: {', '.join(owners)}{note}", _fix_owner())
     if ea.mtime != eb.mtime:
         ctx.detail(f"entry {name}: mtime {_when(ea.mtime)} vs {_when(eb.mtime)}")
-        sources = [s for s in (_stamp_source(str(int(t)).encode(), ctx)
-                               for t in (ea.mtime, eb.mtime)) if s]
+        sources = [s for s in (_stamp_source(str(int(t)).encode(), ctx, side)
+                               for t, side in ((ea.mtime, ctx.left), (eb.mtime, ctx.right))) if s]
         note = f" (= {sources[0]})" if sources else ""
         ctx.cause("mtime", f"entry {name}: mtime {_when(ea.mtime)} vs {_when(eb.mtime)}{note}",
                   _fix_mtime())
@@ -1031,8 +1047,8 @@ def _explain_gzip_header(a: Path, b: Path, ctx: _Context) -> None:
     ha, hb = _read_at(a, 0, 10), _read_at(b, 0, 10)
     mtime_a, mtime_b = struct.unpack("<I", ha[4:8])[0], struct.unpack("<I", hb[4:8])[0]
     if mtime_a != mtime_b:
-        source = _stamp_source(str(mtime_a).encode(), ctx) or _stamp_source(
-            str(mtime_b).encode(), ctx)
+        source = _stamp_source(str(mtime_a).encode(), ctx, ctx.left) or _stamp_source(
+            str(mtime_b).encode(), ctx, ctx.right)
         note = f" (= {source})" if source else ""
         ctx.cause("timestamp", f"gzip header mtime {mtime_a} vs {mtime_b}{note}",
                   "compress without a time in the header: gzip -n, or GzipFile(mtime=0)")
