@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from crossyard.oci.image import ImageConfig, write_image
+from crossyard.oci.image import ImageConfig, tag, write_image, write_index
 from crossyard.oci.layer import LayerEntry, write_layer
 from crossyard.oci.layout import OciLayout
 from crossyard.platforms import Platform
@@ -360,6 +360,29 @@ def test_image_configs_written_at_two_times_name_created_a_timestamp(tmp_path: P
     assert names(manifest) == ["content"]
     assert "config.digest: the referenced blob differs" in manifest.causes[0].evidence
     assert not any("config.size" in c.evidence for c in manifest.causes)
+
+
+def test_two_image_layouts_are_compared_image_by_image(tmp_path: Path):
+    for name, epoch in (("one", 1_600_000_000), ("two", 1_700_000_000)):
+        layout = OciLayout(tmp_path / name).ensure()
+        layer = write_layer(layout, [LayerEntry(path="etc/motd", source=b"hi\n")],
+                            source_date_epoch=epoch)
+        manifest = write_image(layout, platform=Platform.parse("linux/riscv64"), layers=[layer],
+                               config=ImageConfig(), source_date_epoch=epoch)
+        tag(layout, write_index(layout, [manifest]), "hello:1")
+
+    found = explain_trees(tmp_path / "one", tmp_path / "two", left=Variant(label="lock"),
+                          right=Variant(label="later", epoch=1_700_000_000))
+
+    by_name = {e.name: e for e in found}
+    assert list(by_name) == ["index.json", "hello:1", "hello:1 linux/riscv64",
+                             "hello:1 linux/riscv64 config", "hello:1 linux/riscv64 layer 0"]
+    assert names(by_name["hello:1 linux/riscv64 config"]) == ["timestamp"]
+    layer = by_name["hello:1 linux/riscv64 layer 0"]
+    assert layer.kind == "gzip+tar" and names(layer) == ["mtime"]
+    assert "(= later's build time)" in cause(layer, "mtime")
+    assert "the referenced blob differs" in cause(by_name["hello:1 linux/riscv64"], "content")
+    assert not any(e.kind == "missing" for e in found)  # no blob "only in one layout"
 
 
 # identical, trees, text, bounds, JSON form -----------------------------------------------------

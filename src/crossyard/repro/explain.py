@@ -190,7 +190,12 @@ def explain(a: Path, b: Path, *, name: str, left: Variant, right: Variant) -> Ex
 
 def explain_trees(a: Path, b: Path, *, left: Variant, right: Variant) -> tuple[Explanation, ...]:
     """Two output directories: files only in one of them first, then each differing file (by
-    content, symlink target or permission bits), in name order. Identical trees give ()."""
+    content, symlink target or permission bits), in name order. Identical trees give ().
+
+    Two OCI image layouts are compared image by image instead: their blobs are named by digest,
+    so a changed layer is not "one blob missing, another extra" but the same layer, differing."""
+    if _is_layout(a) and _is_layout(b):
+        return _explain_layouts(a, b, left, right)
     files_a, files_b = dict(_walk(a)), dict(_walk(b))
     missing: list[Explanation] = []
     differing: list[Explanation] = []
@@ -233,6 +238,101 @@ def explain_trees(a: Path, b: Path, *, left: Variant, right: Variant) -> tuple[E
                 explanation = _merge(explanation, ctx)
             differing.append(explanation)
     return (*missing, *differing)
+
+
+def _is_layout(root: Path) -> bool:
+    return (root / "oci-layout").is_file() and (root / "index.json").is_file()
+
+
+def _explain_layouts(a: Path, b: Path, left: Variant, right: Variant) -> tuple[Explanation, ...]:
+    out = []
+    for label, pa, pb in _layout_pairs(a, b):
+        if pa is None or pb is None:
+            out.append(_missing(label, "missing" if pa is None else "blob",
+                                "missing" if pb is None else "blob", left, right))
+        elif not _same_bytes(pa, pb):
+            out.append(explain(pa, pb, name=label, left=left, right=right))
+    return tuple(out)
+
+
+def _layout_pairs(a: Path, b: Path) -> Iterator[tuple[str, Path | None, Path | None]]:
+    """(label, blob in a, blob in b) for index.json and, paired by platform and position, each
+    manifest, config and layer it reaches (None: the layout lacks that blob or that entry)."""
+    yield "index.json", a / "index.json", b / "index.json"
+    queue: list[tuple[str, Any, Any, int]] = [("", _json_or_none(a / "index.json"),
+                                              _json_or_none(b / "index.json"), 0)]
+    while queue:
+        prefix, doc_a, doc_b, depth = queue.pop(0)
+        if not isinstance(doc_a, dict) or not isinstance(doc_b, dict) or depth > 4:
+            continue
+        if "manifests" in doc_a or "manifests" in doc_b:
+            children = _pair_descriptors(doc_a.get("manifests"), doc_b.get("manifests"))
+        else:
+            children = [("config", doc_a.get("config"), doc_b.get("config"))]
+            children += [(f"layer {i}", x, y) for i, (_, x, y) in
+                         enumerate(_pair_descriptors(doc_a.get("layers"), doc_b.get("layers"),
+                                                     by_platform=False))]
+        for name, da, db in children:
+            label = f"{prefix}{name}"
+            pa, pb = _blob(a, da), _blob(b, db)
+            if pa is not None and pb is not None and _digest_of(da) == _digest_of(db):
+                continue
+            if pa is None and pb is None:
+                continue
+            yield label, pa, pb
+            media = str((da or db).get("mediaType", "")) if isinstance(da or db, dict) else ""
+            if "manifest" in media or "index" in media:
+                queue.append((f"{label} ", _json_or_none(pa), _json_or_none(pb), depth + 1))
+
+
+def _pair_descriptors(xs: Any, ys: Any, *, by_platform: bool = True
+                      ) -> list[tuple[str, Any, Any]]:
+    xs = xs if isinstance(xs, list) else []
+    ys = ys if isinstance(ys, list) else []
+
+    def key(d: Any, i: int) -> str:
+        if not isinstance(d, dict) or not by_platform:
+            return f"#{i}"
+        platform, notes = d.get("platform"), d.get("annotations")
+        if isinstance(platform, dict):
+            parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+            return "/".join(str(p) for p in parts if p)
+        if isinstance(notes, dict) and isinstance(notes.get(_REF_NAME), str):
+            return str(notes[_REF_NAME])
+        return f"#{i}"
+
+    keyed_a = {key(d, i): d for i, d in enumerate(xs)}
+    keyed_b = {key(d, i): d for i, d in enumerate(ys)}
+    return [(k, keyed_a.get(k), keyed_b.get(k)) for k in [*keyed_a, *(k for k in keyed_b
+                                                                     if k not in keyed_a)]]
+
+
+_REF_NAME: Final = "org.opencontainers.image.ref.name"
+
+
+def _digest_of(descriptor: Any) -> str | None:
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    return digest if isinstance(digest, str) and _DIGEST_RE.fullmatch(digest) else None
+
+
+def _blob(root: Path, descriptor: Any) -> Path | None:
+    """The blob a descriptor names, if it is a well-formed digest (never a path from the
+    document) and the layout has it."""
+    digest = _digest_of(descriptor)
+    if digest is None:
+        return None
+    algorithm, _, hexpart = digest.partition(":")
+    path = root / "blobs" / algorithm / hexpart
+    return path if path.is_file() else None
+
+
+def _json_or_none(path: Path | None) -> Any:
+    if path is None or path.stat().st_size > MAX_JSON_BYTES:
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError:
+        return None
 
 
 def kind_of(path: Path) -> str:
@@ -1106,6 +1206,7 @@ def _explain_json(a: Path, b: Path, ctx: _Context) -> None:
                   "write JSON canonically (sorted keys, fixed separators)")
         return
     digests = {tuple(p) for p, x, y in diffs if _is_digest(x) or _is_digest(y)}
+    referenced: list[str] = []  # digests of other blobs: they differ because those blobs do
     for path, x, y in diffs:
         dotted = _dotted(path)
         ctx.detail(f"{dotted}: {_brief(x)} vs {_brief(y)}")
@@ -1116,14 +1217,18 @@ def _explain_json(a: Path, b: Path, ctx: _Context) -> None:
         if (*path[:-1], "digest") in digests and key == "size":
             continue  # the size of a differing blob: part of that difference
         if tuple(path) in digests:
-            ctx.cause("content", f"{dotted}: the referenced blob differs ({_brief(x)} vs "
-                      f"{_brief(y)})", "see that blob's own explanation: fixing it fixes this")
+            referenced.append(f"{dotted}: the referenced blob differs ({_brief(x)} vs "
+                              f"{_brief(y)})")
             continue
         before = len(ctx.causes)
         if isinstance(x, str) and isinstance(y, str):
             _scan_whole(x.encode(), y.encode(), f"key {dotted}", ctx)
         if len(ctx.causes) == before:
             ctx.cause("content", f"{dotted}: {_brief(x)} vs {_brief(y)}", _fix_content())
+    if not ctx.causes:
+        for evidence in referenced:
+            ctx.cause("content", evidence, "see that blob's own explanation: fixing it fixes "
+                      "this document")
     if len(diffs) >= MAX_JSON_DIFFS:
         ctx.detail(f"(stopped after {MAX_JSON_DIFFS} differing keys)")
 
