@@ -315,6 +315,24 @@ def test_the_same_archive_compressed_at_two_times_names_the_gzip_header(tmp_path
     assert "gzip -n" in found.causes[0].fix
 
 
+def test_a_compressed_page_with_a_date_names_the_header_and_the_text(tmp_path: Path):
+    """A gzip man page (not tar), compressed by gzip without -n, its text dated by `date`."""
+    for name, epoch in (("one", 1_600_000_000), ("two", 1_700_000_000)):
+        (tmp_path / name).mkdir()
+        sh(f"date -u -d @{epoch} +'.TH HELLO 1 %Y-%m-%d' > hello.1 && touch -d @{epoch} hello.1"
+           " && gzip -9 hello.1", tmp_path / name)
+
+    found = explain(tmp_path / "one/hello.1.gz", tmp_path / "two/hello.1.gz", name="hello.1.gz",
+                    left=Variant(label="lock", epoch=1_600_000_000),
+                    right=Variant(label="later", epoch=1_700_000_000))
+
+    assert found.kind == "bytes"
+    assert names(found) == ["timestamp"]
+    text = cause(found, "timestamp")
+    assert "gzip header mtime 1600000000 vs 1700000000 (= lock's build time)" in text
+    assert "uncompressed: '2020-09-13' (an ISO 8601 date, = lock's build time)" in text
+
+
 def test_a_hostile_entry_name_is_explained_without_writing_outside(tmp_path: Path):
     for name, body in (("one.tar", b"1\n"), ("two.tar", b"2\n")):
         with tarfile.open(tmp_path / name, "w") as tar:

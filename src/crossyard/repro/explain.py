@@ -745,6 +745,8 @@ def _scan_whole(a: bytes, b: bytes, where: str, ctx: _Context, lang: str = "") -
 
 
 def _explain_bytes(a: Path, b: Path, ctx: _Context) -> None:
+    if _is_gzip(a) and _is_gzip(b) and _explain_gzip(a, b, ctx):
+        return
     size_a, size_b = a.stat().st_size, b.stat().st_size
     offset = _first_difference(a, b)
     ctx.detail(f"sizes {size_a} vs {size_b} bytes; first difference at offset {offset}")
@@ -1110,11 +1112,34 @@ def _explain_entry_content(a: Path, b: Path, name: str, ctx: _Context) -> None:
         if not (_extract_one(a, name, pa) and _extract_one(b, name, pb)):
             ctx.cause("content", f"entry {name}: content differs", _fix_content())
             return
-        inner = explain(pa, pb, name=name, left=ctx.left, right=ctx.right)
+        _explain_nested(pa, pb, f"entry {name}", ctx)
+
+
+def _explain_nested(a: Path, b: Path, what: str, ctx: _Context) -> None:
+    inner = explain(a, b, name=what, left=ctx.left, right=ctx.right)
     for cause in inner.causes:
-        ctx.cause(cause.name, f"entry {name}: {cause.evidence}", cause.fix)
+        ctx.cause(cause.name, f"{what}: {cause.evidence}", cause.fix)
     for line in inner.details[:8]:
-        ctx.detail(f"  {name}: {line}")
+        ctx.detail(f"  {what}: {line}")
+
+
+def _explain_gzip(a: Path, b: Path, ctx: _Context) -> bool:
+    """Two gzip files (not tar: a man page, a compressed data file): the header, then the
+    uncompressed content in turn. False when one of them does not decompress."""
+    with tempfile.TemporaryDirectory(prefix="crossyard-explain-") as tmp:
+        pa, pb = Path(tmp) / "left", Path(tmp) / "right"
+        try:
+            for source, target in ((a, pa), (b, pb)):
+                with gzip.open(source, "rb") as handle, target.open("wb") as out:
+                    shutil.copyfileobj(handle, out, CHUNK)
+        except (OSError, EOFError, zlib.error):
+            return False
+        same = _same_bytes(pa, pb)
+        ctx.detail(f"gzip: the uncompressed contents are {'the same' if same else 'different'}")
+        _explain_gzip_header(a, b, ctx, header_only=not same)
+        if not same:
+            _explain_nested(pa, pb, "uncompressed", ctx)
+    return True
 
 
 def _extract_one(archive: Path, name: str, into: Path) -> bool:
@@ -1143,7 +1168,7 @@ def _explain_framing(a: Path, b: Path, ctx: _Context) -> None:
               "layer writer, not the host's tar)")
 
 
-def _explain_gzip_header(a: Path, b: Path, ctx: _Context) -> None:
+def _explain_gzip_header(a: Path, b: Path, ctx: _Context, *, header_only: bool = False) -> None:
     ha, hb = _read_at(a, 0, 10), _read_at(b, 0, 10)
     mtime_a, mtime_b = struct.unpack("<I", ha[4:8])[0], struct.unpack("<I", hb[4:8])[0]
     if mtime_a != mtime_b:
@@ -1155,8 +1180,8 @@ def _explain_gzip_header(a: Path, b: Path, ctx: _Context) -> None:
     if ha[3] != hb[3] or _gzip_name(a) != _gzip_name(b):
         ctx.cause("content", f"gzip header flags/name differ: {_gzip_name(a)!r} vs "
                   f"{_gzip_name(b)!r}", "compress without a name in the header: gzip -n")
-    if not ctx.causes:
-        ctx.cause("content", "the same uncompressed archive compressed differently (gzip level "
+    if not ctx.causes and not header_only:
+        ctx.cause("content", "the same uncompressed data compressed differently (gzip level "
                   f"byte {ha[8]} vs {hb[8]}, or another compressor version)",
                   "pin the compressor and its level (crossyard's layer writer does)")
 
