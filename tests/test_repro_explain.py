@@ -193,7 +193,17 @@ def test_go_binaries_with_different_build_ids_name_the_build_id(tmp_path: Path):
     assert "-ldflags=-buildid=" in found.causes[0].fix  # the Go fix, not the C one
     assert "--build-id" not in found.causes[0].fix
 
-    same = go_build(tmp_path, "c", "-ldflags=-buildid=first-build")
+    # a build id naming the job's directory (`-buildid=fixture-{out}`): still the build id's
+    # doing, with the path as evidence, not -trimpath's
+    one, two = tmp_path / "job-one", tmp_path / "job-two-longer"
+    c = go_build(tmp_path, "c", f"-ldflags=-buildid=fixture-{one}/out")
+    d = go_build(tmp_path, "d", f"-ldflags=-buildid=fixture-{two}/out")
+    by_dir = explain(c, d, name="hello", left=Variant(label="lock", build_dirs=(str(one),)),
+                     right=Variant(label="path", build_dirs=(str(two),)))
+    assert names(by_dir) == ["build-id"]
+    assert f"(it contains the build dir {one}, {two})" in by_dir.causes[0].evidence
+
+    same = go_build(tmp_path, "e", "-ldflags=-buildid=first-build")
     assert explain(a, same, name="hello", left=Variant(label="lock"),
                    right=Variant(label="node")).identical
 

@@ -789,6 +789,8 @@ def _explain_elf(a: Path, b: Path, ctx: _Context) -> None:
         ctx.detail("every section is identical: the headers or the padding between them differ")
     needles = list(_needles(ctx))
     for name in differing:
+        if name in _BUILD_ID_NOTES:
+            continue  # a path or time inside a build id is the build id's doing: see below
         sa, sb = by_a.get(name), by_b.get(name)
         fa = _scan(a, sa.offset, sa.size, needles) if sa else _Found()
         fb = _scan(b, sb.offset, sb.size, needles) if sb else _Found()
@@ -829,10 +831,14 @@ def _elf_build_ids(a: Path, b: Path, by_a: dict[str, elf.Section], by_b: dict[st
         ctx.detail(f"sections {', '.join(unexplained[:8])} differ beyond the build id, which "
                    "follows from them")
         return
+    needles = _needles(ctx)
     for label, ia, ib in ids:
-        where = ".note.go.buildid and .text" if label.startswith("Go") else ".note.gnu.build-id"
-        ctx.cause("build-id", f"{label} {_show(ia)} vs {_show(ib)} in {where}; nothing else "
-                  "differs", _fix_build_id("go" if label.startswith("Go") else lang))
+        where = ".note.go.buildid" if label.startswith("Go") else ".note.gnu.build-id"
+        inside = sorted({d.decode(errors="replace") for d in needles
+                         for value in (ia, ib) if value and d in value})
+        note = f" (it contains the build dir {', '.join(inside)})" if inside else ""
+        ctx.cause("build-id", f"{label} {_show(ia)} vs {_show(ib)} in {where}{note}; nothing "
+                  "else differs", _fix_build_id("go" if label.startswith("Go") else lang))
 
 
 def _show(value: bytes | None) -> str:
