@@ -98,6 +98,24 @@ def test_c_built_in_two_directories_names_the_build_path_and_the_fix_works(tmp_p
     assert again.causes == () and again.identical
 
 
+@pytest.mark.integration
+def test_a_path_the_build_passes_in_itself_is_named_with_a_fix_no_flag_gives(tmp_path: Path):
+    """-DWHERE="$(CURDIR)" (as a Makefile might): the path is in .rodata, which
+    -ffile-prefix-map does not reach, so the fix says to drop it, not only to add the flag."""
+    source = '#include <stdio.h>\nint main(void) { puts(WHERE); return 0; }\n'
+    outs = []
+    for job in (tmp_path / "one", tmp_path / "two"):
+        outs.append(compile_c(source, job, f"-ffile-prefix-map={job}=.", f'-DWHERE="{job}"'))
+
+    found = explain(*outs, name="hello", left=Variant(label="a", build_dirs=(str(outs[0].parent),)),
+                    right=Variant(label="b", build_dirs=(str(outs[1].parent),)))
+
+    assert names(found) == ["build-path"]
+    assert "in section .rodata of a's output" in found.causes[0].evidence
+    assert "section .debug" not in found.causes[0].evidence  # the flag did its part
+    assert "drop it or make it relative" in found.causes[0].fix
+
+
 def date_macro(epoch: int) -> str:
     """`__DATE__` as gcc writes it for SOURCE_DATE_EPOCH (UTC, day padded with a space)."""
     moment = time.gmtime(epoch)

@@ -466,7 +466,7 @@ def _missing(name: str, kind_a: str, kind_b: str, left: Variant, right: Variant)
 # fixes
 
 
-def _fix_build_path(dirs: Iterable[str], lang: str) -> str:
+def _fix_build_path(dirs: Iterable[str], lang: str, where: str = "") -> str:
     listed = sorted(set(dirs)) or ["<build dir>"]
     go = ("build with -trimpath (crossyard's [go] builds do: look for the path passed in by the "
           "recipe, in [go] ldflags -X or env)")
@@ -475,6 +475,12 @@ def _fix_build_path(dirs: Iterable[str], lang: str) -> str:
     c = ("add " + " ".join(f"-ffile-prefix-map={d}=." for d in listed) + " to [c] cflags (for "
          "build = \"make\"/\"cmake\", pass it as CFLAGS in make_args/cmake_args: a Makefile "
          "that sets its own CFLAGS drops crossyard's)")
+    if lang == "c" and not where.startswith("section .debug"):
+        # in the program's data, not its debug info: -ffile-prefix-map maps __FILE__, but not a
+        # path the build passes in itself, so that one has to go
+        c = ("the path is a string in the program (" + where.removeprefix("section ") + "): "
+             "if it is __FILE__, " + c + "; if the build passes it in itself (-D…=\"$(CURDIR)\","
+             " $(pwd), a generated header), drop it or make it relative: no flag maps that")
     if lang in ("go", "rust", "c"):
         return {"go": go, "rust": rust, "c": c}[lang]
     return f"C: {c}; Go: {go}; Rust: {rust}"
@@ -721,7 +727,7 @@ def _compare_found(fa: _Found, fb: _Found, where: str, ctx: _Context, lang: str)
         if any(o != needle and o.startswith(needle + b"/") for o, _ in paths):
             continue
         ctx.cause("build-path", evidence, _fix_build_path(
-            (n.decode(errors="replace") for n, _ in paths), lang))
+            (n.decode(errors="replace") for n, _ in paths), lang, where))
     only_a = sorted(fa.stamps - fb.stamps)
     only_b = sorted(fb.stamps - fa.stamps)
     for stamps, side in ((only_a, ctx.left), (only_b, ctx.right)):
