@@ -431,6 +431,21 @@ def test_two_image_layouts_are_compared_image_by_image(tmp_path: Path):
     assert not any(e.kind == "missing" for e in found)  # no blob "only in one layout"
 
 
+def test_zstd_layers_are_read_entry_by_entry(tmp_path: Path):
+    for name, epoch in (("one", 1_600_000_000), ("two", 1_700_000_000)):
+        layout = OciLayout(tmp_path / name).ensure()
+        layer = write_layer(layout, [LayerEntry(path="etc/motd", source=b"hi\n")],
+                            source_date_epoch=epoch, compression="zstd")
+        (tmp_path / f"{name}.layer").symlink_to(layout.blob_path(layer.descriptor.digest))
+
+    found = explain(tmp_path / "one.layer", tmp_path / "two.layer", name="layer",
+                    left=Variant(label="lock"), right=Variant(label="later"))
+
+    assert found.kind == "zstd+tar"
+    assert names(found) == ["mtime"]
+    assert "entry etc/motd: mtime 1600000000" in cause(found, "mtime")
+
+
 # identical, trees, text, bounds, JSON form -----------------------------------------------------
 
 

@@ -19,6 +19,7 @@ streams, and only small things (JSON, text) are loaded whole, below a size bound
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import hashlib
@@ -35,7 +36,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final, cast
+
+import zstandard
 
 from .. import elf
 
@@ -50,7 +53,7 @@ CAUSES: Final = (
     "locale",
     "content",
 )
-KINDS: Final = ("elf", "tar", "gzip+tar", "json", "text", "bytes", "missing")
+KINDS: Final = ("elf", "tar", "gzip+tar", "zstd+tar", "json", "text", "bytes", "missing")
 
 CHUNK: Final = 1 << 20
 MAX_DETAILS: Final = 40  # lines of details an explanation keeps
@@ -344,13 +347,14 @@ def kind_of(path: Path) -> str:
         return "missing"
     if head[:4] == elf.ELF_MAGIC:
         return "elf"
-    if head[:2] == b"\x1f\x8b":
+    compression = _compression(head)
+    if compression:
         try:
-            with gzip.open(path, "rb") as handle:
+            with _open_uncompressed(path) as handle:
                 inner = handle.read(512)
-        except (OSError, EOFError):
+        except _UNREADABLE:
             return "bytes"
-        return "gzip+tar" if _is_tar(inner) else "bytes"
+        return f"{compression}+tar" if _is_tar(inner) else "bytes"
     if _is_tar(head):
         return "tar"
     if head.lstrip()[:1] in (b"{", b"[") and path.stat().st_size <= MAX_JSON_BYTES:
@@ -998,7 +1002,7 @@ class _Entry:
 def _read_tar(path: Path) -> list[_Entry]:
     """Every entry's metadata and content digest, read as a stream (plain or compressed)."""
     entries = []
-    with tarfile.open(path, mode="r|*") as tar:
+    with _open_uncompressed(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
             digest = ""
             if member.isreg():
@@ -1021,7 +1025,7 @@ def _read_tar(path: Path) -> list[_Entry]:
 def _explain_tar(a: Path, b: Path, ctx: _Context) -> None:
     try:
         entries_a, entries_b = _read_tar(a), _read_tar(b)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+    except _UNREADABLE as error:
         ctx.detail(f"an archive that cannot be read to the end ({error}): compared as bytes")
         _explain_bytes(a, b, ctx)
         return
@@ -1156,7 +1160,7 @@ def _explain_gzip(a: Path, b: Path, ctx: _Context) -> bool:
 
 def _extract_one(archive: Path, name: str, into: Path) -> bool:
     found = False
-    with tarfile.open(archive, mode="r|*") as tar:
+    with _open_uncompressed(archive) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
             if member.name == name and member.isreg():
                 handle = tar.extractfile(member)
@@ -1169,9 +1173,15 @@ def _extract_one(archive: Path, name: str, into: Path) -> bool:
 
 def _explain_framing(a: Path, b: Path, ctx: _Context) -> None:
     """The entries are all the same: what differs is the compression or the tar framing."""
-    if _is_gzip(a) and _is_gzip(b):
-        if _gunzip_digest(a) == _gunzip_digest(b):
-            _explain_gzip_header(a, b, ctx)
+    compression = _compression(_read_at(a, 0, 4))
+    if compression and compression == _compression(_read_at(b, 0, 4)):
+        if _uncompressed_digest(a) == _uncompressed_digest(b):
+            if compression == "gzip":
+                _explain_gzip_header(a, b, ctx)
+            else:
+                ctx.cause("content", f"the same archive, {compression}-compressed differently "
+                          "(level, frame parameters or compressor version)",
+                          "pin the compressor and its level (crossyard's layer writer does)")
             return
         ctx.detail("the uncompressed archives differ although every entry is the same")
     ctx.cause("content", "every entry is the same; the tar framing differs (format: ustar, "
@@ -1202,12 +1212,41 @@ def _is_gzip(path: Path) -> bool:
     return _read_at(path, 0, 2) == b"\x1f\x8b"
 
 
-def _gunzip_digest(path: Path) -> str:
+def _uncompressed_digest(path: Path) -> str:
     digest = hashlib.sha256()
-    with gzip.open(path, "rb") as handle:
+    with _open_uncompressed(path) as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+# what reading a damaged or truncated archive raises, whichever compression it has
+_UNREADABLE: Final = (tarfile.TarError, OSError, EOFError, zlib.error, zstandard.ZstdError)
+
+
+def _compression(head: bytes) -> str:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == _ZSTD_MAGIC:
+        return "zstd"
+    return ""
+
+
+@contextlib.contextmanager
+def _open_uncompressed(path: Path) -> Iterator[IO[bytes]]:
+    """`path`'s bytes, decompressed as a stream when gzip or zstd (layers come in both)."""
+    with path.open("rb") as raw:
+        compression = _compression(raw.read(4))
+        raw.seek(0)
+        if compression == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield cast(IO[bytes], unzipped)
+        elif compression == "zstd":
+            with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as unzstd:
+                yield cast(IO[bytes], unzstd)
+        else:
+            yield raw
 
 
 def _gzip_name(path: Path) -> bytes:
@@ -1349,6 +1388,7 @@ _EXPLAINERS: dict[str, Any] = {
     "elf": _explain_elf,
     "tar": _explain_tar,
     "gzip+tar": _explain_tar,
+    "zstd+tar": _explain_tar,
     "json": _explain_json,
     "text": _explain_text,
     "bytes": _explain_bytes,
