@@ -376,6 +376,21 @@ def test_a_hostile_entry_name_is_explained_without_writing_outside(tmp_path: Pat
     assert not (tmp_path.parent.parent / "escape").exists()
 
 
+def test_an_entry_written_twice_is_not_mistaken_for_another_order(tmp_path: Path):
+    for name, entries in (("one.tar", ["a", "b"]), ("two.tar", ["a", "b", "a"])):
+        with tarfile.open(tmp_path / name, "w") as tar:
+            for entry in entries:
+                info = tarfile.TarInfo(entry)
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"x\n"))
+
+    found = explain(tmp_path / "one.tar", tmp_path / "two.tar", name="layer",
+                    left=Variant(label="a"), right=Variant(label="b"))
+
+    assert names(found) == ["content"]
+    assert "duplicate entries" in found.causes[0].evidence
+
+
 # JSON ------------------------------------------------------------------------------------------
 
 
@@ -468,16 +483,23 @@ def test_output_trees_list_missing_files_then_differing_ones(tmp_path: Path):
         (tmp_path / name).mkdir()
         make_tree(tmp_path / name, umask)
     (tmp_path / "one" / "only-left").write_text("x")
+    (tmp_path / "two" / "share" / "doc").mkdir(parents=True)
+    (tmp_path / "two" / "share" / "doc" / "README").write_text("x")
     (tmp_path / "two" / "etc" / "b.conf").write_text("changed\n")
 
     found = explain_trees(tmp_path / "one", tmp_path / "two", left=Variant(label="lock"),
                           right=Variant(label="umask", umask=0o002))
 
-    assert [e.name for e in found] == ["only-left", "etc/a.conf", "etc/b.conf", "usr/bin/run"]
+    assert [e.name for e in found] == ["only-left", "share/", "etc/", "etc/a.conf", "etc/b.conf",
+                                       "usr/", "usr/bin/", "usr/bin/run"]
     assert found[0].kind == "missing" and "in lock's output and not in umask's" in found[0].summary
-    assert names(found[1]) == ["umask"]  # same bytes, mode 0644 vs 0664
-    assert names(found[2]) == ["umask", "content"]
-    assert names(found[3]) == ["umask"]  # 0755 vs 0775
+    assert "in umask's output and not in lock's" in found[1].summary  # not again for README
+    by_name = {e.name: e for e in found}
+    assert names(by_name["etc/"]) == ["umask"]  # a directory: 0755 vs 0775
+    assert names(by_name["etc/a.conf"]) == ["umask"]  # same bytes, mode 0644 vs 0664
+    assert "etc/a.conf: mode 0644 vs 0664" in by_name["etc/a.conf"].causes[0].evidence
+    assert names(by_name["etc/b.conf"]) == ["umask", "content"]
+    assert names(by_name["usr/bin/run"]) == ["umask"]  # 0755 vs 0775
 
 
 def test_a_listing_in_another_order_names_the_locale_when_the_locales_differ(tmp_path: Path):

@@ -60,6 +60,7 @@ MAX_DETAILS: Final = 40  # lines of details an explanation keeps
 MAX_EVIDENCE: Final = 3  # pieces of evidence a cause quotes before "… and N more"
 MAX_JSON_BYTES: Final = 32 << 20
 MAX_TEXT_BYTES: Final = 4 << 20
+MAX_DIFF_LINES: Final = 20_000
 MAX_NESTED: Final = 3  # differing tar entries whose content is explained in turn
 MAX_STAMPS: Final = 10_000  # timestamp-looking strings remembered per scanned region
 # A build's clock is read when the job starts; what it embeds is read later, while it runs.
@@ -202,8 +203,13 @@ def explain_trees(a: Path, b: Path, *, left: Variant, right: Variant) -> tuple[E
     files_a, files_b = dict(_walk(a)), dict(_walk(b))
     missing: list[Explanation] = []
     differing: list[Explanation] = []
+    gone: list[str] = []  # directories in one tree only: what is under them is not listed again
     for rel in sorted(files_a.keys() | files_b.keys()):
+        if any(rel.startswith(d) for d in gone):
+            continue
         if rel not in files_b or rel not in files_a:
+            if rel.endswith("/"):
+                gone.append(rel)
             kind_a = files_a.get(rel, "missing")
             kind_b = files_b.get(rel, "missing")
             missing.append(_missing(rel, kind_a, kind_b, left, right))
@@ -215,6 +221,12 @@ def explain_trees(a: Path, b: Path, *, left: Variant, right: Variant) -> tuple[E
             ctx.cause("content", f"{rel} is a {files_a[rel]} in {left.label}'s output and a "
                       f"{files_b[rel]} in {right.label}'s", _fix_content())
             differing.append(ctx.explanation(rel, "bytes"))
+        elif files_a[rel] == "dir":
+            mode_a, mode_b = stat.S_IMODE(pa.lstat().st_mode), stat.S_IMODE(pb.lstat().st_mode)
+            if mode_a != mode_b:
+                ctx = _Context(left=left, right=right)
+                ctx.mode(rel, mode_a, mode_b)
+                differing.append(ctx.explanation(rel, "bytes"))
         elif files_a[rel] == "symlink":
             ta, tb = os.readlink(pa), os.readlink(pb)
             if ta != tb:
@@ -1037,7 +1049,10 @@ def _explain_tar(a: Path, b: Path, ctx: _Context) -> None:
         _entry_only(name, ctx.right.label, ctx.left.label, ctx)
     order_a = [e.name for e in entries_a if e.name in map_b]
     order_b = [e.name for e in entries_b if e.name in map_a]
-    if order_a != order_b:
+    if sorted(order_a) != sorted(order_b):  # a name written twice in one of them
+        ctx.detail("an entry name appears more often in one archive than in the other")
+        ctx.cause("content", "duplicate entries differ (a file added twice)", _fix_content())
+    elif order_a != order_b:
         at = next(i for i, (x, y) in enumerate(zip(order_a, order_b, strict=True)) if x != y)
         ctx.detail(f"entry order differs from position {at}: {order_a[at:at + 3]} vs "
                    f"{order_b[at:at + 3]}")
@@ -1361,10 +1376,12 @@ def _explain_text(a: Path, b: Path, ctx: _Context) -> None:
         return
     lines_a = a.read_bytes().decode(errors="replace").splitlines()
     lines_b = b.read_bytes().decode(errors="replace").splitlines()
-    for line in difflib.unified_diff(lines_a, lines_b, ctx.left.label, ctx.right.label, n=0,
-                                     lineterm=""):
-        if not line.startswith(("---", "+++")):
-            ctx.detail(line if len(line) <= 160 else line[:157] + "…")
+    # difflib is quadratic in the worst case: only texts of a readable length get a line diff
+    if len(lines_a) + len(lines_b) <= MAX_DIFF_LINES:
+        for line in difflib.unified_diff(lines_a, lines_b, ctx.left.label, ctx.right.label,
+                                         n=0, lineterm=""):
+            if not line.startswith(("---", "+++")):
+                ctx.detail(line if len(line) <= 160 else line[:157] + "…")
     needles = list(_needles(ctx))
     _compare_found(_scan(a, 0, size_a, needles), _scan(b, 0, size_b, needles), "the text",
                    ctx, "")
@@ -1456,7 +1473,7 @@ def _walk(root: Path) -> Iterator[tuple[str, str]]:
             if (base / d).is_symlink():
                 dirnames.remove(d)
                 filenames.append(d)
-            elif not any((base / d).iterdir()):
+            else:
                 yield (base / d).relative_to(root).as_posix() + "/", "dir"
         for f in filenames:
             p = base / f
