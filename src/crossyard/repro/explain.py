@@ -8,10 +8,13 @@ names the likely causes, each with concrete evidence and a concrete fix:
 - ELF: which sections differ; a build path of one build found in one binary and not in the
   other; a GNU build-id note or a Go build id that differs; a timestamp (a build's clock as a
   decimal, `__DATE__`/`__TIME__` or ISO strings) embedded.
-- tar archives and image layers (plain or gzip): entries that differ by name, order, mode,
-  owner, mtime or content; a differing entry's content is explained in turn.
+- tar archives and image layers (plain, gzip or zstd): entries that differ by name, order,
+  mode, owner, mtime or content; a differing entry's content is explained in turn, and so is a
+  gzip file's content after its header.
 - JSON (image configs, manifests, provenance): the dotted keys that differ.
+- text: the differing lines; the same lines in another order (directory order or locale).
 - anything else: build paths and timestamps found in one and not the other.
+- output trees (`explain_trees`): files in one only, modes, and two OCI layouts image by image.
 
 Files are streamed: sections are hashed and scanned chunk by chunk, tar archives read as
 streams, and only small things (JSON, text) are loaded whole, below a size bound.
@@ -76,7 +79,7 @@ LABELS: Final = {
     "mtime": "file mtimes differ",
     "owner": "file owners differ",
     "locale": "the output depends on the locale",
-    "content": "the content differs for no known reason",
+    "content": "the content differs",
 }
 
 
