@@ -37,9 +37,10 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, Final, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import zstandard
 
@@ -641,30 +642,29 @@ def _needles(ctx: _Context) -> dict[bytes, str]:
 
 
 def _clock_candidates(ctx: _Context, first: Variant | None
-                      ) -> list[tuple[int, int, int, str | None, str]]:
-    """(earliest, latest, exact time, tz, label) windows a build may have embedded times from,
-    `first`'s (the build the time was found in) first."""
+                      ) -> list[tuple[int, int, tzinfo, str]]:
+    """(earliest, latest, zone, label): the windows a build may have taken an embedded time
+    from, `first`'s (the build the time was found in) first. A clock read while the job runs
+    is a little after the build's start; SOURCE_DATE_EPOCH is exact."""
     out = []
     order = (ctx.left, ctx.right) if first is not ctx.right else (ctx.right, ctx.left)
     for variant in order:
         if variant.source_date_epoch is not None:
             t = variant.source_date_epoch
-            out.append((t, t, t, variant.tz, f"{variant.label}'s SOURCE_DATE_EPOCH"))
+            out.append((t, t, _zone(variant.tz), f"{variant.label}'s SOURCE_DATE_EPOCH"))
         if variant.epoch is not None:
             t = variant.epoch
-            out.append((t - CLOCK_BEFORE, t + CLOCK_AFTER, t, variant.tz,
+            out.append((t - CLOCK_BEFORE, t + CLOCK_AFTER, _zone(variant.tz),
                         f"{variant.label}'s build time"))
     return out
 
 
-def _zone(tz: str | None) -> Any:
+def _zone(tz: str | None) -> tzinfo:
     if not tz:
         return UTC
     try:
-        from zoneinfo import ZoneInfo
-
         return ZoneInfo(tz)
-    except Exception:  # an unknown or malformed TZ: fall back to UTC, the other candidate
+    except (ZoneInfoNotFoundError, ValueError):  # unknown or malformed: UTC is tried anyway
         return UTC
 
 
@@ -676,7 +676,7 @@ def _stamp_source(stamp: bytes, ctx: _Context, found_in: Variant | None = None) 
     candidates = _clock_candidates(ctx, found_in)
     if text.isdigit():
         value = int(text)
-        for lo, hi, _, _, label in candidates:
+        for lo, hi, _, label in candidates:
             if lo <= value <= hi:
                 return label
         return None
@@ -684,8 +684,8 @@ def _stamp_source(stamp: bytes, ctx: _Context, found_in: Variant | None = None) 
     if parsed is None:
         return None
     what, value_date, seconds = parsed
-    for lo, hi, _, tz, label in candidates:
-        for zone in {UTC, _zone(tz)}:
+    for lo, hi, own_zone, label in candidates:
+        for zone in (own_zone, UTC):
             start = datetime.fromtimestamp(lo, zone)
             end = datetime.fromtimestamp(hi, zone)
             if what in ("date", "datetime") and value_date is not None and not (
