@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
+from conftest import require, require_tool
 from crossyard.oci.image import ImageConfig, tag, write_image, write_index
 from crossyard.oci.layer import LayerEntry, write_layer
 from crossyard.oci.layout import OciLayout
@@ -34,6 +34,7 @@ from crossyard.repro.explain import (
     explain_trees,
     kind_of,
 )
+from crossyard.toolchains import in_root, roots_dir
 
 CC = "riscv64-linux-gnu-gcc"
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello from " __FILE__); return 0; }\n'
@@ -224,6 +225,38 @@ def test_go_binaries_with_different_build_ids_name_the_build_id(tmp_path: Path):
     same = go_build(tmp_path, "e", "-ldflags=-buildid=first-build")
     assert explain(a, same, name="hello", left=Variant(label="lock"),
                    right=Variant(label="node")).identical
+
+
+@pytest.mark.integration
+def test_rust_built_in_two_directories_gets_the_rust_fix_and_it_works(tmp_path: Path):
+    """Debian trixie's rustc from the rust-trixie root CI prepares, run with bubblewrap; the jobs
+    are at /mnt/one and /mnt/other/two inside it."""
+    root = roots_dir() / "rust-trixie"
+    require((root / "usr" / "bin" / "rustc").is_file(),
+            "the rust-trixie root is missing: run `crossyard toolchains prepare rust-trixie`")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    source = ('fn main() { let v: Vec<usize> = std::env::args().map(|a| a.len()).collect(); '
+              'println!("{}", v[3]); }\n')  # indexing may panic: the panic names the source file
+
+    def build(job: str, *flags: str) -> Path:
+        (tmp_path / job).mkdir(parents=True, exist_ok=True)
+        (tmp_path / job / "main.rs").write_text(source)
+        argv = ["rustc", "-O", *flags, f"/mnt/{job}/main.rs", "-o", f"/mnt/{job}/main"]
+        subprocess.run(in_root(root, argv, binds=[(tmp_path, "/mnt")]), check=True)
+        return tmp_path / job / "main"
+
+    left = Variant(label="lock", build_dirs=("/mnt/one",))
+    right = Variant(label="path", build_dirs=("/mnt/other/two",))
+
+    found = explain(build("one"), build("other/two"), name="main", left=left, right=right)
+
+    assert names(found) == ["build-path"]
+    assert "--remap-path-prefix=/mnt/one=." in found.causes[0].fix
+    assert "-ffile-prefix-map" not in found.causes[0].fix
+    fixed = explain(build("one", "--remap-path-prefix=/mnt/one=."),
+                    build("other/two", "--remap-path-prefix=/mnt/other/two=."), name="main",
+                    left=left, right=right)
+    assert fixed.identical
 
 
 # tar archives and layers -----------------------------------------------------------------------
