@@ -620,3 +620,12 @@ def test_diffoscope_writes_an_html_diff_naming_the_differing_section(tmp_path: P
     assert html_diff(a, b, tmp_path / "slow.html", timeout=0.01) is None
     assert not (tmp_path / "slow.html").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_without_diffoscope_there_is_no_html_and_no_error(tmp_path: Path, monkeypatch):
+    (tmp_path / "a").write_text("a\n")
+    (tmp_path / "b").write_text("b\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # a machine without diffoscope
+
+    assert html_diff(tmp_path / "a", tmp_path / "b", tmp_path / "out" / "d.html") is None
+    assert not (tmp_path / "out" / "d.html").exists()
