@@ -359,6 +359,22 @@ def test_a_layer_holding_differing_binaries_explains_the_binary_inside(tmp_path:
     assert cause(found, "build-path").startswith(f"entry hello: {one}")
 
 
+def test_a_symlink_to_the_build_directory_names_the_build_path(tmp_path: Path):
+    require_tool("tar")
+    for name in ("one", "two"):
+        job = tmp_path / name
+        job.mkdir()
+        (job / "lib").symlink_to(job / "build" / "lib")  # ln -s "$(pwd)/build/lib" lib
+        sh(f"{NORMAL_TAR} -cf ../{name}.tar lib", job)
+
+    found = explain(tmp_path / "one.tar", tmp_path / "two.tar", name="layer.tar",
+                    left=Variant(label="lock", build_dirs=(str(tmp_path / "one"),)),
+                    right=Variant(label="path", build_dirs=(str(tmp_path / "two"),)))
+
+    assert names(found) == ["build-path"]
+    assert "in entry lib's link target of lock's output" in found.causes[0].evidence
+
+
 def test_the_same_archive_compressed_at_two_times_names_the_gzip_header(tmp_path: Path):
     require_tool("gzip")
     make_tree(tmp_path)

@@ -843,7 +843,8 @@ def _elf_build_ids(a: Path, b: Path, by_a: dict[str, elf.Section], by_b: dict[st
     if ctx.has("build-path", "timestamp"):
         ctx.detail("the build id follows from the differences above")
         return
-    # the Go id is also written at the start of .text: that copy is part of the build id too
+    # where Go writes its id into .text as well ("\xff Go build ID: …"), that copy is part of
+    # the build id too: a .text differing only there is no difference of its own
     go_a = _go_build_id(a, by_a) or b""
     go_b = _go_build_id(b, by_b) or b""
     others = [n for n in differing if n not in _BUILD_ID_NOTES]
@@ -1063,7 +1064,7 @@ def _explain_tar(a: Path, b: Path, ctx: _Context) -> None:
                   f"{order_a[at]!r} ({ctx.left.label}) vs {order_b[at]!r} ({ctx.right.label})",
                   _fix_order())
     content: list[str] = []
-    for name in order_a:
+    for name in dict.fromkeys(order_a):
         ea, eb = map_a[name], map_b[name]
         if ea == eb:
             continue
@@ -1091,8 +1092,13 @@ def _compare_entry(ea: _Entry, eb: _Entry, ctx: _Context) -> None:
     if ea.type != eb.type or ea.linkname != eb.linkname:
         ctx.detail(f"entry {name}: type/link {ea.type!r} {ea.linkname!r} vs {eb.type!r} "
                    f"{eb.linkname!r}")
-        ctx.cause("content", f"entry {name} is a different kind of file or link target",
-                  _fix_content())
+        before = len(ctx.causes)
+        if ea.type == eb.type:  # a link to where the build ran, or to a dated name
+            _scan_whole(ea.linkname.encode(), eb.linkname.encode(), f"entry {name}'s link "
+                        "target", ctx)
+        if len(ctx.causes) == before:
+            ctx.cause("content", f"entry {name} is a different kind of file or link target",
+                      _fix_content())
     if ea.mode != eb.mode:
         ctx.mode(f"entry {name}", ea.mode, eb.mode)
     owners = [
