@@ -770,7 +770,9 @@ def _scan_whole(a: bytes, b: bytes, where: str, ctx: _Context, lang: str = "") -
 
 
 def _explain_bytes(a: Path, b: Path, ctx: _Context) -> None:
-    if _is_gzip(a) and _is_gzip(b) and _explain_gzip(a, b, ctx):
+    compression = _compression(_read_at(a, 0, 4))
+    if (compression and compression == _compression(_read_at(b, 0, 4))
+            and _explain_compressed(a, b, compression, ctx)):
         return
     size_a, size_b = a.stat().st_size, b.stat().st_size
     offset = _first_difference(a, b)
@@ -1163,20 +1165,25 @@ def _explain_nested(a: Path, b: Path, what: str, ctx: _Context) -> None:
         ctx.detail(f"  {what}: {line}")
 
 
-def _explain_gzip(a: Path, b: Path, ctx: _Context) -> bool:
-    """Two gzip files (not tar: a man page, a compressed data file): the header, then the
-    uncompressed content in turn. False when one of them does not decompress."""
+def _explain_compressed(a: Path, b: Path, compression: str, ctx: _Context) -> bool:
+    """Two gzip or zstd files that are not tar (a man page, a compressed data file): a gzip
+    header, then the uncompressed content in turn. False when one does not decompress."""
     with tempfile.TemporaryDirectory(prefix="crossyard-explain-") as tmp:
         pa, pb = Path(tmp) / "left", Path(tmp) / "right"
         try:
             for source, target in ((a, pa), (b, pb)):
-                with gzip.open(source, "rb") as handle, target.open("wb") as out:
+                with _open_uncompressed(source) as handle, target.open("wb") as out:
                     shutil.copyfileobj(handle, out, CHUNK)
-        except (OSError, EOFError, zlib.error):
+        except _UNREADABLE:
             return False
         same = _same_bytes(pa, pb)
-        ctx.detail(f"gzip: the uncompressed contents are {'the same' if same else 'different'}")
-        _explain_gzip_header(a, b, ctx, header_only=not same)
+        ctx.detail(f"{compression}: the uncompressed contents are "
+                   f"{'the same' if same else 'different'}")
+        if compression == "gzip":
+            _explain_gzip_header(a, b, ctx, header_only=not same)
+        elif same:
+            ctx.cause("content", "the same data, zstd-compressed differently (level, frame "
+                      "parameters or compressor version)", "pin the compressor and its level")
         if not same:
             _explain_nested(pa, pb, "uncompressed", ctx)
     return True
@@ -1230,10 +1237,6 @@ def _explain_gzip_header(a: Path, b: Path, ctx: _Context, *, header_only: bool =
         ctx.cause("content", "the same uncompressed data compressed differently (gzip level "
                   f"byte {ha[8]} vs {hb[8]}, or another compressor version)",
                   "pin the compressor and its level (crossyard's layer writer does)")
-
-
-def _is_gzip(path: Path) -> bool:
-    return _read_at(path, 0, 2) == b"\x1f\x8b"
 
 
 def _uncompressed_digest(path: Path) -> str:
