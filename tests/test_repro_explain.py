@@ -375,6 +375,49 @@ def test_a_symlink_to_the_build_directory_names_the_build_path(tmp_path: Path):
     assert "in entry lib's link target of lock's output" in found.causes[0].evidence
 
 
+@pytest.mark.integration
+def test_a_static_library_names_its_members_mtime_mode_and_the_path_inside(tmp_path: Path):
+    """`ar rcU` (real mtimes, uids and modes, unlike Debian's deterministic default) of objects
+    compiled in two directories under two umasks at two times."""
+    require_tool(CC, "apt-get install gcc-riscv64-linux-gnu")
+    ar = require_tool("riscv64-linux-gnu-ar", "apt-get install binutils-riscv64-linux-gnu")
+    for name, umask, epoch in (("one", "022", 1_600_000_000), ("two", "002", 1_700_000_000)):
+        job = tmp_path / name
+        job.mkdir()
+        (job / "greet.c").write_text('int greet(void) { return 42; }\n')
+        sh(f"umask {umask} && {CC} -g -c greet.c -o greet.o && touch -d @{epoch} greet.o"
+           f" && {ar} rcU libgreet.a greet.o", job)
+    left = Variant(label="lock", build_dirs=(str(tmp_path / "one"),), umask=0o022)
+    right = Variant(label="all", build_dirs=(str(tmp_path / "two"),), umask=0o002,
+                    epoch=1_700_000_000)
+
+    found = explain(tmp_path / "one/libgreet.a", tmp_path / "two/libgreet.a", name="libgreet.a",
+                    left=left, right=right)
+
+    assert found.kind == "ar"
+    assert names(found) == ["build-path", "umask", "mtime"]
+    assert cause(found, "build-path").startswith(f"entry greet.o: {tmp_path / 'one'}")
+    assert "section .debug" in cause(found, "build-path")
+    assert "entry greet.o: mode 0644 vs 0664" in cause(found, "umask")
+    assert "mtime 1600000000" in cause(found, "mtime") and "(= all's build time)" in cause(
+        found, "mtime")
+
+    # cut short: not read as an archive, compared as bytes
+    whole = (tmp_path / "one/libgreet.a").read_bytes()
+    (tmp_path / "cut.a").write_bytes(whole[: len(whole) - 100])
+    cut = explain(tmp_path / "cut.a", tmp_path / "two/libgreet.a", name="libgreet.a", left=left,
+                  right=right)
+    assert cut.kind == "ar" and "an ar archive that cannot be read" in cut.details[0]
+
+    # deterministic (D) and with the path mapped: the same library
+    for name in ("one", "two"):
+        job = tmp_path / name
+        sh(f"{CC} -g -ffile-prefix-map={job}=. -c greet.c -o greet.o && rm libgreet.a"
+           f" && {ar} rcD libgreet.a greet.o", job)
+    assert explain(tmp_path / "one/libgreet.a", tmp_path / "two/libgreet.a", name="libgreet.a",
+                   left=left, right=right).identical
+
+
 def test_the_same_archive_compressed_at_two_times_names_the_gzip_header(tmp_path: Path):
     require_tool("gzip")
     make_tree(tmp_path)

@@ -1,4 +1,5 @@
-"""tar archives and image layers (plain, gzip or zstd), and other compressed files.
+"""tar archives and image layers (plain, gzip or zstd), static libraries (ar), and other
+compressed files.
 
 Archives are read as streams: each entry's metadata and content digest, then the content of a
 few differing entries explained in turn."""
@@ -13,7 +14,7 @@ import struct
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ import zstandard
 from .evidence import (
     CHUNK,
     Findings,
+    chunks,
     explain_raw,
     fix_content,
     fix_mtime,
@@ -89,6 +91,29 @@ def explain_tar(a: Path, b: Path, ctx: Findings) -> None:
         ctx.detail(f"an archive that cannot be read to the end ({error}): compared as bytes")
         explain_raw(a, b, ctx)
         return
+    _compare_entries(a, b, entries_a, entries_b, _extract_one, ctx)
+    if not ctx.causes:
+        _explain_framing(a, b, ctx)
+
+
+def explain_ar(a: Path, b: Path, ctx: Findings) -> None:
+    """A static library (`ar`): its members as a tar's entries. The symbol table is left out:
+    it lists the members' symbols, so it differs exactly when they do."""
+    try:
+        entries_a, entries_b = _read_ar(a), _read_ar(b)
+    except (_ArError, OSError) as error:
+        ctx.detail(f"an ar archive that cannot be read ({error}): compared as bytes")
+        explain_raw(a, b, ctx)
+        return
+    _compare_entries(a, b, entries_a, entries_b, _extract_ar_member, ctx)
+    if not ctx.causes:
+        ctx.cause("content", "every member is the same; the symbol table or the archive's "
+                  "headers differ", "create the archive with one ar, deterministically (ar D, "
+                  "the Debian default)")
+
+
+def _compare_entries(a: Path, b: Path, entries_a: list[_Entry], entries_b: list[_Entry],
+                     extract: Callable[[Path, str, Path], bool], ctx: Findings) -> None:
     map_a = {e.name: e for e in entries_a}
     map_b = {e.name: e for e in entries_b}
     for name in sorted(map_a.keys() - map_b.keys()):
@@ -116,12 +141,10 @@ def explain_tar(a: Path, b: Path, ctx: Findings) -> None:
         if ea.digest and eb.digest and ea.digest != eb.digest:
             content.append(name)
     for name in content[:MAX_NESTED]:
-        _explain_entry_content(a, b, name, ctx)
+        _explain_entry_content(a, b, name, extract, ctx)
     if len(content) > MAX_NESTED:
         ctx.detail(f"{len(content) - MAX_NESTED} more entries with differing content not "
                    "explained in turn")
-    if not ctx.causes:
-        _explain_framing(a, b, ctx)
 
 
 def _entry_only(name: str, present: str, absent: str, ctx: Findings) -> None:
@@ -188,12 +211,13 @@ def _when(t: float) -> str:
     return f"{shown} ({stamp})"
 
 
-def _explain_entry_content(a: Path, b: Path, name: str, ctx: Findings) -> None:
+def _explain_entry_content(a: Path, b: Path, name: str,
+                           extract: Callable[[Path, str, Path], bool], ctx: Findings) -> None:
     """Explain one differing entry's content in turn: both copies are extracted (to files named
     by the side, never by the entry's hostile name) and compared as files of their own."""
     with tempfile.TemporaryDirectory(prefix="crossyard-explain-") as tmp:
         pa, pb = Path(tmp) / "left", Path(tmp) / "right"
-        if not (_extract_one(a, name, pa) and _extract_one(b, name, pb)):
+        if not (extract(a, name, pa) and extract(b, name, pb)):
             ctx.cause("content", f"entry {name}: content differs", fix_content())
             return
         _explain_nested(pa, pb, f"entry {name}", ctx)
@@ -311,6 +335,90 @@ def open_uncompressed(path: Path) -> Iterator[IO[bytes]]:
                 yield cast(IO[bytes], unzstd)
         else:
             yield raw
+
+
+AR_MAGIC: Final = b"!<arch>\n"
+_AR_HEADER: Final = 60
+_AR_SYMBOL_TABLES: Final = ("/", "/SYM64/", "__.SYMDEF", "__.SYMDEF SORTED")
+
+
+class _ArError(ValueError):
+    """A malformed ar archive."""
+
+
+def _ar_members(path: Path) -> Iterator[tuple[str, bytes, int, int]]:
+    """(name, 60-byte header, data offset, data size) of each member, the GNU long-name table
+    resolved; the data is not read."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if handle.read(8) != AR_MAGIC:
+            raise _ArError("no !<arch> magic")
+        at, long_names = 8, b""
+        while at + _AR_HEADER <= size:
+            handle.seek(at)
+            header = handle.read(_AR_HEADER)
+            if header[58:60] != b"`\n":
+                raise _ArError(f"bad member header at offset {at}")
+            try:
+                length = int(header[48:58])
+            except ValueError as error:
+                raise _ArError(f"bad member size at offset {at}") from error
+            raw = header[:16].rstrip(b" ")
+            data_at = at + _AR_HEADER
+            if raw == b"//":  # GNU: the table of names longer than 15 bytes
+                long_names = handle.read(min(length, 1 << 20))
+            elif raw.startswith(b"#1/") and raw[3:].isdigit():  # BSD: the name precedes the data
+                name_len = int(raw[3:])
+                raw = handle.read(name_len).rstrip(b"\0")
+                data_at, length = data_at + name_len, length - name_len
+            elif raw[:1] == b"/" and raw[1:].isdigit():
+                start = int(raw[1:])
+                end = long_names.find(b"/\n", start)
+                raw = long_names[start:end if end >= 0 else len(long_names)]
+            elif raw not in (b"/", b"/SYM64/"):
+                raw = raw.removesuffix(b"/")
+            if length < 0 or data_at + length > size:
+                raise _ArError(f"member at offset {at} runs past the end of the file")
+            if raw != b"//":
+                yield raw.decode(errors="replace"), header, data_at, length
+            at = data_at + length + (length & 1)  # members are 2-byte aligned
+
+
+def _read_ar(path: Path) -> list[_Entry]:
+    entries = []
+    for name, header, offset, length in _ar_members(path):
+        if name in _AR_SYMBOL_TABLES:
+            continue
+        digest = hashlib.sha256()
+        for chunk in chunks(path, offset, length):
+            digest.update(chunk)
+
+        def number(field: bytes, base: int) -> int:
+            return int(field.strip() or b"0", base)
+
+        try:
+            entries.append(_Entry(
+                name=name, type=tarfile.REGTYPE, mode=number(header[40:48], 8) & 0o7777,
+                uid=number(header[28:34], 10), gid=number(header[34:40], 10), uname="",
+                gname="", mtime=number(header[16:28], 10), size=length, linkname="",
+                digest=digest.hexdigest(), extra=(),
+            ))
+        except ValueError as error:
+            raise _ArError(f"bad header of member {name}") from error
+    return entries
+
+
+def _extract_ar_member(archive: Path, name: str, into: Path) -> bool:
+    found = None
+    for member, _, offset, length in _ar_members(archive):
+        if member == name:
+            found = (offset, length)  # the last of a name, as for tar
+    if found is None:
+        return False
+    with into.open("wb") as out:
+        for chunk in chunks(archive, *found):
+            out.write(chunk)
+    return True
 
 
 def _gzip_name(path: Path) -> bytes:

@@ -11,6 +11,7 @@ names the likely causes, each with concrete evidence and a concrete fix:
 - tar archives and image layers (plain, gzip or zstd): entries that differ by name, order,
   mode, owner, mtime or content; a differing entry's content is explained in turn, and so is a
   gzip file's content after its header.
+- static libraries (ar): members compared as a tar's entries, each object explained in turn.
 - JSON (image configs, manifests, provenance): the dotted keys that differ.
 - text: the differing lines; the same lines in another order (directory order or locale).
 - anything else: build paths and timestamps found in one and not the other.
@@ -20,7 +21,7 @@ Files are streamed: sections are hashed and scanned chunk by chunk, tar archives
 streams, and only small things (JSON, text) are loaded whole, below a size bound.
 
 This module is the entry point: it tells kinds apart and walks trees and image layouts. Each
-kind is explained in binaries.py (ELF), archives.py (tar, gzip, zstd) or documents.py (JSON,
+kind is explained in binaries.py (ELF), archives.py (tar, ar, gzip, zstd) or documents.py (JSON,
 text), with what they share (findings, fixes, finding paths and times) in evidence.py; the
 types live in model.py and are imported from here.
 """
@@ -35,7 +36,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from .. import elf
-from .archives import UNREADABLE, compression_of, explain_bytes, explain_tar, open_uncompressed
+from .archives import (
+    AR_MAGIC,
+    UNREADABLE,
+    compression_of,
+    explain_ar,
+    explain_bytes,
+    explain_tar,
+    open_uncompressed,
+)
 from .binaries import explain_elf
 from .documents import DIGEST_RE, explain_json, explain_text
 from .evidence import (
@@ -238,6 +247,8 @@ def kind_of(path: Path) -> str:
         return "missing"
     if head[:4] == elf.ELF_MAGIC:
         return "elf"
+    if head[:8] == AR_MAGIC:
+        return "ar"
     compression = compression_of(head)
     if compression:
         try:
@@ -272,6 +283,7 @@ _EXPLAINERS: Final[dict[str, Callable[[Path, Path, Findings], None]]] = {
     "tar": explain_tar,
     "gzip+tar": explain_tar,
     "zstd+tar": explain_tar,
+    "ar": explain_ar,
     "json": explain_json,
     "text": explain_text,
     "bytes": explain_bytes,

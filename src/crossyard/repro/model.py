@@ -20,7 +20,9 @@ CAUSES: Final = (
 )
 
 
-KINDS: Final = ("elf", "tar", "gzip+tar", "zstd+tar", "json", "text", "bytes", "missing")
+KINDS: Final = (
+    "elf", "tar", "gzip+tar", "zstd+tar", "ar", "json", "text", "bytes", "missing",
+)
 LABELS: Final = {
     "build-path": "a build path is embedded",
     "timestamp": "the build time is embedded",
