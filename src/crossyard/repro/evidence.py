@@ -59,6 +59,7 @@ class Findings:
         return any(n in self.causes for n in names)
 
     def mode(self, rel: str, mode_a: int, mode_b: int) -> None:
+        """Permission bits that differ: the umask's doing when only group/other bits do."""
         self.detail(f"{rel}: mode {mode_a:04o} vs {mode_b:04o}")
         if (mode_a ^ mode_b) & ~0o077 == 0:
             self.cause("umask", f"{rel}: mode {mode_a:04o} vs {mode_b:04o}{self._umasks()}",
@@ -96,6 +97,7 @@ class Findings:
 
 
 def merge_into(explanation: Explanation, ctx: Findings) -> Explanation:
+    """`explanation` with what `ctx` found besides (a file whose mode differs as well)."""
     for cause in explanation.causes:
         ctx.cause(cause.name, cause.evidence, cause.fix)
     for line in explanation.details:
@@ -104,6 +106,7 @@ def merge_into(explanation: Explanation, ctx: Findings) -> Explanation:
 
 
 def one_sided(name: str, kind_a: str, kind_b: str, left: Variant, right: Variant) -> Explanation:
+    """A file in one build's output only (`kind_*` "missing" on the side that lacks it)."""
     if kind_a == "missing" and kind_b == "missing":
         return Explanation(name=name, kind="missing", summary=f"{name}: identical (absent from "
                            "both)", causes=(), details=())
