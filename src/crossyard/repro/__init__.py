@@ -1,0 +1,1 @@
+"""Reproducibility checks: rebuild under variations, compare, and explain every mismatch."""
