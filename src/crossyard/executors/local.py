@@ -174,9 +174,8 @@ class LocalExecutor:
                 target.mkdir(exist_ok=True)
                 shutil.copyfile(inputs.file(item.digest), target / item.name)
                 os.chmod(target / item.name, 0o755 if item.mode & 0o111 else 0o644)
-            cache = self.cache_root / spec.toolchain.name
-            if variation.uid is not None:  # a cache of its own, the user's to write
-                cache = self.cache_root / f"uid-{variation.uid}" / spec.toolchain.name
+            cache_root = self.cache_root if variation.cache_dir is None else Path(variation.cache_dir)
+            cache = cache_root / spec.toolchain.name
             cache.mkdir(parents=True, exist_ok=True)
             if variation.uid is not None:
                 _chown_tree(jobdir, variation.uid, variation.gid)

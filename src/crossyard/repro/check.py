@@ -33,8 +33,9 @@ from ..errors import ConfigurationError, CrossyardError, suggest
 from ..executors import Executor, Outputs
 from ..executors.local import SANDBOX_JOB, LocalExecutor
 from ..fsutil import atomic_write_text
-from ..jobspec import CONTROL, JobSpec, Variation
+from ..jobspec import JobSpec, Variation
 from ..lock import read_lock
+from ..nodes import Cluster
 from ..plan import ENGINE_KINDS, Job
 from ..project import Project
 from ..records import BuildRecord, OutputFile
@@ -210,8 +211,8 @@ def variation_for(name: str, base: Path) -> Variation:
         return replace(same, umask=0o002)
     if name == "locale":
         return replace(same, locale="fr_CH.UTF-8", tz="Etc/GMT-14")
-    if name == "user":
-        return replace(same, uid=OTHER_USER, gid=OTHER_USER)
+    if name == "user":  # its own toolchain cache: the shared one is this user's, and may sit in ~
+        return replace(same, uid=OTHER_USER, gid=OTHER_USER, cache_dir=str(base / "cache-user"))
     if name == "order":
         return replace(same, reverse_order=True)
     return same
@@ -229,6 +230,7 @@ class Checker:
         self.directory = project.workspace.state / "repro" / self.id
         self.executor = executor or LocalExecutor(cache_root=project.workspace.toolchain_cache_dir)
         self._remote: list[Executor] | None = None
+        self._cluster: Cluster | None = None
 
     def run(self, names: Sequence[str] = ()) -> ReproReport:
         started = time.monotonic()
@@ -342,13 +344,13 @@ class Checker:
         return f"no toolchain of identity {job.identity} reaches it another way: {others}"
 
     def _node_executor(self, spec: JobSpec) -> Executor | str:
-        if not self.project.settings.nodes:
-            return "no [[nodes]] in crossyard.toml: there is no other node to rebuild on"
+        if not any(n.transport != "local" for n in self.project.settings.nodes):
+            return "no [[nodes]] besides this machine in crossyard.toml: no other node to rebuild on"
         if self._remote is None:
             from ..pipeline import connect_cluster
 
             self._cluster = connect_cluster(self.project)
-            self._remote = [e for m in self._cluster.members if not m.node.transport == "local"
+            self._remote = [e for m in self._cluster.members if m.node.transport != "local"
                             for e in m.executors]
         for executor in self._remote:
             if executor.refuses(spec) is None:
@@ -356,9 +358,8 @@ class Checker:
         return "no other configured node can run it"
 
     def _close(self) -> None:
-        cluster = getattr(self, "_cluster", None)
-        if cluster is not None:
-            cluster.close()
+        if self._cluster is not None:  # the SSH connections end with the check
+            self._cluster.close()
 
     # -- comparing --------------------------------------------------------------------------------
 
