@@ -126,14 +126,28 @@ def test_a_non_reproducible_fixture_is_caught_and_its_cause_named(
 
 def test_a_reproducible_recipe_is_identical_under_every_variation(tmp_path: Path) -> None:
     ws = fixture_ws(tmp_path)
-    code, summary, stderr = check(ws, "steady", "-p", "linux/riscv64")
-    assert code == 0, stderr
-    (row,) = summary["rows"]
-    states = {c["variation"]: c["state"] for c in row["cells"]}
-    assert states == {**dict.fromkeys(LOCAL_VARIATIONS, "identical"), "node": "not rebuilt",
-                      "emulated": "not rebuilt"}
+    for mode in ((), ("--separately",)):
+        code, summary, stderr = check(ws, "steady", "-p", "linux/riscv64", *mode)
+        assert code == 0, stderr
+        (row,) = summary["rows"]
+        states = {c["variation"]: c["state"] for c in row["cells"]}
+        assert states == {**dict.fromkeys(LOCAL_VARIATIONS, "identical"), "node": "not rebuilt",
+                          "emulated": "not rebuilt"}
+        logs = {p.stem for p in (Path(summary["directory"]) / "logs" / "steady" / "linux-riscv64").iterdir()}
+        # at once: the control and one build with every local variation; separately: one each
+        assert logs == ({"control", "all"} if not mode else {"control", *LOCAL_VARIATIONS})
     # nothing went into the store: the rebuilds are kept apart
     assert not (ws / ".crossyard" / "store" / "index.json").exists()
+
+
+def test_a_mismatch_with_every_variation_at_once_is_pinned_on_the_one_that_causes_it(tmp_path: Path) -> None:
+    ws = fixture_ws(tmp_path)
+    code, summary, stderr = check(ws, "stamp-path")
+    assert code == 1, stderr
+    (row,) = summary["rows"]
+    states = {c["variation"]: c["state"] for c in row["cells"]}
+    assert states == {**dict.fromkeys(LOCAL_VARIATIONS, "identical"), "path": "differs",
+                      "node": "not rebuilt", "emulated": "not rebuilt"}
 
 
 # -- against the lock; lock verify ---------------------------------------------------------------

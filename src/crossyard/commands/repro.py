@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help=f"variations to apply (repeat or comma-separate; default all: {', '.join(VARIATIONS)})")
     check.add_argument("--against-lock", action="store_true",
                        help="also hold each control rebuild against crossyard.lock")
+    check.add_argument("--separately", action="store_true",
+                       help="build each variation on its own (default: all local ones at once first, "
+                            "each on its own only when that differs)")
     add_json_options(check)
     check.set_defaults(func=cmd_repro_check)
 
@@ -60,7 +63,8 @@ def cmd_repro_check(args: argparse.Namespace) -> int:
 
     variations = parse_variations(args.vary)  # before anything is opened: a typo costs nothing
     project = _project(args)
-    report = check(project, names=args.recipes, variations=variations, against_lock=args.against_lock)
+    report = check(project, names=args.recipes, variations=variations, against_lock=args.against_lock,
+                   separately=args.separately)
     if not emit_json(args, report.to_json()):
         table = Table(title=f"repro check {report.id}")
         table.add_column("recipe")

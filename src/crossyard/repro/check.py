@@ -55,6 +55,9 @@ VARIATIONS: Final[Mapping[str, str]] = {
     "node": "another configured node ([[nodes]] in crossyard.toml)",
     "emulated": "the other strategy with the same toolchain identity (cross <-> emulated-native)",
 }
+# Variations of the job's surroundings on this machine; the others change where or how.
+LOCAL_VARIATIONS: Final = ("path", "time", "umask", "locale", "user", "order")
+ALL: Final = "all"  # the local variations at once (see Checker._job)
 LOCK: Final = "lock"  # the column comparing the control with crossyard.lock
 TIME_GAP_S: Final = 2.0
 OTHER_USER: Final = 65534
@@ -197,11 +200,20 @@ def _job_base(directory: Path) -> Path:
     return base
 
 
-def variation_for(name: str, base: Path) -> Variation:
+def variation_for(name: str, base: Path, chosen: Sequence[str] = tuple(VARIATIONS)) -> Variation:
     """The executor's options for a variation (the control's for `node` and `emulated`, which
-    vary where and how, not the job's surroundings)."""
+    vary where and how, not the job's surroundings); `ALL`: every local one of `chosen` at once."""
     job_dir = str(base / "job")
     same = Variation(name=name, job_dir=job_dir)
+    if name == ALL:
+        together = same
+        for each in (v for v in LOCAL_VARIATIONS if v in chosen):
+            one = variation_for(each, base)
+            together = replace(together, **{k: v for k, v in vars(one).items()
+                                            if k != "name" and v != getattr(same, k)})
+        if os.geteuid() != 0:
+            together = replace(together, uid=None, gid=None)
+        return together
     if name == "path":
         return replace(same, job_dir=str(base / "elsewhere" / "a-much-longer" / "build-directory" / "j"),
                        sandbox_dir="/tmp/elsewhere/a-much-longer/build-directory")
@@ -222,10 +234,12 @@ class Checker:
     """One `repro check` run: the jobs, the executors, the directory it writes."""
 
     def __init__(self, project: Project, *, variations: Sequence[str], against_lock: bool,
-                 run_id: str | None = None, executor: LocalExecutor | None = None) -> None:
+                 run_id: str | None = None, executor: LocalExecutor | None = None,
+                 separately: bool = False) -> None:
         self.project = project
         self.variations = tuple(variations)
         self.against_lock = against_lock
+        self.separately = separately
         self.id = run_id or new_run_id()
         self.directory = project.workspace.state / "repro" / self.id
         self.executor = executor or LocalExecutor(cache_root=project.workspace.toolchain_cache_dir)
@@ -246,14 +260,7 @@ class Checker:
         try:
             for job_id in graph.order:
                 job = graph.jobs[job_id]
-                done: dict[str, Build] = {}
-                columns = ("control", *(v for v in self.variations if v != "time"),
-                           *(v for v in self.variations if v == "time"))  # time last: built later
-                for name in columns:
-                    deps = [builds[d].get(name) for d in job.deps]
-                    if name == "time" and "control" in done:
-                        time.sleep(max(0.0, done["control"].started + TIME_GAP_S - time.time()))
-                    done[name] = self._rebuild(job, name, deps, sources, base)
+                done = self._job(job, builds, sources, base)
                 builds[job_id] = done
                 cells = [self._compare(job, done["control"], done[v]) for v in self.variations]
                 if lock is not None:
@@ -273,6 +280,42 @@ class Checker:
 
     # -- rebuilding -------------------------------------------------------------------------------
 
+    def _job(self, job: Job, builds: Mapping[str, Mapping[str, Build]],
+             sources: Mapping[str, ResolvedSource], base: Path) -> dict[str, Build]:
+        """The control and every variation of one job. As reprotest does by default, the local
+        variations are first applied all at once in one build: when it is identical to the
+        control, so is each of them, and a reproducible job costs two builds, not eight. Only
+        when it differs (or `separately`) does each run on its own, to say which one it is."""
+        done: dict[str, Build] = {}
+
+        def rebuild(name: str) -> Build:
+            deps = [builds[d].get(name) for d in job.deps]
+            if name in ("time", ALL) and "control" in done:  # built later than the control
+                time.sleep(max(0.0, done["control"].started + TIME_GAP_S - time.time()))
+            done[name] = self._rebuild(job, name, deps, sources, base)
+            return done[name]
+
+        control = rebuild("control")
+        local = [v for v in self.variations if v in LOCAL_VARIATIONS and self._applies(v) is None]
+        if len(local) > 1 and not self.separately:
+            together = rebuild(ALL)
+            if control.status == "built" and together.status == "built" and together.digests == control.digests:
+                for name in local:
+                    done[name] = replace(together, variation=name, reason=(
+                        f"identical in one build with {', '.join(local)} varied at once"))
+                local = []
+        for name in [v for v in self.variations if v not in done and v != "time"]:
+            rebuild(name)
+        if "time" in self.variations and "time" not in done:
+            rebuild("time")  # last: the furthest from the control
+        return done
+
+    def _applies(self, name: str) -> str | None:
+        """Why variation `name` cannot be tried here at all, if so."""
+        if name == "user" and os.geteuid() != 0:
+            return "building as another user needs root (run repro check as root)"
+        return None
+
     def _rebuild(self, job: Job, name: str, deps: Sequence[Build | None],
                  sources: Mapping[str, ResolvedSource], base: Path) -> Build:
         if job.recipe.kind in ENGINE_KINDS:
@@ -287,10 +330,10 @@ class Checker:
         key = job.input_key({d: b.digests for d, b in zip(job.deps, deps, strict=True) if b is not None})
         placed = job
         executor: Executor = self.executor
-        variation = variation_for(name, base)
-        if name == "user" and os.geteuid() != 0:
-            return Build(variation=name, status=NOT_REBUILT, input_key=key,
-                         reason="building as another user needs root (run repro check as root)")
+        variation = variation_for(name, base, self.variations)
+        refused = self._applies(name)
+        if refused is not None:
+            return Build(variation=name, status=NOT_REBUILT, input_key=key, reason=refused)
         if name == "emulated":
             other = self._other_strategy(job)
             if isinstance(other, str):
@@ -373,7 +416,7 @@ class Checker:
             return Cell(variation=name, state=FAILED, reason=other.reason)
         a, b = control.digests, other.digests
         if a == b:
-            return Cell(variation=name, state=IDENTICAL)
+            return Cell(variation=name, state=IDENTICAL, reason=other.reason)
         differing = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
         explanations, diffs = [], {}
         where = self.directory / "explain" / job.recipe.name / job.platform.slug
@@ -438,10 +481,11 @@ class Checker:
 
 
 def check(project: Project, *, names: Sequence[str] = (), variations: Sequence[str] = tuple(VARIATIONS),
-          against_lock: bool = False, run_id: str | None = None) -> ReproReport:
+          against_lock: bool = False, separately: bool = False, run_id: str | None = None) -> ReproReport:
     """Rebuild `names` (all by default) under `variations`; the report, also written to disk.
     Bad input raises `ConfigurationError` before anything runs; mismatches do not raise."""
-    return Checker(project, variations=variations, against_lock=against_lock, run_id=run_id).run(names)
+    return Checker(project, variations=variations, against_lock=against_lock, separately=separately,
+                   run_id=run_id).run(names)
 
 
 def _build_dirs(variation: Variation, spec: JobSpec) -> tuple[str, ...]:
