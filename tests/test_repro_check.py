@@ -334,3 +334,28 @@ def test_cross_and_emulated_native_go_on_riscv64_are_identical(tmp_path: Path) -
     control, emulated = out / "control" / "tiny" / "linux-riscv64" / "tiny", out / "emulated" / "tiny" / "linux-riscv64" / "tiny"
     assert control.read_bytes() == emulated.read_bytes()
     print(f"cross and emulated: {row['control']['outputs']['tiny']} in {summary['seconds']:.0f}s")
+
+
+# -- another node ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_node_variation_rebuilds_on_a_configured_ssh_node(tmp_path: Path) -> None:
+    from helpers.sshcluster import NodeSpec, ssh_cluster
+    from test_cluster import LOCAL, ssh_table
+    from test_ssh_executor import require_cluster
+
+    require_cluster()
+    ws = fixture_ws(tmp_path)
+    with ssh_cluster(tmp_path / "cluster", [NodeSpec(name="amd-a")]) as cluster:
+        config = ws / "crossyard.toml"
+        config.write_text(config.read_text() + "\n" + LOCAL + ssh_table(cluster, "amd-a"))
+        code, summary, stderr = check(ws, "steady", "stamp-path", "-p", "linux/riscv64", "--vary", "node")
+    assert code == 1, stderr
+    got = cells(summary)
+    steady, stamped = got[("steady@linux/riscv64", "node")], got[("stamp-path@linux/riscv64", "node")]
+    assert (steady["state"], steady["node"]) == ("identical", "ssh:amd-a"), steady
+    # the node's job directory is not this machine's: the embedded build path gives it away
+    assert (stamped["state"], stamped["node"]) == ("differs", "ssh:amd-a"), stamped
+    assert "build-path" in causes(stamped)

@@ -110,6 +110,7 @@ class Cell:
     variation: str
     state: str  # identical | differs | not rebuilt | failed
     reason: str = ""
+    node: str = ""  # where the variation's build ran
     digests: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # differing: (control, this)
     explanations: tuple[Explanation, ...] = ()
     diffs: Mapping[str, Path] = field(default_factory=dict)  # output name → diffoscope HTML
@@ -117,6 +118,7 @@ class Cell:
     def to_json(self, base: Path) -> dict[str, Any]:
         return {
             "variation": self.variation, "state": self.state, "reason": self.reason or None,
+            "node": self.node or None,
             "digests": {name: {"expected": a, "got": b} for name, a, b in
                         ((n, *pair) for n, pair in sorted(self.digests.items()))},
             "explanations": [e.to_json() for e in self.explanations],
@@ -296,14 +298,16 @@ class Checker:
             return done[name]
 
         control = rebuild("control")
+        if control.status != "built":  # nothing to hold the variations against
+            return {"control": control, **{v: Build(variation=v, status=NOT_REBUILT, reason=(
+                f"the control build {control.status}")) for v in self.variations}}
         local = [v for v in self.variations if v in LOCAL_VARIATIONS and self._applies(v) is None]
         if len(local) > 1 and not self.separately:
             together = rebuild(ALL)
-            if control.status == "built" and together.status == "built" and together.digests == control.digests:
+            if together.status == "built" and together.digests == control.digests:
                 for name in local:
                     done[name] = replace(together, variation=name, reason=(
                         f"identical in one build with {', '.join(local)} varied at once"))
-                local = []
         for name in [v for v in self.variations if v not in done and v != "time"]:
             rebuild(name)
         if "time" in self.variations and "time" not in done:
@@ -416,7 +420,7 @@ class Checker:
             return Cell(variation=name, state=FAILED, reason=other.reason)
         a, b = control.digests, other.digests
         if a == b:
-            return Cell(variation=name, state=IDENTICAL, reason=other.reason)
+            return Cell(variation=name, state=IDENTICAL, reason=other.reason, node=other.node)
         differing = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
         explanations, diffs = [], {}
         where = self.directory / "explain" / job.recipe.name / job.platform.slug
@@ -430,7 +434,7 @@ class Checker:
                                         where / f"{name}-{output}.diffoscope.html")
             if html is not None:
                 diffs[output] = html
-        cell = Cell(variation=name, state=DIFFERS, reason=_summary(explanations, differing),
+        cell = Cell(variation=name, state=DIFFERS, reason=_summary(explanations, differing), node=other.node,
                     digests={n: (a.get(n, "absent"), b.get(n, "absent")) for n in differing},
                     explanations=tuple(explanations), diffs=diffs)
         atomic_write_text(where / f"{name}.json", _json(cell.to_json(self.directory)))
