@@ -311,29 +311,33 @@ def test_the_example_catalog_is_identical_under_every_variation(tmp_path: Path) 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_cross_and_emulated_native_go_on_riscv64_are_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch", ["riscv64", "arm64"])
+def test_cross_and_emulated_native_go_are_identical(tmp_path: Path, arch: str) -> None:
     """test_portable_key builds the two ways in two workspaces; here `repro check --vary emulated`
-    rebuilds the cross build's job with the riscv64 Go of the same release under qemu-user."""
+    rebuilds the cross build's job with the same Go release of a Debian root of the target's
+    architecture, under qemu-user."""
     from test_portable_key import workspace
 
-    for name in ("go-trixie-amd64", "go-trixie-riscv64"):
+    for name in ("go-trixie-amd64", f"go-trixie-{arch}"):
         require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/61-go-roots.sh")
     require_tool("bwrap", "apt-get install bubblewrap")
-    require_tool("qemu-riscv64-static", "apt-get install qemu-user-static")
-    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    qemu_arch = {"riscv64": "riscv64", "arm64": "aarch64"}[arch]
+    require_tool(f"qemu-{qemu_arch}-static", "apt-get install qemu-user-static")
+    require(binfmt_registered(qemu_arch), f"binfmt has no qemu-{qemu_arch} entry: run .ci/install.d/10-binfmt.sh")
     ws = workspace(tmp_path / "ws", "cross")
     recipe = ws / "recipes" / "tiny.toml"
-    recipe.write_text(recipe.read_text().replace('strategies = ["cross"]', 'strategies = ["cross", "emulated"]'))
+    recipe.write_text(recipe.read_text().replace('strategies = ["cross"]', 'strategies = ["cross", "emulated"]')
+                      .replace("linux/riscv64", f"linux/{arch}"))
     code, summary, stderr = check(ws, "--vary", "emulated")
     assert code == 0, stderr
     (row,) = summary["rows"]
-    assert row["control"]["strategy"] == "cross"
+    assert (row["platform"], row["control"]["strategy"]) == (f"linux/{arch}", "cross")
     (cell,) = row["cells"]
     assert cell["state"] == "identical", cell
     out = Path(summary["directory"]) / "out"
-    control, emulated = out / "control" / "tiny" / "linux-riscv64" / "tiny", out / "emulated" / "tiny" / "linux-riscv64" / "tiny"
+    control, emulated = (out / v / "tiny" / f"linux-{arch}" / "tiny" for v in ("control", "emulated"))
     assert control.read_bytes() == emulated.read_bytes()
-    print(f"cross and emulated: {row['control']['outputs']['tiny']} in {summary['seconds']:.0f}s")
+    print(f"{arch}: cross and emulated {row['control']['outputs']['tiny']} in {summary['seconds']:.0f}s")
 
 
 # -- another node ----------------------------------------------------------------------------------

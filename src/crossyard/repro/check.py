@@ -1,8 +1,9 @@
 """`crossyard repro check`: rebuild each recipe x platform under variations and compare.
 
-In reprotest's spirit: a control build, then one build per variation, each varying one thing
-(`VARIATIONS`), every output compared with the control's by digest and, with `against_lock`,
-the control's with `crossyard.lock`. Each mismatch is explained (`explain.explain`) and, with
+In reprotest's spirit: a control build, then the variations (`VARIATIONS`): the local ones all
+at once in one build, and each on its own only when that one differs (`Checker._job`); every
+output compared with the control's by digest and, with `against_lock`, the control's with
+`crossyard.lock`. Each mismatch is explained (`explain.explain`) and, with
 diffoscope installed, diffed to HTML. The cache is bypassed and nothing goes into the store:
 outputs, logs and explanations stay under `.crossyard/repro/<id>/`.
 
@@ -19,6 +20,7 @@ its dependents' keys too.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -47,7 +49,7 @@ from .explain import Explanation, Variant, explain
 # What a variation changes, for --help, the table's legend and the report.
 VARIATIONS: Final[Mapping[str, str]] = {
     "path": "another build directory (longer, elsewhere)",
-    "time": "built later (at least TIME_GAP_S after the control) with TZ shifted to GMT+12",
+    "time": "built later (2 s or more after the control), TZ shifted to GMT+12",
     "umask": "umask 002 instead of 022",
     "locale": "LC_ALL/LANG fr_CH.UTF-8 and TZ GMT-14 instead of C.UTF-8 and UTC",
     "user": "another uid/gid (65534), with a toolchain cache of its own",
@@ -328,9 +330,9 @@ class Checker:
         missing = [b for b in deps if b is None or b.status != "built"]
         if missing:
             return Build(variation=name, status=NOT_REBUILT, reason="a dependency was not rebuilt under it")
-        records = [BuildRecord(recipe=dep_job, platform=job.platform, status="built", outputs=b.outputs)
-                   for dep_job, b in zip((d.split("@")[0] for d in job.deps), deps, strict=True)
-                   if b is not None]
+        records = [BuildRecord(recipe=dep.partition("@")[0], platform=job.platform, status="built",
+                               outputs=b.outputs)
+                   for dep, b in zip(job.deps, deps, strict=True) if b is not None]
         key = job.input_key({d: b.digests for d, b in zip(job.deps, deps, strict=True) if b is not None})
         placed = job
         executor: Executor = self.executor
@@ -518,6 +520,4 @@ def _summary(explanations: Sequence[Explanation], differing: Sequence[str]) -> s
 
 
 def _json(data: Any) -> str:
-    import json
-
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
