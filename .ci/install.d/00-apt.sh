@@ -21,3 +21,8 @@ apt_install pigz time
 apt_install chromium
 # Debian source packages as recipe sources: signature checks, unpacking, workspace patches
 apt_install gpgv debian-archive-keyring dpkg-dev patch xz-utils
+# `repro check`: diffoscope's HTML diff of a mismatch. diffoscope-minimal, not `diffoscope`: with
+# --no-install-recommends they install the same program (`diffoscope` is an empty metapackage
+# whose only job is to recommend ~80 format tools, ghc and a JDK among them); binutils-multiarch
+# lets its readelf/objdump read riscv64 and arm64 sections, not only the host's
+apt_install diffoscope-minimal binutils-multiarch
