@@ -208,12 +208,6 @@ class Variation:
     gid: int | None = None
     cache_dir: str | None = None  # the toolchain cache's parent, instead of the executor's
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "job_dir": self.job_dir, "sandbox_dir": self.sandbox_dir,
-                "reverse_order": self.reverse_order, "umask": f"{self.umask:04o}", "tz": self.tz,
-                "locale": self.locale, "uid": self.uid, "gid": self.gid,
-                "cache_dir": self.cache_dir}
-
 
 CONTROL: Final = Variation()
 

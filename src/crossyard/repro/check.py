@@ -102,7 +102,8 @@ class Build:
     def to_json(self) -> dict[str, Any]:
         return {"variation": self.variation, "status": self.status, "input_key": self.input_key or None,
                 "strategy": self.strategy or None, "node": self.node or None, "outputs": self.digests,
-                "reason": self.reason or None, "log": str(self.log) if self.log else None}
+                "reason": self.reason or None, "log": str(self.log) if self.log else None,
+                "variant": self.variant.to_json() if self.variant else None}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,8 +122,7 @@ class Cell:
         return {
             "variation": self.variation, "state": self.state, "reason": self.reason or None,
             "node": self.node or None,
-            "digests": {name: {"expected": a, "got": b} for name, a, b in
-                        ((n, *pair) for n, pair in sorted(self.digests.items()))},
+            "digests": {name: {"expected": a, "got": b} for name, (a, b) in sorted(self.digests.items())},
             "explanations": [e.to_json() for e in self.explanations],
             "diffoscope": {name: str(path.relative_to(base)) for name, path in sorted(self.diffs.items())},
         }
@@ -140,9 +140,6 @@ class Row:
     @property
     def id(self) -> str:
         return f"{self.recipe}@{self.platform}"
-
-    def cell(self, variation: str) -> Cell | None:
-        return next((c for c in self.cells if c.variation == variation), None)
 
     @property
     def ok(self) -> bool:
