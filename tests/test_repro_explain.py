@@ -98,6 +98,24 @@ def test_c_built_in_two_directories_names_the_build_path_and_the_fix_works(tmp_p
     assert again.causes == () and again.identical
 
 
+@pytest.mark.integration
+def test_a_path_the_build_passes_in_itself_is_named_with_a_fix_no_flag_gives(tmp_path: Path):
+    """-DWHERE="$(CURDIR)" (as a Makefile might): the path is in .rodata, which
+    -ffile-prefix-map does not reach, so the fix says to drop it, not only to add the flag."""
+    source = '#include <stdio.h>\nint main(void) { puts(WHERE); return 0; }\n'
+    outs = []
+    for job in (tmp_path / "one", tmp_path / "two"):
+        outs.append(compile_c(source, job, f"-ffile-prefix-map={job}=.", f'-DWHERE="{job}"'))
+
+    found = explain(*outs, name="hello", left=Variant(label="a", build_dirs=(str(outs[0].parent),)),
+                    right=Variant(label="b", build_dirs=(str(outs[1].parent),)))
+
+    assert names(found) == ["build-path"]
+    assert "in section .rodata of a's output" in found.causes[0].evidence
+    assert "section .debug" not in found.causes[0].evidence  # the flag did its part
+    assert "drop it or make it relative" in found.causes[0].fix
+
+
 def date_macro(epoch: int) -> str:
     """`__DATE__` as gcc writes it for SOURCE_DATE_EPOCH (UTC, day padded with a space)."""
     moment = time.gmtime(epoch)
@@ -358,6 +376,21 @@ def test_a_hostile_entry_name_is_explained_without_writing_outside(tmp_path: Pat
     assert not (tmp_path.parent.parent / "escape").exists()
 
 
+def test_an_entry_written_twice_is_not_mistaken_for_another_order(tmp_path: Path):
+    for name, entries in (("one.tar", ["a", "b"]), ("two.tar", ["a", "b", "a"])):
+        with tarfile.open(tmp_path / name, "w") as tar:
+            for entry in entries:
+                info = tarfile.TarInfo(entry)
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"x\n"))
+
+    found = explain(tmp_path / "one.tar", tmp_path / "two.tar", name="layer",
+                    left=Variant(label="a"), right=Variant(label="b"))
+
+    assert names(found) == ["content"]
+    assert "duplicate entries" in found.causes[0].evidence
+
+
 # JSON ------------------------------------------------------------------------------------------
 
 
@@ -413,6 +446,21 @@ def test_two_image_layouts_are_compared_image_by_image(tmp_path: Path):
     assert not any(e.kind == "missing" for e in found)  # no blob "only in one layout"
 
 
+def test_zstd_layers_are_read_entry_by_entry(tmp_path: Path):
+    for name, epoch in (("one", 1_600_000_000), ("two", 1_700_000_000)):
+        layout = OciLayout(tmp_path / name).ensure()
+        layer = write_layer(layout, [LayerEntry(path="etc/motd", source=b"hi\n")],
+                            source_date_epoch=epoch, compression="zstd")
+        (tmp_path / f"{name}.layer").symlink_to(layout.blob_path(layer.descriptor.digest))
+
+    found = explain(tmp_path / "one.layer", tmp_path / "two.layer", name="layer",
+                    left=Variant(label="lock"), right=Variant(label="later"))
+
+    assert found.kind == "zstd+tar"
+    assert names(found) == ["mtime"]
+    assert "entry etc/motd: mtime 1600000000" in cause(found, "mtime")
+
+
 # identical, trees, text, bounds, JSON form -----------------------------------------------------
 
 
@@ -435,16 +483,23 @@ def test_output_trees_list_missing_files_then_differing_ones(tmp_path: Path):
         (tmp_path / name).mkdir()
         make_tree(tmp_path / name, umask)
     (tmp_path / "one" / "only-left").write_text("x")
+    (tmp_path / "two" / "share" / "doc").mkdir(parents=True)
+    (tmp_path / "two" / "share" / "doc" / "README").write_text("x")
     (tmp_path / "two" / "etc" / "b.conf").write_text("changed\n")
 
     found = explain_trees(tmp_path / "one", tmp_path / "two", left=Variant(label="lock"),
                           right=Variant(label="umask", umask=0o002))
 
-    assert [e.name for e in found] == ["only-left", "etc/a.conf", "etc/b.conf", "usr/bin/run"]
+    assert [e.name for e in found] == ["only-left", "share/", "etc/", "etc/a.conf", "etc/b.conf",
+                                       "usr/", "usr/bin/", "usr/bin/run"]
     assert found[0].kind == "missing" and "in lock's output and not in umask's" in found[0].summary
-    assert names(found[1]) == ["umask"]  # same bytes, mode 0644 vs 0664
-    assert names(found[2]) == ["umask", "content"]
-    assert names(found[3]) == ["umask"]  # 0755 vs 0775
+    assert "in umask's output and not in lock's" in found[1].summary  # not again for README
+    by_name = {e.name: e for e in found}
+    assert names(by_name["etc/"]) == ["umask"]  # a directory: 0755 vs 0775
+    assert names(by_name["etc/a.conf"]) == ["umask"]  # same bytes, mode 0644 vs 0664
+    assert "etc/a.conf: mode 0644 vs 0664" in by_name["etc/a.conf"].causes[0].evidence
+    assert names(by_name["etc/b.conf"]) == ["umask", "content"]
+    assert names(by_name["usr/bin/run"]) == ["umask"]  # 0755 vs 0775
 
 
 def test_a_listing_in_another_order_names_the_locale_when_the_locales_differ(tmp_path: Path):

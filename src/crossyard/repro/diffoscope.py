@@ -28,8 +28,11 @@ def html_diff(a: Path, b: Path, out_html: Path, *, timeout: float = 300) -> Path
     tmp = Path(tmp_name)
     try:
         # its own process group, so a timeout also ends the tools diffoscope started (objdump …)
+        # diffoscope's own --timeout (best effort: no further sub-archives after it) at half
+        # the budget, so a big layer still gets a partial page before the hard stop below
+        soft = str(max(1, int(timeout / 2)))
         process = subprocess.Popen(
-            [program, "--no-progress", "--html", str(tmp), str(a), str(b)],
+            [program, "--no-progress", "--timeout", soft, "--html", str(tmp), str(a), str(b)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ streams, and only small things (JSON, text) are loaded whole, below a size bound
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import hashlib
@@ -35,7 +36,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final, cast
+
+import zstandard
 
 from .. import elf
 
@@ -50,13 +53,14 @@ CAUSES: Final = (
     "locale",
     "content",
 )
-KINDS: Final = ("elf", "tar", "gzip+tar", "json", "text", "bytes", "missing")
+KINDS: Final = ("elf", "tar", "gzip+tar", "zstd+tar", "json", "text", "bytes", "missing")
 
 CHUNK: Final = 1 << 20
 MAX_DETAILS: Final = 40  # lines of details an explanation keeps
 MAX_EVIDENCE: Final = 3  # pieces of evidence a cause quotes before "… and N more"
 MAX_JSON_BYTES: Final = 32 << 20
 MAX_TEXT_BYTES: Final = 4 << 20
+MAX_DIFF_LINES: Final = 20_000
 MAX_NESTED: Final = 3  # differing tar entries whose content is explained in turn
 MAX_STAMPS: Final = 10_000  # timestamp-looking strings remembered per scanned region
 # A build's clock is read when the job starts; what it embeds is read later, while it runs.
@@ -199,8 +203,13 @@ def explain_trees(a: Path, b: Path, *, left: Variant, right: Variant) -> tuple[E
     files_a, files_b = dict(_walk(a)), dict(_walk(b))
     missing: list[Explanation] = []
     differing: list[Explanation] = []
+    gone: list[str] = []  # directories in one tree only: what is under them is not listed again
     for rel in sorted(files_a.keys() | files_b.keys()):
+        if any(rel.startswith(d) for d in gone):
+            continue
         if rel not in files_b or rel not in files_a:
+            if rel.endswith("/"):
+                gone.append(rel)
             kind_a = files_a.get(rel, "missing")
             kind_b = files_b.get(rel, "missing")
             missing.append(_missing(rel, kind_a, kind_b, left, right))
@@ -212,6 +221,12 @@ def explain_trees(a: Path, b: Path, *, left: Variant, right: Variant) -> tuple[E
             ctx.cause("content", f"{rel} is a {files_a[rel]} in {left.label}'s output and a "
                       f"{files_b[rel]} in {right.label}'s", _fix_content())
             differing.append(ctx.explanation(rel, "bytes"))
+        elif files_a[rel] == "dir":
+            mode_a, mode_b = stat.S_IMODE(pa.lstat().st_mode), stat.S_IMODE(pb.lstat().st_mode)
+            if mode_a != mode_b:
+                ctx = _Context(left=left, right=right)
+                ctx.mode(rel, mode_a, mode_b)
+                differing.append(ctx.explanation(rel, "bytes"))
         elif files_a[rel] == "symlink":
             ta, tb = os.readlink(pa), os.readlink(pb)
             if ta != tb:
@@ -344,13 +359,14 @@ def kind_of(path: Path) -> str:
         return "missing"
     if head[:4] == elf.ELF_MAGIC:
         return "elf"
-    if head[:2] == b"\x1f\x8b":
+    compression = _compression(head)
+    if compression:
         try:
-            with gzip.open(path, "rb") as handle:
+            with _open_uncompressed(path) as handle:
                 inner = handle.read(512)
-        except (OSError, EOFError):
+        except _UNREADABLE:
             return "bytes"
-        return "gzip+tar" if _is_tar(inner) else "bytes"
+        return f"{compression}+tar" if _is_tar(inner) else "bytes"
     if _is_tar(head):
         return "tar"
     if head.lstrip()[:1] in (b"{", b"[") and path.stat().st_size <= MAX_JSON_BYTES:
@@ -466,7 +482,7 @@ def _missing(name: str, kind_a: str, kind_b: str, left: Variant, right: Variant)
 # fixes
 
 
-def _fix_build_path(dirs: Iterable[str], lang: str) -> str:
+def _fix_build_path(dirs: Iterable[str], lang: str, where: str = "") -> str:
     listed = sorted(set(dirs)) or ["<build dir>"]
     go = ("build with -trimpath (crossyard's [go] builds do: look for the path passed in by the "
           "recipe, in [go] ldflags -X or env)")
@@ -475,6 +491,12 @@ def _fix_build_path(dirs: Iterable[str], lang: str) -> str:
     c = ("add " + " ".join(f"-ffile-prefix-map={d}=." for d in listed) + " to [c] cflags (for "
          "build = \"make\"/\"cmake\", pass it as CFLAGS in make_args/cmake_args: a Makefile "
          "that sets its own CFLAGS drops crossyard's)")
+    if lang == "c" and not where.startswith("section .debug"):
+        # in the program's data, not its debug info: -ffile-prefix-map maps __FILE__, but not a
+        # path the build passes in itself, so that one has to go
+        c = ("the path is a string in the program (" + where.removeprefix("section ") + "): "
+             "if it is __FILE__, " + c + "; if the build passes it in itself (-D…=\"$(CURDIR)\","
+             " $(pwd), a generated header), drop it or make it relative: no flag maps that")
     if lang in ("go", "rust", "c"):
         return {"go": go, "rust": rust, "c": c}[lang]
     return f"C: {c}; Go: {go}; Rust: {rust}"
@@ -721,7 +743,7 @@ def _compare_found(fa: _Found, fb: _Found, where: str, ctx: _Context, lang: str)
         if any(o != needle and o.startswith(needle + b"/") for o, _ in paths):
             continue
         ctx.cause("build-path", evidence, _fix_build_path(
-            (n.decode(errors="replace") for n, _ in paths), lang))
+            (n.decode(errors="replace") for n, _ in paths), lang, where))
     only_a = sorted(fa.stamps - fb.stamps)
     only_b = sorted(fb.stamps - fa.stamps)
     for stamps, side in ((only_a, ctx.left), (only_b, ctx.right)):
@@ -992,7 +1014,7 @@ class _Entry:
 def _read_tar(path: Path) -> list[_Entry]:
     """Every entry's metadata and content digest, read as a stream (plain or compressed)."""
     entries = []
-    with tarfile.open(path, mode="r|*") as tar:
+    with _open_uncompressed(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
             digest = ""
             if member.isreg():
@@ -1015,7 +1037,7 @@ def _read_tar(path: Path) -> list[_Entry]:
 def _explain_tar(a: Path, b: Path, ctx: _Context) -> None:
     try:
         entries_a, entries_b = _read_tar(a), _read_tar(b)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+    except _UNREADABLE as error:
         ctx.detail(f"an archive that cannot be read to the end ({error}): compared as bytes")
         _explain_bytes(a, b, ctx)
         return
@@ -1027,7 +1049,10 @@ def _explain_tar(a: Path, b: Path, ctx: _Context) -> None:
         _entry_only(name, ctx.right.label, ctx.left.label, ctx)
     order_a = [e.name for e in entries_a if e.name in map_b]
     order_b = [e.name for e in entries_b if e.name in map_a]
-    if order_a != order_b:
+    if sorted(order_a) != sorted(order_b):  # a name written twice in one of them
+        ctx.detail("an entry name appears more often in one archive than in the other")
+        ctx.cause("content", "duplicate entries differ (a file added twice)", _fix_content())
+    elif order_a != order_b:
         at = next(i for i, (x, y) in enumerate(zip(order_a, order_b, strict=True)) if x != y)
         ctx.detail(f"entry order differs from position {at}: {order_a[at:at + 3]} vs "
                    f"{order_b[at:at + 3]}")
@@ -1150,7 +1175,7 @@ def _explain_gzip(a: Path, b: Path, ctx: _Context) -> bool:
 
 def _extract_one(archive: Path, name: str, into: Path) -> bool:
     found = False
-    with tarfile.open(archive, mode="r|*") as tar:
+    with _open_uncompressed(archive) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
             if member.name == name and member.isreg():
                 handle = tar.extractfile(member)
@@ -1163,9 +1188,15 @@ def _extract_one(archive: Path, name: str, into: Path) -> bool:
 
 def _explain_framing(a: Path, b: Path, ctx: _Context) -> None:
     """The entries are all the same: what differs is the compression or the tar framing."""
-    if _is_gzip(a) and _is_gzip(b):
-        if _gunzip_digest(a) == _gunzip_digest(b):
-            _explain_gzip_header(a, b, ctx)
+    compression = _compression(_read_at(a, 0, 4))
+    if compression and compression == _compression(_read_at(b, 0, 4)):
+        if _uncompressed_digest(a) == _uncompressed_digest(b):
+            if compression == "gzip":
+                _explain_gzip_header(a, b, ctx)
+            else:
+                ctx.cause("content", f"the same archive, {compression}-compressed differently "
+                          "(level, frame parameters or compressor version)",
+                          "pin the compressor and its level (crossyard's layer writer does)")
             return
         ctx.detail("the uncompressed archives differ although every entry is the same")
     ctx.cause("content", "every entry is the same; the tar framing differs (format: ustar, "
@@ -1196,12 +1227,41 @@ def _is_gzip(path: Path) -> bool:
     return _read_at(path, 0, 2) == b"\x1f\x8b"
 
 
-def _gunzip_digest(path: Path) -> str:
+def _uncompressed_digest(path: Path) -> str:
     digest = hashlib.sha256()
-    with gzip.open(path, "rb") as handle:
+    with _open_uncompressed(path) as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+# what reading a damaged or truncated archive raises, whichever compression it has
+_UNREADABLE: Final = (tarfile.TarError, OSError, EOFError, zlib.error, zstandard.ZstdError)
+
+
+def _compression(head: bytes) -> str:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == _ZSTD_MAGIC:
+        return "zstd"
+    return ""
+
+
+@contextlib.contextmanager
+def _open_uncompressed(path: Path) -> Iterator[IO[bytes]]:
+    """`path`'s bytes, decompressed as a stream when gzip or zstd (layers come in both)."""
+    with path.open("rb") as raw:
+        compression = _compression(raw.read(4))
+        raw.seek(0)
+        if compression == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield cast(IO[bytes], unzipped)
+        elif compression == "zstd":
+            with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as unzstd:
+                yield cast(IO[bytes], unzstd)
+        else:
+            yield raw
 
 
 def _gzip_name(path: Path) -> bytes:
@@ -1316,10 +1376,12 @@ def _explain_text(a: Path, b: Path, ctx: _Context) -> None:
         return
     lines_a = a.read_bytes().decode(errors="replace").splitlines()
     lines_b = b.read_bytes().decode(errors="replace").splitlines()
-    for line in difflib.unified_diff(lines_a, lines_b, ctx.left.label, ctx.right.label, n=0,
-                                     lineterm=""):
-        if not line.startswith(("---", "+++")):
-            ctx.detail(line if len(line) <= 160 else line[:157] + "…")
+    # difflib is quadratic in the worst case: only texts of a readable length get a line diff
+    if len(lines_a) + len(lines_b) <= MAX_DIFF_LINES:
+        for line in difflib.unified_diff(lines_a, lines_b, ctx.left.label, ctx.right.label,
+                                         n=0, lineterm=""):
+            if not line.startswith(("---", "+++")):
+                ctx.detail(line if len(line) <= 160 else line[:157] + "…")
     needles = list(_needles(ctx))
     _compare_found(_scan(a, 0, size_a, needles), _scan(b, 0, size_b, needles), "the text",
                    ctx, "")
@@ -1343,6 +1405,7 @@ _EXPLAINERS: dict[str, Any] = {
     "elf": _explain_elf,
     "tar": _explain_tar,
     "gzip+tar": _explain_tar,
+    "zstd+tar": _explain_tar,
     "json": _explain_json,
     "text": _explain_text,
     "bytes": _explain_bytes,
@@ -1410,7 +1473,7 @@ def _walk(root: Path) -> Iterator[tuple[str, str]]:
             if (base / d).is_symlink():
                 dirnames.remove(d)
                 filenames.append(d)
-            elif not any((base / d).iterdir()):
+            else:
                 yield (base / d).relative_to(root).as_posix() + "/", "dir"
         for f in filenames:
             p = base / f
