@@ -518,7 +518,7 @@ def _keep(outputs: Outputs, where: Path) -> dict[str, Path]:
 def _summary(explanations: Sequence[Explanation], differing: Sequence[str]) -> str:
     if not explanations:
         return f"{', '.join(differing)} differ"
-    return "; ".join(f"{e.name}: {e.summary}" for e in explanations)
+    return "; ".join(e.summary for e in explanations)  # each names its output
 
 
 def _json(data: Any) -> str:

@@ -42,8 +42,9 @@ def _cell(row: Row, cell: Cell, base: Path) -> str:
 
 def _details(row: Row, cell: Cell, base: Path) -> str:
     parts = [f'<section class="explanation" id="{anchor(row, cell.variation)}">',
-             f"<h3>{escape(row.id)}: {escape(cell.variation)} {escape(cell.state)}</h3>",
-             f"<p>{escape(cell.reason)}</p>"]
+             f"<h3>{escape(row.id)}: {escape(cell.variation)} {escape(cell.state)}</h3>"]
+    if not cell.explanations or cell.variation == LOCK:  # else each explanation's heading says it
+        parts.append(f"<p>{escape(cell.reason)}</p>")
     if cell.digests:
         parts.append("<ul>" + "".join(
             f"<li>{escape(name)}: <code>{escape(a)}</code> &rarr; <code>{escape(b)}</code></li>"
