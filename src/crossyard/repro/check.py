@@ -43,6 +43,7 @@ from ..project import Project
 from ..records import BuildRecord, OutputFile
 from ..report.runs import new_run_id
 from ..sources import ResolvedSource
+from ..toolchains import ToolchainTarget
 from . import diffoscope
 from .explain import Explanation, Variant, explain
 
@@ -381,7 +382,7 @@ class Checker:
             return executor.run(spec, inputs, log, variation=variation)
         return executor.run(spec, inputs, log)  # another node: the plain run there
 
-    def _other_strategy(self, job: Job) -> Any:
+    def _other_strategy(self, job: Job) -> ToolchainTarget | str:
         """The toolchain reaching `job`'s platform the other way (emulated for a cross build and
         back) with the same identity, so the same key; or why there is none."""
         candidates = [t for t in self.project.prober.candidates(job.recipe.kind, job.platform)
