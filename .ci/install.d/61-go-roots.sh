@@ -3,3 +3,5 @@ crossyard toolchains prepare go-emulated-riscv64
 # The same Go release (trixie's golang-go) for amd64, run with bubblewrap: the cross half of the
 # test that an emulated and a cross build share one input key and one output.
 crossyard toolchains prepare go-trixie
+# The same for arm64: `repro check --vary emulated` rebuilds hello-go for arm64 with it.
+crossyard toolchains prepare go-emulated-arm64

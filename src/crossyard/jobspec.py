@@ -191,6 +191,27 @@ class JobSpec:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Variation:
+    """How one run of a job differs from a plain run (`crossyard repro check`), in reprotest's
+    spirit: plain data an executor applies, never a different build. The defaults are what every
+    build gets (`clean_env`'s locale and zone, umask 022, this process's user)."""
+
+    name: str = "control"
+    job_dir: str | None = None  # the job directory on the machine (None: a fresh temp directory)
+    sandbox_dir: str = "/tmp/build"  # where a job in a toolchain root sees its directory
+    reverse_order: bool = False  # copy the source tree in reverse order (directory order on disk)
+    umask: int = 0o022
+    tz: str = "UTC"
+    locale: str = "C.UTF-8"
+    uid: int | None = None  # run the steps as this user and group (the caller must be root)
+    gid: int | None = None
+    cache_dir: str | None = None  # the toolchain cache's parent, instead of the executor's
+
+
+CONTROL: Final = Variation()
+
+
 class Inputs(Protocol):
     """Where an executor gets a spec's inputs by digest, on this machine."""
 

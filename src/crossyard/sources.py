@@ -107,10 +107,13 @@ def tree_digest(root: Path, exclude: tuple[str, ...] = ()) -> str:
     return "sha256:" + outer.hexdigest()
 
 
-def copy_tree(source: ResolvedSource, destination: Path) -> None:
-    """Copy the source into a job directory, with normalized modes and without excluded files."""
+def copy_tree(source: ResolvedSource, destination: Path, *, reverse: bool = False) -> None:
+    """Copy the source into a job directory, with normalized modes and without excluded files;
+    `reverse`: last file first (on a file system that lists a directory in creation order, a
+    tmpfs, the build then sees its directories in another order)."""
     destination.mkdir(parents=True, exist_ok=True)
-    for rel, path in iter_tree(source.tree, source.exclude):
+    entries = list(iter_tree(source.tree, source.exclude))
+    for rel, path in reversed(entries) if reverse else entries:
         target = destination / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink():

@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "publish": "publish",
     "registry": "registry",
     "nodes": "nodes",
+    "repro": "repro",
+    "lock": "repro",
 }
 
 

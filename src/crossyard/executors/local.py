@@ -3,6 +3,9 @@
 Toolchains that live in a Debian root (Rust from trixie, an emulated riscv64 Go) run inside it
 with bubblewrap: the root read-only as `/`, the job directory at `/tmp/build`, the toolchain's
 cache at `/tmp/cache`. Nothing of the caller's environment leaks in except what is listed here.
+
+`run` takes a `Variation` (repro check): another job directory, the source copied in reverse
+order, another umask, zone, locale or user. The default is the plain run every build gets.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from ..builders import output_inside
 from ..errors import BuildError
 from ..hashing import sha256_file
-from ..jobspec import Inputs, JobPaths, JobSpec, Step
+from ..jobspec import CONTROL, Inputs, JobPaths, JobSpec, Step, Variation
 from ..sources import copy_tree
 from ..toolchains import in_root, roots_dir
 from . import Outputs
@@ -36,17 +39,19 @@ SANDBOX_JOB = "/tmp/build"
 SANDBOX_CACHE = "/tmp/cache"
 
 
-def clean_env(*, paths: JobPaths, epoch: int, extra_path: str | None, extra: Mapping[str, str]) -> dict[str, str]:
-    """The whole environment a build sees. Fixed locale, zone and time; a private HOME."""
+def clean_env(*, paths: JobPaths, epoch: int, extra_path: str | None, extra: Mapping[str, str],
+              variation: Variation = CONTROL) -> dict[str, str]:
+    """The whole environment a build sees. Fixed locale, zone and time (unless `variation` says
+    otherwise); a private HOME."""
     path = STANDARD_PATH if not extra_path else f"{extra_path}:{STANDARD_PATH}"
     return {
         "PATH": path,
         "HOME": paths.home,
         "TMPDIR": f"{paths.root}/tmp",
         "SOURCE_DATE_EPOCH": str(epoch),
-        "TZ": "UTC",
-        "LC_ALL": "C.UTF-8",
-        "LANG": "C.UTF-8",
+        "TZ": variation.tz,
+        "LC_ALL": variation.locale,
+        "LANG": variation.locale,
         "USER": "crossyard",
         **extra,
     }
@@ -59,16 +64,17 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
         return ""
 
 
-def job_view(jobdir: str, cache: str, *, rooted: bool) -> tuple[JobPaths, list[tuple[Path, str]]]:
+def job_view(jobdir: str, cache: str, *, rooted: bool,
+             sandbox: str = SANDBOX_JOB) -> tuple[JobPaths, list[tuple[Path, str]]]:
     """The job's directories as its steps see them, and what bubblewrap binds where for a
     toolchain root (mount points under the sandbox's /tmp tmpfs: the root itself is read-only).
     `jobdir` and `cache` are paths on the machine that runs the job, this one or a node."""
     if not rooted:
         return JobPaths(root=jobdir, src=f"{jobdir}/src", out=f"{jobdir}/out", deps=f"{jobdir}/deps",
                         cache=cache, home=f"{jobdir}/home"), []
-    seen = JobPaths(root=SANDBOX_JOB, src=f"{SANDBOX_JOB}/src", out=f"{SANDBOX_JOB}/out",
-                    deps=f"{SANDBOX_JOB}/deps", cache=SANDBOX_CACHE, home=f"{SANDBOX_JOB}/home")
-    return seen, [(Path(jobdir), SANDBOX_JOB), (Path(cache), SANDBOX_CACHE)]
+    seen = JobPaths(root=sandbox, src=f"{sandbox}/src", out=f"{sandbox}/out",
+                    deps=f"{sandbox}/deps", cache=SANDBOX_CACHE, home=f"{sandbox}/home")
+    return seen, [(Path(jobdir), sandbox), (Path(cache), SANDBOX_CACHE)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +89,7 @@ class Command:
 
 
 def commands(spec: JobSpec, seen: JobPaths, root: Path | None,
-             binds: list[tuple[Path, str]]) -> list[Command]:
+             binds: list[tuple[Path, str]], variation: Variation = CONTROL) -> list[Command]:
     """The spec's steps with the job's paths put in, each in the clean environment."""
     steps = [Step(argv=tuple(seen.fill(a) for a in step.argv), cwd=seen.fill(step.cwd),
                   env={k: seen.fill(v) for k, v in step.env.items()}) for step in spec.steps]
@@ -94,7 +100,7 @@ def commands(spec: JobSpec, seen: JobPaths, root: Path | None,
     return [Command(shown=step.argv, argv=in_root(root, step.argv, binds=binds, workdir=step.cwd),
                     cwd=step.cwd if root is None else None, workdir=step.cwd,
                     env=clean_env(paths=seen, epoch=spec.source_date_epoch, extra_path=extra_path,
-                                  extra={**job_env, **step.env}))
+                                  extra={**job_env, **step.env}, variation=variation))
             for step in steps]
 
 
@@ -148,26 +154,36 @@ class LocalExecutor:
                 _signal_group(process, signal.SIGKILL)
 
     @contextlib.contextmanager
-    def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> Iterator[Outputs]:
+    def run(self, spec: JobSpec, inputs: Inputs, log: Path, *,
+            variation: Variation = CONTROL) -> Iterator[Outputs]:
         """Build; yield the outputs (valid until the block ends, then all is removed)."""
         refused = self.refuses(spec)
         if refused is not None:
             raise BuildError(f"{spec.id}: {refused}")
-        jobdir = Path(tempfile.mkdtemp(prefix="crossyard-job-", dir=self.temp_root))
+        if variation.job_dir is not None:
+            jobdir = Path(variation.job_dir)
+            jobdir.mkdir(parents=True)  # not exist_ok: two jobs must never share a directory
+        else:
+            jobdir = Path(tempfile.mkdtemp(prefix="crossyard-job-", dir=self.temp_root))
         try:
             for sub in ("out", "deps", "home", "tmp"):
                 (jobdir / sub).mkdir()
-            copy_tree(inputs.source(spec.source), jobdir / "src")
+            copy_tree(inputs.source(spec.source), jobdir / "src", reverse=variation.reverse_order)
             for item in spec.inputs:
                 target = jobdir / "deps" / item.recipe
                 target.mkdir(exist_ok=True)
                 shutil.copyfile(inputs.file(item.digest), target / item.name)
                 os.chmod(target / item.name, 0o755 if item.mode & 0o111 else 0o644)
-            cache = self.cache_root / spec.toolchain.name
+            cache_root = self.cache_root if variation.cache_dir is None else Path(variation.cache_dir)
+            cache = cache_root / spec.toolchain.name
             cache.mkdir(parents=True, exist_ok=True)
+            if variation.uid is not None:
+                _chown_tree(jobdir, variation.uid, variation.gid)
+                _chown_tree(cache, variation.uid, variation.gid)
             root = None if spec.toolchain.root is None else self.roots / spec.toolchain.root
-            seen, binds = job_view(str(jobdir), str(cache), rooted=root is not None)
-            self._run_steps(spec, commands(spec, seen, root, binds), log)
+            seen, binds = job_view(str(jobdir), str(cache), rooted=root is not None,
+                                   sandbox=variation.sandbox_dir)
+            self._run_steps(spec, commands(spec, seen, root, binds, variation), log, variation)
             files = {name: self._output(spec, jobdir, name, *output_path(spec, seen, name), log)
                      for name in spec.outputs}
             yield Outputs(files=files, digests={name: sha256_file(path) for name, path in files.items()},
@@ -194,7 +210,8 @@ class LocalExecutor:
             )
         return resolved
 
-    def _run_steps(self, spec: JobSpec, steps: list[Command], log_path: Path) -> None:
+    def _run_steps(self, spec: JobSpec, steps: list[Command], log_path: Path,
+                   variation: Variation = CONTROL) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("w") as log:
             for step in steps:
@@ -207,8 +224,10 @@ class LocalExecutor:
                     try:
                         process = subprocess.Popen(
                             step.argv, cwd=step.cwd, env=step.env, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, umask=0o022,
-                            start_new_session=True,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            umask=variation.umask, start_new_session=True,
+                            user=variation.uid, group=variation.gid,
+                            extra_groups=None if variation.uid is None else [],
                         )
                     except OSError as error:
                         raise BuildError(f"{spec.id}: cannot run `{step.shown[0]}`: {error.strerror}",
@@ -229,6 +248,15 @@ class LocalExecutor:
                         f"{spec.id}: `{' '.join(step.shown[:3])} …` exited with status {returncode}",
                         log=log_path, tail=tail(log_path),
                     )
+
+
+def _chown_tree(top: Path, uid: int, gid: int | None) -> None:
+    """Hand `top` and everything under it to `uid`:`gid` (symlinks themselves, not targets)."""
+    group = -1 if gid is None else gid
+    os.chown(top, uid, group, follow_symlinks=False)
+    for parent, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(parent, name), uid, group, follow_symlinks=False)
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
