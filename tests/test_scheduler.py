@@ -490,3 +490,25 @@ def test_an_image_whose_binary_failed_is_skipped_and_the_rest_is_assembled(tmp_p
     assert status == {"example/app:1.0": ("assembled", None),
                       "example/tool:1.0": ("skipped", "tool@linux/arm64 did not build")}
     assert [i.ref for i in store.images()] == ["example/app:1.0"]
+
+
+def test_an_image_on_another_images_base_waits_for_that_image(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, ("app", ()), ("tool", ()))
+    base, top = image_jobs(tmp_path, graph, "app")[0], parse_recipe({
+        "name": "top", "kind": "image", "version": "1.0", "image": {
+            "name": "example/top", "base": "recipe:app-image", "files": [{"artifact": "tool", "dest": "/tool"}]}},
+        file=tmp_path / "recipes" / "top.toml", source_root=tmp_path)
+    recipes = [base.recipe, top, *{j.recipe.name: j.recipe for j in graph.jobs.values()}.values()]
+    images = [j for j in plan_images(recipes, platforms=[RISCV64, ARM64], epochs={}) if j.recipe.kind == "image"]
+    assert [j.recipe.name for j in images] == ["app-image", "top"] and images[1].after == ("app-image",)
+    store = Store(tmp_path / "store")
+    # `tool` builds first, `app` last: `top` has its files long before its base image exists.
+    executor = FakeExecutor(on_start=lambda job_id: time.sleep(0.3) if job_id.startswith("app@") else None)
+    report = Scheduler(store=store, resolver=SourceResolver(tmp_path / "cache"), executors=[executor],
+                       logs_dir=tmp_path / "logs", jobs=4).run(graph, images=images,
+                                                               assembler=Assembler(store=store, workspace=tmp_path))
+    assert [(i.ref, i.status) for i in report.images] == [("example/app:1.0", "assembled"),
+                                                          ("example/top:1.0", "assembled")]
+    top_index = store.layout.read_json(report.images[1].index.digest if report.images[1].index else "")
+    manifest = store.layout.read_json(top_index["manifests"][0]["digest"])
+    assert len(manifest["layers"]) == 2  # the base's layer, then its own

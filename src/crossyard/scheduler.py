@@ -26,7 +26,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,9 +116,10 @@ def _filed_under(job: ImageJob) -> Platform:
     return job.platforms[0] if job.platforms else Platform.host()
 
 
-def image_task(job: ImageJob, graph: BuildGraph) -> Task:
+def image_task(job: ImageJob, graph: BuildGraph, images: Collection[str] = ()) -> Task:
     """An image as a job of the run: it needs every platform's build of each recipe whose files it
-    takes (a Dockerfile recipe's own builds) that the run makes, and the images it starts from."""
+    takes (a Dockerfile recipe's own builds) that the run makes, and the images it starts from
+    among `images` (recipe names; one that is not is the assembler's to refuse)."""
     takes = (job.recipe.name,) if job.from_dockerfile else job.spec.artifact_recipes
     deps = [f"{name}@{p.oci}" for p in job.platforms for name in takes if f"{name}@{p.oci}" in graph.jobs]
     platform = _filed_under(job)
@@ -126,7 +127,7 @@ def image_task(job: ImageJob, graph: BuildGraph) -> Task:
                               available=True, identity=ASSEMBLER_IDENTITY, command="crossyard")
     return Task(id=image_id(job.recipe.name), recipe=job.recipe.name, kind=ASSEMBLY_KIND, platform=platform,
                 identity=ASSEMBLER_IDENTITY, strategies=("cross",),
-                deps=(*deps, *(image_id(a) for a in job.after)), planned=planned)
+                deps=(*deps, *(image_id(a) for a in job.after if a in images)), planned=planned)
 
 
 class StoreInputs:
@@ -205,10 +206,17 @@ class Scheduler:
         started = time.monotonic()
         records: dict[str, BuildRecord] = {}
         pending = dict(graph.jobs)
-        image_tasks = {image_id(i.recipe.name): (i, image_task(i, graph)) for i in images}
+        names = {i.recipe.name for i in images}
+        image_tasks = {image_id(i.recipe.name): (i, image_task(i, graph, names)) for i in images}
         waiting = dict(image_tasks)  # images whose inputs are not all done yet
         built: dict[str, BuiltImage] = {}  # by recipe
         image_errors: list[str] = []
+
+        def assembled(attempt: _Attempt) -> None:
+            assert attempt.image is not None
+            built[attempt.image.recipe] = attempt.image
+            if attempt.image_error is not None:
+                image_errors.append(attempt.image_error)
         sources = {job.source_digest: self.resolver.resolve(job.recipe) for job in pending.values()}
         inputs = StoreInputs(self.store, sources)
         # One index read for the whole run: artifacts and Dockerfile job images, by input key.
@@ -256,7 +264,8 @@ class Scheduler:
                         keys[job_id] = key
                         placer.add_ready(job_id)
                     for task_id, (_, task) in list(waiting.items()):
-                        if all(d in records or d.removeprefix("image:") in built for d in task.deps):
+                        if all(d in records or (d in image_tasks and image_tasks[d][0].recipe.name in built)
+                               for d in task.deps):
                             del waiting[task_id]
                             placer.add_ready(task_id)
                 unplaced = self._place(graph, placer, keys, records, inputs, pool, running, finished,
@@ -266,11 +275,7 @@ class Scheduler:
                         # No member holds the store (SSH nodes only): assembled here all the same,
                         # in this thread, as it was after the build before images were jobs.
                         assert assembler is not None and resolver is not None
-                        attempt = self._assemble(image_tasks[task.id][0], assembler, resolver, records, built)
-                        assert attempt.image is not None
-                        built[attempt.image.recipe] = attempt.image
-                        if attempt.image_error is not None:
-                            image_errors.append(attempt.image_error)
+                        assembled(self._assemble(image_tasks[task.id][0], assembler, resolver, records, built))
                         continue
                     job = graph.jobs[task.id]
                     records[task.id] = self._finish(BuildRecord(
@@ -303,9 +308,7 @@ class Scheduler:
                     task_id, member = assignment.task.id, assignment.member.name
                     if attempt.image is not None:
                         placer.done(task_id, member)
-                        built[attempt.image.recipe] = attempt.image
-                        if attempt.image_error is not None:
-                            image_errors.append(attempt.image_error)
+                        assembled(attempt)
                         continue
                     if attempt.lost:
                         if placer.lost(task_id, member):
