@@ -180,7 +180,7 @@ class _Lane:
 
 
 class SshExecutor:
-    """Runs jobs on one SSH node. `close()` (or `with`) ends the connection and the loop."""
+    """Runs jobs on one SSH node. `close()` (or `with`) ends its connections and the loop."""
 
     name = "ssh"
 
