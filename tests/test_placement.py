@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crossyard.nodes import Member, Node, NodeFacts
-from crossyard.placement import Durations, Placer, Sample, Task
+from crossyard.placement import ASSEMBLY_KIND, ASSEMBLY_S, Durations, Placer, Sample, Task
 from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.toolchains import ToolchainTarget
 
@@ -231,3 +231,53 @@ def test_each_option_is_estimated_once_however_often_placement_is_asked() -> Non
     placer.done(done, "b1")
     assert started(placer, 11.0) == [(lost, "b1", "native")]
     assert durations.calls > first
+
+
+def assembly(name: str, *deps: str) -> Task:
+    """An image's assembly, as the scheduler files it (`scheduler.image_task`)."""
+    planned = ToolchainTarget(name="assembler", kind=ASSEMBLY_KIND, platform=RISCV64, strategy="cross",
+                              available=True, identity="crossyard image assembly", command="crossyard")
+    return Task(id=f"image:{name}", recipe=name, kind=ASSEMBLY_KIND, platform=RISCV64,
+                identity=planned.identity, strategies=("cross",), deps=deps, planned=planned)
+
+
+def test_an_image_is_assembled_only_where_the_store_is_and_counts_seconds_not_a_builds_minutes() -> None:
+    # The board is idle and would build anything of the plan; the workstation is busy. The image
+    # still waits for the workstation: the store is there. Unmeasured, it is ASSEMBLY_S, not the
+    # 60 s of an unknown build, and once measured, what was measured.
+    ws = Member(node=Node(name="ws", transport="local", arch=AMD64, max_jobs=1), slots=1)
+    board = node("board", ARM64, tool(RISCV64, "cross"), slots=1)
+    tasks = [task("long"), assembly("app")]
+    placer = Placer(tasks, [ws, board])
+    assert [o.estimate for o in placer._candidates(tasks[1])] == [ASSEMBLY_S]
+    placer.add_ready("long@linux/riscv64")
+    assert started(placer, 0) == [("long@linux/riscv64", "ws", "cross")]
+    placer.add_ready("image:app")
+    assert started(placer, 1) == []  # not on the idle board
+    placer.done("long@linux/riscv64", "ws")
+    assert started(placer, 60) == [("image:app", "ws", "cross")]
+    measured = learned(("app", RISCV64, "cross", "local/amd64", 12.0))
+    assert [o.estimate for o in Placer(tasks, [ws, board], measured)._candidates(tasks[1])] == [12.0]
+
+
+def test_with_every_slot_busy_a_job_no_node_can_run_is_still_reported_at_once() -> None:
+    # Placement stops weighing ready jobs once no slot is free now; a job that no member can run
+    # at all must still come back as unplaceable in that same call, not wait for a free slot.
+    board = node("board", ARM64, tool(RISCV64, "cross"), slots=1)
+    tasks = [task("a"), task("b"), task("cgo", strategies=("native",), planned="native")]
+    placer = Placer(tasks, [board])
+    for t in tasks:
+        placer.add_ready(t.id)
+    assignments, unplaceable = placer.assign(0)
+    assert [a.task.id for a in assignments] == ["a@linux/riscv64"]
+    assert [t.id for t, _ in unplaceable] == ["cgo@linux/riscv64"]
+    assert "board: it builds linux/riscv64 only as cross" in unplaceable[0][1]
+    assert list(placer.ready) == ["b@linux/riscv64"]
+
+
+def test_a_member_without_slots_is_no_candidate() -> None:
+    idle = node("zero", RISCV64, tool(RISCV64, "native"), slots=0)
+    placer = Placer([task("a")], [idle])
+    placer.add_ready("a@linux/riscv64")
+    assignments, unplaceable = placer.assign(0)
+    assert assignments == [] and [t.id for t, _ in unplaceable] == ["a@linux/riscv64"]

@@ -22,12 +22,14 @@ from crossyard.build_options import COptions
 from crossyard.errors import BuildError, NodeLost
 from crossyard.executors import Outputs
 from crossyard.hashing import sha256_file
+from crossyard.images.assemble import Assembler
+from crossyard.images.assembly_plan import ImageJob, plan_images
 from crossyard.jobspec import Inputs, JobSpec
 from crossyard.nodes import Member, Node, NodeFacts, connect
 from crossyard.placement import Durations, Sample
 from crossyard.plan import BuildGraph, Job, plan
 from crossyard.platforms import ARM64, RISCV64, Platform
-from crossyard.recipes import Recipe, Source
+from crossyard.recipes import Recipe, Source, parse_recipe
 from crossyard.records import BuildRecord
 from crossyard.scheduler import BuildReport, Scheduler, SilentReporter
 from crossyard.sources import SourceResolver
@@ -437,3 +439,76 @@ def test_an_unreachable_node_is_left_out_with_a_warning(tmp_path: Path) -> None:
     local = replace(cluster.members[0], executors=(executor,))
     report = run_on(tmp_path, graph, [local], warnings=cluster.warnings)
     assert report.ok and report.warnings == cluster.warnings and executor.started == ["lib@linux/riscv64"]
+
+
+def image_jobs(root: Path, graph: BuildGraph, *wrapped: str) -> list[ImageJob]:
+    """An image (scratch base) of each of `wrapped`'s builds, planned as `crossyard build` does."""
+    recipes = list({job.recipe.name: job.recipe for job in graph.jobs.values()}.values())
+    for name in wrapped:
+        recipes.append(parse_recipe({"name": f"{name}-image", "kind": "image", "version": "1.0", "image": {
+            "name": f"example/{name}", "base": "scratch", "files": [{"artifact": name, "dest": f"/{name}"}],
+        }}, file=root / "recipes" / f"{name}-image.toml", source_root=root))
+    return [j for j in plan_images(recipes, platforms=[RISCV64, ARM64], epochs={}) if j.recipe.kind == "image"]
+
+
+def test_an_image_is_assembled_as_soon_as_its_binaries_are_built_not_after_the_last_job(tmp_path: Path) -> None:
+    """`app`'s image takes only `app`'s builds: it is in the store while the unrelated `slow`
+    jobs still run (each holds its node until the image is there, or gives up after WAIT_S);
+    when images were assembled after the last job, it would not be there until they ended."""
+    graph = graph_of(tmp_path, ("app", ()), ("slow", ()))
+    images = image_jobs(tmp_path, graph, "app")
+    store = Store(tmp_path / "store")
+    seen: dict[str, bool] = {}
+
+    def on_start(job_id: str) -> None:
+        if job_id.startswith("slow@"):
+            deadline = time.monotonic() + WAIT_S
+            while not store.images() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen[job_id] = bool(store.images())
+
+    executor = FakeExecutor(on_start=on_start)
+    report = Scheduler(store=store, resolver=SourceResolver(tmp_path / "cache"), executors=[executor],
+                       logs_dir=tmp_path / "logs", jobs=4).run(graph, images=images,
+                                                               assembler=Assembler(store=store, workspace=tmp_path))
+    assert report.ok and report.image_error is None
+    [image] = report.images
+    assert (image.ref, image.status) == ("example/app:1.0", "assembled")
+    assert seen == {"slow@linux/riscv64": True, "slow@linux/arm64": True}
+    records = {r.id: r for r in report.records}
+    assert dict(image.inputs) == {p.oci: (records[f"app@{p.oci}"].input_key,) for p in (RISCV64, ARM64)}
+
+
+def test_an_image_whose_binary_failed_is_skipped_and_the_rest_is_assembled(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, ("app", ()), ("tool", ()))
+    images = image_jobs(tmp_path, graph, "app", "tool")
+    store = Store(tmp_path / "store")
+    report = Scheduler(store=store, resolver=SourceResolver(tmp_path / "cache"),
+                       executors=[FakeExecutor(fail=("tool@linux/arm64",))], logs_dir=tmp_path / "logs",
+                       jobs=4).run(graph, images=images, assembler=Assembler(store=store, workspace=tmp_path))
+    status = {i.ref: (i.status, i.error) for i in report.images}
+    assert status == {"example/app:1.0": ("assembled", None),
+                      "example/tool:1.0": ("skipped", "tool@linux/arm64 did not build")}
+    assert [i.ref for i in store.images()] == ["example/app:1.0"]
+
+
+def test_an_image_on_another_images_base_waits_for_that_image(tmp_path: Path) -> None:
+    graph = graph_of(tmp_path, ("app", ()), ("tool", ()))
+    base, top = image_jobs(tmp_path, graph, "app")[0], parse_recipe({
+        "name": "top", "kind": "image", "version": "1.0", "image": {
+            "name": "example/top", "base": "recipe:app-image", "files": [{"artifact": "tool", "dest": "/tool"}]}},
+        file=tmp_path / "recipes" / "top.toml", source_root=tmp_path)
+    recipes = [base.recipe, top, *{j.recipe.name: j.recipe for j in graph.jobs.values()}.values()]
+    images = [j for j in plan_images(recipes, platforms=[RISCV64, ARM64], epochs={}) if j.recipe.kind == "image"]
+    assert [j.recipe.name for j in images] == ["app-image", "top"] and images[1].after == ("app-image",)
+    store = Store(tmp_path / "store")
+    # `tool` builds first, `app` last: `top` has its files long before its base image exists.
+    executor = FakeExecutor(on_start=lambda job_id: time.sleep(0.3) if job_id.startswith("app@") else None)
+    report = Scheduler(store=store, resolver=SourceResolver(tmp_path / "cache"), executors=[executor],
+                       logs_dir=tmp_path / "logs", jobs=4).run(graph, images=images,
+                                                               assembler=Assembler(store=store, workspace=tmp_path))
+    assert [(i.ref, i.status) for i in report.images] == [("example/app:1.0", "assembled"),
+                                                          ("example/top:1.0", "assembled")]
+    top_index = store.layout.read_json(report.images[1].index.digest if report.images[1].index else "")
+    manifest = store.layout.read_json(top_index["manifests"][0]["digest"])
+    assert len(manifest["layers"]) == 2  # the base's layer, then its own

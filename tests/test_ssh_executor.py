@@ -39,7 +39,7 @@ from crossyard.project import Project, load_settings
 from crossyard.scheduler import Scheduler, StoreInputs
 from crossyard.toolchains import roots_dir
 from crossyard.workspace import Workspace
-from helpers.jobs import TreeInputs, in_background, wait_for_text
+from helpers.jobs import Background, TreeInputs, in_background, wait_for_text
 from helpers.sshcluster import Cluster, NodeSpec, alive, ssh_cluster
 
 pytestmark = [pytest.mark.integration]
@@ -62,7 +62,8 @@ def require_cluster() -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_cluster()
-    specs = [NodeSpec(name="amd-a"), NodeSpec(name="amd-b"), NodeSpec(name="rv", arch="linux/riscv64")]
+    specs = [NodeSpec(name="amd-a"), NodeSpec(name="amd-b"), NodeSpec(name="rv", arch="linux/riscv64"),
+             NodeSpec(name="amd-10", max_sessions=10)]  # sshd's default MaxSessions
     with ssh_cluster(tmp_path_factory.mktemp("cluster"), specs) as made:
         yield made
 
@@ -538,3 +539,47 @@ def test_the_cluster_leaves_nothing_behind_even_when_a_test_fails(tmp_path: Path
         assert subprocess.run(["ip", "link", "show", "dev", device], capture_output=True).returncode != 0
     assert [p for p in pids if alive(p)] == []
 
+
+
+def test_eight_jobs_at_once_stay_under_sshds_default_max_sessions(cluster: Cluster, tmp_path: Path) -> None:
+    """A node with max_jobs=8 behind an sshd at its default MaxSessions (10): eight jobs hold a
+    step's session each at the same time, SFTP and the short commands around them need more, and
+    a cancel needs one to kill with. sshd refuses a session past the limit (`open failed`), which
+    would be NodeLost. All eight run at once and build; then eight more are cancelled mid-step."""
+    node = cluster.nodes["amd-10"]
+    release = tmp_path / "release"
+    jobs = 8
+
+    def start(round_: str, index: int) -> tuple[Background, Path]:
+        work = tmp_path / round_ / str(index)
+        work.mkdir(parents=True)
+        spec, inputs = shell_job(work, f"echo started; while [ ! -e {release} ]; do sleep 0.05; done; "
+                                       f"cp input.txt {{out}}/x", text=f"job {round_} {index}\n")
+        log = work / "job.log"
+        return in_background(executor, replace(spec, id=f"shell-{index}@linux/amd64"), inputs, log), log
+
+    with SshExecutor(cluster.ssh_node("amd-10"), cancel_grace=2) as executor:
+        running = [start("built", i) for i in range(jobs)]
+        for job, log in running:
+            wait_for_text(log, STARTED, job)
+        assert len(node.jobs()) == jobs  # all eight at once, none waiting for a session
+        release.touch()
+        for index, (job, _) in enumerate(running):
+            job.thread.join(60)
+            assert "error" not in job.outcome, job.outcome
+            expected = hashlib.sha256(f"job built {index}\n".encode()).hexdigest()
+            assert dict(job.outcome["outputs"].digests) == {"x": f"sha256:{expected}"}
+        release.unlink()
+        cancelled = [start("cancelled", i) for i in range(jobs)]
+        for job, log in cancelled:
+            wait_for_text(log, STARTED, job)
+        executor.cancel()
+        for job, _ in cancelled:
+            job.thread.join(30)
+            error = job.outcome.get("error")
+            assert isinstance(error, BuildError) and not isinstance(error, NodeLost), job.outcome
+            assert "cancelled" in str(error)
+    assert node.jobs() == []
+    refused = [line for line in (node.state / "sshd.log").read_text().splitlines() if "MaxSessions" in line
+               or "no more sessions" in line]
+    assert refused == []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BuildError, ConfigurationError, CrossyardError, DriftError
+from .errors import BuildError, ConfigurationError, DriftError
 from .executors import Executor
 from .images.assemble import Assembler, BuiltImage, lock_entry, plan_image_jobs
 from .lock import (
@@ -146,19 +146,13 @@ def build(
             durations=Durations.load(workspace.state / "durations.json"),
             logs_dir=workspace.logs_dir, jobs=project.settings.jobs, reporter=reporter,
         )
-        report = scheduler.run(graph)
+        # Images are jobs of the run: each assembled once what it takes is built.
+        report = scheduler.run(graph, images=image_jobs,
+                               assembler=Assembler(store=project.store, workspace=workspace.root))
     finally:
         if owned and cluster is not None:  # the SSH connections end with the run, also on Ctrl-C
             cluster.close()
-    records = {(r.recipe, r.platform.oci): r for r in report.records if r.ok}
-    unavailable = {(r.recipe, r.platform.oci) for r in report.records if not r.ok}
-    images: list[BuiltImage] = []
-    image_error: str | None = None
-    try:
-        images = Assembler(store=project.store, workspace=workspace.root).run(
-            image_jobs, records=records, unavailable=unavailable)
-    except CrossyardError as error:  # the artifacts' lock entries are still written below
-        image_error = str(error)
+    images, image_error = report.images, report.image_error  # the artifacts' lock entries are written regardless
     stored = {image.ref: image for image in project.store.images()}
     image_entries = [lock_entry(project.store, stored[i.ref], i.inputs)
                      for i in images if i.index is not None and i.ref in stored]
@@ -174,7 +168,7 @@ def build(
         lock = lock.merged(built, image_entries).pruned(**_producible(project))
         write_lock(workspace.lock_path, lock)
     return BuildResult(
-        records=report.records, images=tuple(images), lock=lock, store=project.store.root,
+        records=report.records, images=images, lock=lock, store=project.store.root,
         recipes=dict(project.catalog.recipes), drift=tuple(drift), warnings=tuple(warnings),
         image_error=image_error, seconds=report.seconds, node_warnings=report.warnings,
     )

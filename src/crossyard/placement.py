@@ -57,6 +57,8 @@ MAX_RETRIES: Final = 2  # re-queues of a job whose node was lost
 LINK_BYTES_PER_S: Final = 50e6  # shipping inputs to a node: a busy gigabit link
 LINK_LATENCY_S: Final = 0.5  # per input not already there (an archive, a round trip)
 OVERRUN_FLOOR: Final = 0.2  # a job past its estimate is expected to need this share of it more
+ASSEMBLY_KIND: Final = "image"  # an image assembled from the store's artifacts (scheduler.image_task)
+ASSEMBLY_S: Final = 5.0  # an assembly's estimate until one was measured: seconds of gzip here
 DURATIONS_VERSION: Final = 1
 FIT_ROUNDS: Final = 200  # alternating means converge slowly where few recipes ran on two classes
 FIT_TOLERANCE: Final = 1e-4  # in log space
@@ -119,6 +121,11 @@ class Durations:
         if self.path is not None:
             data = {"version": DURATIONS_VERSION, "entries": dict(sorted(self.entries.items()))}
             atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
+
+    def measured(self, recipe: str, platform: Platform, node_class: str) -> bool:
+        """Whether any strategy of this was measured on this node class."""
+        prefix = f"{recipe}|{platform.oci}|"
+        return any(k.startswith(prefix) and k.endswith(f"|{node_class}") for k in self.entries)
 
     def estimate(self, recipe: str, platform: Platform, strategy: str, node_class: str) -> float:
         """Seconds: as measured for exactly this, else the recipe's size times how slow this
@@ -202,6 +209,8 @@ class Assignment:
 
 def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
     """The toolchains on `member` that may build `task` (best first), or why there are none."""
+    if task.kind == ASSEMBLY_KIND:  # it reads the artifacts and writes the image in the store
+        return [task.planned] if member.holds_store else "images are assembled where the store is"
     if member.facts is None:
         return [task.planned]  # the plan was made here
     if task.kind in ENGINE_KINDS:
@@ -275,6 +284,8 @@ class Placer:
 
     def _estimate(self, task: Task, slots: _Slots, toolchain: ToolchainTarget) -> float:
         node_class = slots.member.node.node_class
+        if task.kind == ASSEMBLY_KIND and not self.durations.measured(task.recipe, task.platform, node_class):
+            return ASSEMBLY_S  # not a build: a recipe's fitted size says nothing of it
         return self.durations.estimate(task.recipe, task.platform, toolchain.strategy, node_class)
 
     def _best_estimate(self, task: Task) -> float:
@@ -378,7 +389,7 @@ class Placer:
             refused = self.refused.get(task.id, {})
             found = []
             for slots in self.members.values():
-                if slots.lost or slots.member.name in refused:
+                if slots.lost or slots.member.slots < 1 or slots.member.name in refused:
                     continue
                 tools = self._toolchains(task, slots)
                 if isinstance(tools, str):
@@ -429,8 +440,8 @@ class Placer:
             else:
                 ends[task_id] = now
         owed: dict[str, list[tuple[float, float]]] = {}
-        for task_id in self.unstarted:
-            if task_id in self._exclusive:
+        for task_id in self._topo:  # not the set's order: sums in the same order every run
+            if task_id in self.unstarted and task_id in self._exclusive:
                 name, estimate = self._exclusive[task_id]
                 owed.setdefault(name, []).append((ready[task_id], estimate / self.members[name].member.slots))
         return owed
@@ -463,11 +474,13 @@ class Placer:
         unplaceable: list[tuple[Task, str]] = []
         for task_id in sorted(self.ready, key=lambda t: (-self.rank[t], self._order[t])):
             task = self.tasks[task_id]
-            options = [o for o in self._candidates(task) if free.get(o.slots.member.name)]
+            options = self._candidates(task)
             if not options:
                 self.settle(task_id)
                 unplaceable.append((task, self.why_not(task)))
                 continue
+            if not any(slots[0] <= now for slots in free.values()):
+                continue  # no slot is free now: nothing else starts in this call
             # Earliest finish first; on a tie, not emulated, then the member holding more inputs.
             # A job that could run elsewhere counts a member's reserved work as a delay there.
             flexible = len({o.slots.member.name for o in options}) > 1

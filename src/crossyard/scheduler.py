@@ -10,6 +10,11 @@ at the end with every failure. A job whose node was lost (`NodeLost`) runs again
 node, up to `MAX_RETRIES` times, nothing of the lost attempt kept; a build that failed is not
 retried. Every job's outcome is one `BuildRecord`.
 
+Images (`images.assemble`) are jobs of the run too, placed where the store is
+(`placement.ASSEMBLY_KIND`): each is assembled as soon as the jobs whose outputs it takes (and the
+images it starts from) are done, while unrelated jobs still build; one whose input failed is
+skipped, as before.
+
 What a job produces decides how it is stored, not its recipe kind: files become an artifact; a
 `docker save` archive (a Dockerfile job) becomes the job's per-platform image manifest, digests
 checked, recorded under the job's ref and input key like an artifact, its one output `image`.
@@ -17,10 +22,11 @@ checked, recorded under the job's ref and input key like an artifact, its one ou
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,17 +49,22 @@ from .checks import SmokeTests, check_elf
 from .errors import BuildError, CrossyardError, NodeLost
 from .executors import Executor, Outputs
 from .executors.docker import FACT_IMAGE_ID, IMAGE_OUTPUT
+from .images.assemble import Assembler, BuiltImage
+from .images.assembly_plan import ImageJob
+from .images.base_images import BaseResolver
 from .jobspec import JobSpec
 from .nodes import Member, implicit_local
 from .oci import media
 from .oci.docker_archive import import_docker_archive
 from .oci.image import rfc3339
 from .oci.layout import Descriptor
-from .placement import MAX_RETRIES, Assignment, Durations, Placer, Task, samples_of
+from .placement import ASSEMBLY_KIND, MAX_RETRIES, Assignment, Durations, Placer, Task, samples_of
 from .plan import BuildGraph, Job
+from .platforms import Platform
 from .records import BuildRecord
 from .sources import ResolvedSource, SourceResolver
 from .store import Store
+from .toolchains import ToolchainTarget
 
 TICK_S = 2.0  # while a job waits for a busy node, how often placement is looked at again
 # How often the main thread wakes while jobs run, to act on a Ctrl-C or SIGTERM that came in.
@@ -74,6 +85,8 @@ class BuildReport:
     records: tuple[BuildRecord, ...]  # one per job, in the graph's order
     seconds: float
     warnings: tuple[str, ...] = ()  # nodes left out of the run, and why
+    images: tuple[BuiltImage, ...] = ()  # in the order they were given
+    image_error: str | None = None  # the first assembly that failed (its image is skipped)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.status == status)
@@ -87,6 +100,34 @@ class BuildReport:
 class _Attempt:
     record: BuildRecord
     lost: bool = False  # the node went away (NodeLost): the job may run again elsewhere
+    image: BuiltImage | None = None  # an assembly's outcome (`record` is then a placeholder)
+    image_error: str | None = None  # why that assembly failed (the image is skipped)
+
+
+ASSEMBLER_IDENTITY = "crossyard image assembly"
+
+
+def image_id(recipe: str) -> str:
+    return f"image:{recipe}"
+
+
+def _filed_under(job: ImageJob) -> Platform:
+    """The one platform an image's assembly is filed under (it makes them all)."""
+    return job.platforms[0] if job.platforms else Platform.host()
+
+
+def image_task(job: ImageJob, graph: BuildGraph, images: Collection[str] = ()) -> Task:
+    """An image as a job of the run: it needs every platform's build of each recipe whose files it
+    takes (a Dockerfile recipe's own builds) that the run makes, and the images it starts from
+    among `images` (recipe names; one that is not is the assembler's to refuse)."""
+    takes = (job.recipe.name,) if job.from_dockerfile else job.spec.artifact_recipes
+    deps = [f"{name}@{p.oci}" for p in job.platforms for name in takes if f"{name}@{p.oci}" in graph.jobs]
+    platform = _filed_under(job)
+    planned = ToolchainTarget(name="assembler", kind=ASSEMBLY_KIND, platform=platform, strategy="cross",
+                              available=True, identity=ASSEMBLER_IDENTITY, command="crossyard")
+    return Task(id=image_id(job.recipe.name), recipe=job.recipe.name, kind=ASSEMBLY_KIND, platform=platform,
+                identity=ASSEMBLER_IDENTITY, strategies=("cross",),
+                deps=(*deps, *(image_id(a) for a in job.after if a in images)), planned=planned)
 
 
 class StoreInputs:
@@ -157,16 +198,31 @@ class Scheduler:
         self._store_lock = threading.Lock()
         self.smoke = SmokeTests()
 
-    def run(self, graph: BuildGraph) -> BuildReport:
+    def run(self, graph: BuildGraph, *, images: Sequence[ImageJob] = (),
+            assembler: Assembler | None = None) -> BuildReport:
+        """Run `graph`'s jobs, and assemble `images` with `assembler` as their inputs are done."""
+        if images and assembler is None:
+            raise ValueError("images to assemble need an assembler")
         started = time.monotonic()
         records: dict[str, BuildRecord] = {}
         pending = dict(graph.jobs)
+        names = {i.recipe.name for i in images}
+        image_tasks = {image_id(i.recipe.name): (i, image_task(i, graph, names)) for i in images}
+        waiting = dict(image_tasks)  # images whose inputs are not all done yet
+        built: dict[str, BuiltImage] = {}  # by recipe
+        image_errors: list[str] = []
+
+        def assembled(attempt: _Attempt) -> None:
+            assert attempt.image is not None
+            built[attempt.image.recipe] = attempt.image
+            if attempt.image_error is not None:
+                image_errors.append(attempt.image_error)
         sources = {job.source_digest: self.resolver.resolve(job.recipe) for job in pending.values()}
         inputs = StoreInputs(self.store, sources)
         # One index read for the whole run: artifacts and Dockerfile job images, by input key.
         cached_keys = self.store.job_outputs() if pending else {}
-        placer = Placer([Task.of(job) for job in graph.jobs.values()], self.members, self.durations,
-                        max_retries=self.max_retries)
+        placer = Placer([*(Task.of(job) for job in graph.jobs.values()), *(t for _, t in image_tasks.values())],
+                        self.members, self.durations, max_retries=self.max_retries)
         keys: dict[str, str] = {}  # job id → input key, once its dependencies are done
         classes: dict[str, str] = {}  # job id → the node class that built it (for durations)
         warnings = list(self.warnings)
@@ -175,8 +231,10 @@ class Scheduler:
         finished: queue.SimpleQueue[Future[_Attempt]] = queue.SimpleQueue()
         slots = sum(m.slots for m in self.members) or 1
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job")
+        closing = contextlib.ExitStack()
+        resolver = closing.enter_context(assembler.resolver()) if assembler is not None else None
         try:
-            while pending or running or placer.ready:
+            while pending or running or placer.ready or waiting:
                 progressed = True
                 while progressed:
                     progressed = False
@@ -205,8 +263,20 @@ class Scheduler:
                             continue
                         keys[job_id] = key
                         placer.add_ready(job_id)
-                unplaced = self._place(graph, placer, keys, records, inputs, pool, running, finished)
+                    for task_id, (_, task) in list(waiting.items()):
+                        if all(d in records or (d in image_tasks and image_tasks[d][0].recipe.name in built)
+                               for d in task.deps):
+                            del waiting[task_id]
+                            placer.add_ready(task_id)
+                unplaced = self._place(graph, placer, keys, records, inputs, pool, running, finished,
+                                       images=image_tasks, assembly=(assembler, resolver, built))
                 for task, why in unplaced:
+                    if task.id in image_tasks:
+                        # No member holds the store (SSH nodes only): assembled here all the same,
+                        # in this thread, as it was after the build before images were jobs.
+                        assert assembler is not None and resolver is not None
+                        assembled(self._assemble(image_tasks[task.id][0], assembler, resolver, records, built))
+                        continue
                     job = graph.jobs[task.id]
                     records[task.id] = self._finish(BuildRecord(
                         recipe=job.recipe.name, platform=job.platform, status="failed", input_key=keys[task.id],
@@ -236,6 +306,10 @@ class Scheduler:
                     assignment = running.pop(future)
                     attempt = future.result()
                     task_id, member = assignment.task.id, assignment.member.name
+                    if attempt.image is not None:
+                        placer.done(task_id, member)
+                        assembled(attempt)
+                        continue
                     if attempt.lost:
                         if placer.lost(task_id, member):
                             continue  # queued again for another node; nothing of it was kept
@@ -262,6 +336,7 @@ class Scheduler:
         else:
             pool.shutdown(wait=True)
         finally:
+            closing.close()
             self.reporter.stop()
         ordered = tuple(records[j] for j in graph.order if j in records)
         if self.durations is not None and classes:
@@ -270,12 +345,17 @@ class Scheduler:
                 self.durations.save()
             except OSError as error:  # estimates are a cache: the build stands without them
                 warnings.append(f"job durations not saved to {self.durations.path}: {error.strerror}")
-        return BuildReport(records=ordered, seconds=time.monotonic() - started, warnings=tuple(warnings))
+        return BuildReport(records=ordered, seconds=time.monotonic() - started, warnings=tuple(warnings),
+                           images=tuple(built[i.recipe.name] for i in images if i.recipe.name in built),
+                           image_error=image_errors[0] if image_errors else None)
 
     def _place(self, graph: BuildGraph, placer: Placer, keys: Mapping[str, str],
                records: Mapping[str, BuildRecord], inputs: StoreInputs, pool: ThreadPoolExecutor,
                running: dict[Future[_Attempt], Assignment],
-               finished: queue.SimpleQueue[Future[_Attempt]]) -> list[tuple[Task, str]]:
+               finished: queue.SimpleQueue[Future[_Attempt]], *,
+               images: Mapping[str, tuple[ImageJob, Task]],
+               assembly: tuple[Assembler | None, BaseResolver | None, Mapping[str, BuiltImage]],
+               ) -> list[tuple[Task, str]]:
         """Start what the placer says may start; the jobs that no member can run."""
         unplaced: list[tuple[Task, str]] = []
         again = True
@@ -284,6 +364,14 @@ class Scheduler:
             assignments, cannot = placer.assign(time.monotonic())
             unplaced += cannot
             for assignment in assignments:
+                if assignment.task.id in images:
+                    assembler, resolver, built = assembly
+                    assert assembler is not None and resolver is not None  # `run` made sure
+                    image = images[assignment.task.id][0]
+                    future = pool.submit(self._assemble, image, assembler, resolver, dict(records), dict(built))
+                    running[future] = assignment
+                    future.add_done_callback(finished.put)
+                    continue
                 job = graph.jobs[assignment.task.id]
                 # The toolchain as it is on that node (native there, say): same identity, same key.
                 placed = replace(job, toolchain=assignment.toolchain)
@@ -299,6 +387,22 @@ class Scheduler:
                 self.reporter.job_started(job, executor.node)
                 future.add_done_callback(finished.put)
         return unplaced
+
+    def _assemble(self, image: ImageJob, assembler: Assembler, resolver: BaseResolver,
+                  records: Mapping[str, BuildRecord], built: Mapping[str, BuiltImage]) -> _Attempt:
+        """Assemble one image from what its inputs' jobs stored. Under the store's lock: it
+        writes the store's index as storing a job's outputs does (other jobs keep building)."""
+        placeholder = BuildRecord(recipe=image.recipe.name, platform=_filed_under(image), status="skipped")
+        by_job = {(r.recipe, r.platform.oci): r for r in records.values()}
+        try:
+            with self._store_lock:
+                made = assembler.one(image, resolver, records={k: r for k, r in by_job.items() if r.ok},
+                                     unavailable={k for k, r in by_job.items() if not r.ok}, done=built)
+        except CrossyardError as error:
+            return _Attempt(record=placeholder, image_error=str(error), image=BuiltImage(
+                recipe=image.recipe.name, name=image.name, version=image.version, status="skipped",
+                reproducible=not image.from_dockerfile, error=str(error)))
+        return _Attempt(record=placeholder, image=made)
 
     def _unplaceable(self, job_id: str, why: str) -> str:
         if len(self.members) == 1 and self.members[0].node.implicit:

@@ -72,6 +72,7 @@ esac
 class NodeSpec:
     name: str
     arch: str = "linux/amd64"  # or linux/riscv64: sessions inside the riscv64 root
+    max_sessions: int = 64  # sshd's MaxSessions (its default is 10)
 
 
 @dataclass(kw_only=True)
@@ -85,6 +86,7 @@ class Node:
     roots: str
     host_key: str  # the node's public host key line (`ssh-ed25519 AAAA…`)
     config: Path
+    max_sessions: int = 64
     sshd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -257,7 +259,7 @@ def _sshd_config(node: Node, keys: Path, wrapper: Path | None) -> str:
         "UsePAM no",
         "X11Forwarding no",
         "PrintMotd no",
-        "MaxSessions 64",
+        f"MaxSessions {node.max_sessions}",
         f"Subsystem sftp {SFTP_SERVER}",
         "LogLevel VERBOSE",
     ]
@@ -307,7 +309,7 @@ def ssh_cluster(root: Path, specs: Sequence[NodeSpec]) -> Iterator[Cluster]:
             node = Node(name=spec.name, arch=arch, namespace=namespace, link=link,
                         address=str(hosts[9 + index]), state=state, roots=roots,
                         host_key=_keygen(state / "host_ed25519", f"crossyard node {spec.name}"),
-                        config=state / "sshd_config")
+                        config=state / "sshd_config", max_sessions=spec.max_sessions)
             nodes[spec.name] = node
             _ip("netns", "add", namespace)
             _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", namespace)

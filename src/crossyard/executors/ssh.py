@@ -42,8 +42,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
@@ -64,7 +64,13 @@ DEFAULT_WORKDIR: Final = "/var/tmp/crossyard"
 CONNECT_TIMEOUT_S: Final = 15.0
 KEEPALIVE_INTERVAL_S: Final = 10.0
 KEEPALIVE_COUNT: Final = 3  # unanswered keepalives before the node counts as lost
-PROBE_SESSIONS: Final = 8  # version commands a probe runs at once, under sshd's MaxSessions
+# sshd refuses a session past its MaxSessions (10 by default) with `open failed`, which would
+# count as the node lost. A job holds one session at a time (a step holds one while it runs), so a
+# connection carries at most JOBS_PER_CONNECTION jobs, and as many other sessions at once (a
+# probe's version commands), plus its one SFTP session and one to kill process groups with: 6.
+# The rest is margin: sshd frees a session only once its process is reaped, a moment after the
+# client saw it close. A node with more slots gets more connections.
+JOBS_PER_CONNECTION: Final = 4
 CHUNK: Final = 1 << 16
 # Facts an SSH job adds to its outputs (seconds as text, as every fact is).
 FACT_SHIP_SECONDS: Final = "ssh.ship-seconds"
@@ -156,8 +162,25 @@ class _Client(asyncssh.SSHClient):
         self.closed, self.reason = True, exc
 
 
+@dataclass(eq=False, kw_only=True)
+class _Lane:
+    """One connection to the node, the jobs on it, and its sessions' limits."""
+
+    conn: asyncssh.SSHClientConnection
+    client: _Client
+    jobs: int = 0
+    sftp: asyncssh.SFTPClient | None = None
+    sftp_starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sessions: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(JOBS_PER_CONNECTION))
+    killing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+    @property
+    def lost(self) -> bool:
+        return self.client.closed
+
+
 class SshExecutor:
-    """Runs jobs on one SSH node. `close()` (or `with`) ends the connection and the loop."""
+    """Runs jobs on one SSH node. `close()` (or `with`) ends its connections and the loop."""
 
     name = "ssh"
 
@@ -186,10 +209,7 @@ class SshExecutor:
         self._refusal: str | None = None  # a host key that did not match: nothing runs here
         self._roots: frozenset[str] | None = None
         # asyncssh objects below belong to the loop thread.
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._client: _Client | None = None
-        self._sftp: asyncssh.SFTPClient | None = None
-        self._sftp_conn: asyncssh.SSHClientConnection | None = None
+        self._lanes: dict[asyncssh.SSHClientConnection, _Lane] = {}  # the live connections
         self._connecting = asyncio.Lock()
         self._uploading: dict[str, asyncio.Lock] = {}
         self._present: set[str] = set()
@@ -333,38 +353,56 @@ class SshExecutor:
         return f"{work}/cas", f"{work}/jobs", f"{work}/cache"
 
     def _lost(self, conn: asyncssh.SSHClientConnection) -> bool:
-        return conn is not self._conn or self._client is None or self._client.closed
+        lane = self._lanes.get(conn)
+        return lane is None or lane.lost
 
-    async def _connection(self) -> asyncssh.SSHClientConnection:
+    async def _connection(self, *, job: bool = False) -> asyncssh.SSHClientConnection:
+        """A live connection (the first, or a new one); `job`: one with room for another job,
+        counted on it until `_release`."""
         async with self._connecting:
-            if self._conn is not None and not self._lost(self._conn):
-                return self._conn
-            if self._refusal is not None:
-                raise ConfigurationError(self._refusal)
-            node = self.remote
-            client = _Client()
-            try:
-                conn = await asyncssh.connect(
-                    node.host, node.port, username=node.user, client_factory=lambda: client,
-                    known_hosts=self._trusted(), config=[], preferred_auth="publickey",
-                    client_keys=() if node.identity is None else [self._identity()],
-                    connect_timeout=self.connect_timeout,
-                    keepalive_interval=self.keepalive_interval,
-                    keepalive_count_max=self.keepalive_count,
-                )
-            except asyncssh.HostKeyNotVerifiable:
-                self._refusal = self._mismatch(client.offered)
-                raise ConfigurationError(self._refusal) from None
-            except asyncssh.PermissionDenied:
-                raise ConfigurationError(
-                    f"ssh node `{node.name}` ({node.where}) did not accept the key "
-                    f"{node.identity or '(asyncssh defaults)'}: add its public half to the node's "
-                    "authorized_keys, or set `identity`") from None
-            except (OSError, asyncssh.Error) as error:  # refused, unreachable, timed out
-                raise NodeLost(f"cannot reach ssh node `{node.name}` ({node.where}): "
-                               f"{_reason(error)}") from None
-            self._conn, self._client, self._sftp = conn, client, None
-            return conn
+            for conn, old in list(self._lanes.items()):
+                if old.lost:
+                    del self._lanes[conn]
+            lane = next((lane for lane in self._lanes.values() if not job or lane.jobs < JOBS_PER_CONNECTION),
+                        None)
+            if lane is None:
+                lane = await self._connect()
+                self._lanes[lane.conn] = lane
+            lane.jobs += job
+            return lane.conn
+
+    def _release(self, conn: asyncssh.SSHClientConnection) -> None:
+        """A job on `conn` ended."""
+        lane = self._lanes.get(conn)
+        if lane is not None:
+            lane.jobs -= 1
+
+    async def _connect(self) -> _Lane:
+        if self._refusal is not None:
+            raise ConfigurationError(self._refusal)
+        node = self.remote
+        client = _Client()
+        try:
+            conn = await asyncssh.connect(
+                node.host, node.port, username=node.user, client_factory=lambda: client,
+                known_hosts=self._trusted(), config=[], preferred_auth="publickey",
+                client_keys=() if node.identity is None else [self._identity()],
+                connect_timeout=self.connect_timeout,
+                keepalive_interval=self.keepalive_interval,
+                keepalive_count_max=self.keepalive_count,
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            self._refusal = self._mismatch(client.offered)
+            raise ConfigurationError(self._refusal) from None
+        except asyncssh.PermissionDenied:
+            raise ConfigurationError(
+                f"ssh node `{node.name}` ({node.where}) did not accept the key "
+                f"{node.identity or '(asyncssh defaults)'}: add its public half to the node's "
+                "authorized_keys, or set `identity`") from None
+        except (OSError, asyncssh.Error) as error:  # refused, unreachable, timed out
+            raise NodeLost(f"cannot reach ssh node `{node.name}` ({node.where}): "
+                           f"{_reason(error)}") from None
+        return _Lane(conn=conn, client=client)
 
     def _trusted(self) -> Any:
         """What asyncssh checks the node's host key against (never None: never unverified)."""
@@ -415,21 +453,39 @@ class SshExecutor:
                 "`host_key` (or its known_hosts line); if not, something else answers at that address")
 
     async def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._conn.wait_closed(), 5)
-        self._conn = self._sftp = None
+        lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            lane.conn.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(lane.conn.wait_closed() for lane in lanes)), 5)
 
     async def _sftp_client(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
-        """The SFTP session of `conn` (one per connection, shared by its jobs)."""
-        if self._sftp is None or self._sftp_conn is not conn:
-            self._sftp, self._sftp_conn = await conn.start_sftp_client(), conn
-        return self._sftp
+        """The SFTP session of `conn` (one per connection, shared by its jobs: jobs asking at once
+        would each start one, and every one is a session under sshd's MaxSessions)."""
+        lane = self._lane(conn)
+        async with lane.sftp_starting:
+            if lane.sftp is None:
+                lane.sftp = await conn.start_sftp_client()
+            return lane.sftp
 
-    async def _sh(self, conn: asyncssh.SSHClientConnection, script: str, *, check: bool = True) -> str:
+    def _lane(self, conn: asyncssh.SSHClientConnection) -> _Lane:
+        lane = self._lanes.get(conn)
+        if lane is None:  # dropped since: the session fails as the connection did
+            raise asyncssh.ConnectionLost("the connection to the node was lost")
+        return lane
+
+    @contextlib.asynccontextmanager
+    async def _session(self, conn: asyncssh.SSHClientConnection, *, kill: bool = False) -> AsyncIterator[None]:
+        """Room for one more session on `conn` (`kill`: the one kept for killing)."""
+        lane = self._lane(conn)
+        async with lane.killing if kill else lane.sessions:
+            yield
+
+    async def _sh(self, conn: asyncssh.SSHClientConnection, script: str, *, check: bool = True,
+                  kill: bool = False) -> str:
         """Run `script` with the node's shell; its stdout. A failure is a `BuildError`."""
-        result = await conn.run(script, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+        async with self._session(conn, kill=kill):
+            result = await conn.run(script, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
         if result.exit_status is None and result.exit_signal is None:
             raise asyncssh.ConnectionLost("the session ended without an exit status")
         if check and result.exit_status != 0:
@@ -453,9 +509,7 @@ class SshExecutor:
                                  "if command -v docker >/dev/null 2>&1; then echo docker; else echo none; fi")
             machine, cores, memory, docker = out.splitlines()[:4]
             roots = await self._list_roots()
-            # At most PROBE_SESSIONS at once: sshd refuses sessions past MaxSessions (10 by default).
-            sessions = asyncio.Semaphore(PROBE_SESSIONS)
-            found = await asyncio.gather(*(self._version(conn, argv, sessions) for argv in versions.values()))
+            found = await asyncio.gather(*(self._version(conn, argv) for argv in versions.values()))
         except (asyncssh.Error, ConnectionError, TimeoutError) as error:
             raise NodeLost(f"lost ssh node `{self.remote.name}` ({self.remote.where}) during the probe: "
                            f"{_reason(error)}") from None
@@ -467,10 +521,9 @@ class SshExecutor:
                          memory=int(memory.split()[1]) * 1024, versions=dict(zip(versions, found, strict=True)),
                          docker=docker == "docker", roots=tuple(sorted(roots)))
 
-    async def _version(self, conn: asyncssh.SSHClientConnection, argv: Sequence[str],
-                       sessions: asyncio.Semaphore) -> str | None:
+    async def _version(self, conn: asyncssh.SSHClientConnection, argv: Sequence[str]) -> str | None:
         command = shlex.join(["env", "-i", f"PATH={STANDARD_PATH}", "LC_ALL=C.UTF-8", *argv])
-        async with sessions:
+        async with self._session(conn):
             result = await conn.run(command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
         if result.exit_status != 0:
             return None
@@ -491,7 +544,7 @@ while [ $i -lt {max(1, int(self.cancel_grace * 10))} ]; do
 done
 for g in {groups}; do kill -KILL $g 2>/dev/null; done
 true"""
-        await self._sh(await self._connection(), script, check=False)
+        await self._sh(await self._connection(), script, check=False, kill=True)
 
     async def _ship(self, conn: asyncssh.SSHClientConnection, blobs: list[_Blob]) -> _Shipped:
         """Put every blob into the node's content cache unless it is there already: one command
@@ -531,8 +584,8 @@ true"""
                    fetched: Path, ship: RootArchive | None) -> Outputs:
         # One connection for the whole job: if it drops, the job is lost (no reconnecting to
         # clean up after it, which would only wait for the connect timeout on a dead link).
-        conn = await self._connection()
-        client = self._client
+        conn = await self._connection(job=True)
+        client = self._lanes[conn].client
         jobdir: str | None = None
         root_sent, root_seconds = 0, 0.0
         try:
@@ -560,6 +613,7 @@ true"""
             if jobdir is not None and not self._lost(conn):  # a lost node keeps it
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await self._sh(conn, f"rm -rf -- {shlex.quote(jobdir)}", check=False)
+            self._release(conn)
         facts = {FACT_SHIP_SECONDS: f"{ship_seconds:.3f}", FACT_BUILD_SECONDS: f"{build_seconds:.3f}",
                  FACT_SENT: str(len(shipped.sent)), FACT_REUSED: str(len(shipped.reused)),
                  FACT_ROOT_SENT: str(root_sent), FACT_ROOT_SECONDS: f"{root_seconds:.3f}"}
@@ -594,15 +648,16 @@ if [ -d {name}/usr ]; then exit 0; fi
 rm -rf {name}
 mv "$T" {name}
 echo {root.digest} > .{name}.digest"""
-            process = await conn.create_process(script, stdin=asyncssh.PIPE, encoding=None)
             loop = asyncio.get_running_loop()
-            with root.stream() as stream:
-                chunks = iter(stream)
-                while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
-                    process.stdin.write(chunk)
-                    await process.stdin.drain()
-                process.stdin.write_eof()
-                result = await process.wait()
+            async with self._session(conn):
+                process = await conn.create_process(script, stdin=asyncssh.PIPE, encoding=None)
+                with root.stream() as stream:
+                    chunks = iter(stream)
+                    while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
+                        process.stdin.write(chunk)
+                        await process.stdin.drain()
+                    process.stdin.write_eof()
+                    result = await process.wait()
             if result.exit_status is None and result.exit_signal is None:
                 raise asyncssh.ConnectionLost("the session ended without an exit status")
             if stream.digest != root.digest:
@@ -640,7 +695,8 @@ echo {root.digest} > .{name}.digest"""
                       f"cp -- {cas}/{split_digest(item.digest)[1]} {target}",
                       f"chmod {'755' if item.mode & 0o111 else '644'} {target}"]
         lines += ["trap - EXIT", 'echo "$J"']
-        result = await conn.run("\n".join(lines), stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+        async with self._session(conn):
+            result = await conn.run("\n".join(lines), stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
         if result.exit_status != 0:
             if result.exit_status is None and result.exit_signal is None:
                 raise asyncssh.ConnectionLost("the session ended without an exit status")
@@ -657,7 +713,8 @@ echo {root.digest} > .{name}.digest"""
                 log.write(f"$ {' '.join(step.shown)}\n".encode())
                 log.flush()
                 started = time.monotonic()
-                status = await self._step(conn, spec, step, log, log_path)
+                async with self._session(conn):  # held while the step runs
+                    status = await self._step(conn, spec, step, log, log_path)
                 log.write(f"# exit {status} after {time.monotonic() - started:.1f}s\n".encode())
                 log.flush()
                 if status != 0:

@@ -164,28 +164,41 @@ class Assembler:
     ) -> list[BuiltImage]:
         """`records`: (recipe, platform) → the job's record (its outputs in the store);
         `unavailable`: jobs that failed or were skipped."""
-        artifacts = {
-            job: {f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=self.store.file_path(f))
-                  for f in record.outputs}
-            for job, record in records.items() if record.reproducible
-        }
-        out: list[BuiltImage] = []
         done: dict[str, BuiltImage] = {}
-        with BaseResolver(workspace=self.workspace, store=self.store.layout, assembled=self.assembled) as resolver:
+        with self.resolver() as resolver:
             for job in jobs:
-                blocked = self._blocked(job, unavailable, done)
-                if blocked:
-                    built = BuiltImage(recipe=job.recipe.name, name=job.name, version=job.version, status="skipped",
-                                       reproducible=not job.from_dockerfile, error=blocked)
-                elif job.from_dockerfile:
-                    built = self._index_dockerfile(job, records)
-                else:
-                    built = self._assemble(job, resolver, artifacts)
-                if built.index is not None:
-                    built = replace(built, inputs=_inputs(job, records))
-                done[job.recipe.name] = built
-                out.append(built)
-        return out
+                done[job.recipe.name] = self.one(job, resolver, records=records, unavailable=unavailable, done=done)
+        return list(done.values())
+
+    def resolver(self) -> BaseResolver:
+        """The bases' resolver for a run of `one`s (it holds extracted archives until closed)."""
+        return BaseResolver(workspace=self.workspace, store=self.store.layout, assembled=self.assembled)
+
+    def one(
+        self,
+        job: ImageJob,
+        resolver: BaseResolver,
+        *,
+        records: Mapping[tuple[str, str], BuildRecord],
+        unavailable: AbstractSet[tuple[str, str]],
+        done: Mapping[str, BuiltImage],
+    ) -> BuiltImage:
+        """Assemble `job` once what it takes is built: `records` and `unavailable` as in `run`,
+        `done`: the images assembled before it (by recipe), its bases among them."""
+        blocked = self._blocked(job, unavailable, done)
+        if blocked:
+            return BuiltImage(recipe=job.recipe.name, name=job.name, version=job.version, status="skipped",
+                              reproducible=not job.from_dockerfile, error=blocked)
+        if job.from_dockerfile:
+            built = self._index_dockerfile(job, records)
+        else:
+            artifacts = {
+                key: {f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=self.store.file_path(f))
+                      for f in record.outputs}
+                for key, record in records.items() if key[0] in job.spec.artifact_recipes and record.reproducible
+            }
+            built = self._assemble(job, resolver, artifacts)
+        return replace(built, inputs=_inputs(job, records)) if built.index is not None else built
 
     def _blocked(
         self, job: ImageJob, unavailable: AbstractSet[tuple[str, str]], done: Mapping[str, BuiltImage]
