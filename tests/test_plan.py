@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,29 @@ def test_an_output_outside_the_job_is_refused_whatever_made_it() -> None:
                       source=Source(path=ROOT / "app"), options=COptions(sources=("main.c",), output="../../x"))
     with pytest.raises(ConfigurationError, match=r"app.toml: \[c\]: output `../../x` .* inside the job's directory"):
         make([escaping])
+
+
+def two_gccs(kind: str, platform: Platform) -> list[ToolchainTarget]:
+    """The host's GCC first (as by priority), then one in a root that, say, holds libraries."""
+    return [
+        ToolchainTarget(name=name, kind="c", platform=platform, strategy="cross", available=True,
+                        version=f"{release}; {platform.gnu_triplet}",
+                        identity=f"gcc {release} {platform.gnu_triplet}")
+        for name, release in (("gcc", "12.2.0"), ("gcc-root", "14.2.0"))
+    ]
+
+
+def test_toolchain_key_picks_that_definition_over_a_better_one() -> None:
+    plain = plan([recipe("lib")], platforms=None, toolchains=two_gccs, source_digests={"lib": "sha256:x"},
+                 source_epochs={}, workspace_root=ROOT)
+    assert plain.jobs["lib@linux/riscv64"].toolchain.name == "gcc"
+    named = plan([replace(recipe("lib"), toolchain="gcc-root")], platforms=None, toolchains=two_gccs,
+                 source_digests={"lib": "sha256:x"}, source_epochs={}, workspace_root=ROOT)
+    assert {j.toolchain.name for j in named.jobs.values()} == {"gcc-root"}
+
+
+def test_toolchain_key_naming_no_definition_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"/ws/recipes/lib.toml: `toolchain` = \"gcc-rot\" names no `c` "
+                       r"toolchain definition \(did you mean `gcc-root`\?\); known: gcc, gcc-root"):
+        plan([replace(recipe("lib"), toolchain="gcc-rot")], platforms=None, toolchains=two_gccs,
+             source_digests={"lib": "sha256:x"}, source_epochs={}, workspace_root=ROOT)

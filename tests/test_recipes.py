@@ -360,3 +360,13 @@ def test_generate_needs_a_build_recipe(tmp_path: Path) -> None:
             '[[image.files]]\nsrc = "x"\ndest = "/x"\n')
     with pytest.raises(ConfigurationError, match="a `image` recipe has none"):
         load_recipe(write(tmp_path / "r.toml", text))
+
+
+def test_toolchain_names_a_definition(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    text = 'name = "x"\nkind = "go"\n[source]\npath = "src"\n'
+    assert load_recipe(write(tmp_path / "a.toml", 'toolchain = "go-k8s"\n' + text)).toolchain == "go-k8s"
+    assert load_recipe(write(tmp_path / "b.toml", text)).toolchain is None
+    for bad in ('"../go"', '["go"]', '""'):
+        with pytest.raises(ConfigurationError, match=r"c.toml: `toolchain` = .* must name a toolchain definition"):
+            load_recipe(write(tmp_path / "c.toml", f"toolchain = {bad}\n" + text))

@@ -275,6 +275,16 @@ def _check_script(recipe: Recipe, platform: Platform, toolchain: ToolchainTarget
 
 
 def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTarget]) -> ToolchainTarget:
+    if recipe.toolchain is not None:
+        named = [c for c in candidates if c.name == recipe.toolchain]
+        if not named:
+            known = ", ".join(c.name for c in candidates) or "none"
+            raise ConfigurationError(
+                f"{recipe.file}: `toolchain` = \"{recipe.toolchain}\" names no `{recipe.kind}` toolchain "
+                f"definition{suggest(recipe.toolchain, [c.name for c in candidates])}; known: {known} "
+                "(toolchains/*.toml)"
+            )
+        candidates = named
     for strategy in recipe.strategies:
         for candidate in candidates:
             if candidate.available and candidate.strategy == strategy:

@@ -51,7 +51,7 @@ DEFAULT_PLATFORMS: Final = (RISCV64, ARM64)
 DEFAULT_STRATEGIES: Final = ("cross", "native", "emulated")
 
 TOP_KEYS: Final = (
-    "name", "kind", "version", "description", "platforms", "strategies", "depends",
+    "name", "kind", "version", "description", "platforms", "strategies", "toolchain", "depends",
     "source_date_epoch", "source", "test", "platform", "image", "generate",
     *("go", "c", "rust", "dockerfile"),
 )
@@ -420,6 +420,9 @@ class Recipe:
     image: ImageSpec | None = None
     platforms_given: bool = True  # false: the defaults (an image recipe then takes its inputs')
     generate: tuple[GenerateStep, ...] = ()
+    # The one toolchain definition (by name) that may build it, e.g. a root holding the Go library
+    # packages a GOPATH build imports; None: the best available. Not keyed: what it is, is.
+    toolchain: str | None = None
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -715,6 +718,12 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
                 f"known strategies: {', '.join(STRATEGIES)}"
             )
     depends = _str_list(data.get("depends", []), key="depends", file=file)
+    toolchain = data.get("toolchain")
+    if toolchain is not None and (not isinstance(toolchain, str) or not NAME_RE.match(toolchain)):
+        raise ConfigurationError(
+            f"{file}: `toolchain` = {toolchain!r} must name a toolchain definition (a [table] of "
+            "toolchains/*.toml, e.g. \"go-k8s\"), or be removed to take the best available"
+        )
     epoch = data.get("source_date_epoch")
     if epoch is not None:
         check_epoch(epoch, key=f"{file}: `source_date_epoch`")
@@ -811,6 +820,7 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
         image=image,
         platforms_given="platforms" in data,
         generate=generate,
+        toolchain=toolchain,
     )
 
 
