@@ -3,3 +3,6 @@ crossyard toolchains prepare go-emulated-riscv64
 # The same Go release (trixie's golang-go) for amd64, run with bubblewrap: the cross half of the
 # test that an emulated and a cross build share one input key and one output.
 crossyard toolchains prepare go-trixie
+# trixie's Go with `apt-get build-dep kubernetes` (Debian's golang-k8s-*-dev in /usr/share/gocode):
+# what recipes/kubernetes/kubectl.toml (1.32.3, a +ds tarball without vendor/) builds against.
+crossyard toolchains prepare go-k8s
