@@ -231,3 +231,18 @@ def test_each_option_is_estimated_once_however_often_placement_is_asked() -> Non
     placer.done(done, "b1")
     assert started(placer, 11.0) == [(lost, "b1", "native")]
     assert durations.calls > first
+
+
+def test_a_recipes_named_toolchain_is_the_only_one_a_node_may_use() -> None:
+    """A recipe with `toolchain = "go-k8s"` (a root with the Go packages its GOPATH build imports)
+    is not sent to a node whose only Go has the same release but is another definition."""
+    from dataclasses import replace
+
+    from crossyard.placement import toolchains_on
+
+    named = replace(task("kubectl"), toolchain="go-k8s")
+    plain_go = node("rv1", AMD64, tool(RISCV64, "cross"))
+    assert toolchains_on(plain_go, named) == "it has no `go-k8s` toolchain for linux/riscv64"
+    assert toolchains_on(plain_go, task("kubectl")) == [tool(RISCV64, "cross")]
+    k8s_go = replace(tool(RISCV64, "cross"), name="go-k8s")
+    assert toolchains_on(node("rv2", AMD64, tool(RISCV64, "cross"), k8s_go), named) == [k8s_go]

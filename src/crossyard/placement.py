@@ -183,12 +183,13 @@ class Task:
     deps: tuple[str, ...]
     planned: ToolchainTarget  # the toolchain chosen on the machine that made the plan
     source: str = ""  # the source digest: a node that has it is not sent it again
+    toolchain: str | None = None  # the recipe's `toolchain`: only that definition may build it
 
     @classmethod
     def of(cls, job: Job) -> Task:
         return cls(id=job.id, recipe=job.recipe.name, kind=job.recipe.kind, platform=job.platform,
                    identity=job.identity, strategies=tuple(job.recipe.strategies), deps=job.deps,
-                   planned=job.toolchain, source=job.source_digest)
+                   planned=job.toolchain, source=job.source_digest, toolchain=job.recipe.toolchain)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,7 +210,8 @@ def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
             return [task.planned]
         return (f"its Docker engine is {member.facts.docker}, the plan's is {task.identity}"
                 if member.facts.docker else "it has no Docker engine")
-    same = [t for t in member.facts.toolchains if t.kind == task.kind and t.platform == task.platform]
+    same = [t for t in member.facts.toolchains if t.kind == task.kind and t.platform == task.platform
+            and task.toolchain in (None, t.name)]
     accepted = [t for t in same if t.strategy in task.strategies]
     matching = [t for t in accepted if t.identity == task.identity]
     if matching:
@@ -220,7 +222,8 @@ def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
     if same:
         return (f"it builds {task.platform} only as {', '.join(sorted({t.strategy for t in same}))}, which "
                 f"the recipe's strategies ({', '.join(task.strategies)}) exclude")
-    return f"it has no {task.kind} toolchain for {task.platform}"
+    named = f"`{task.toolchain}`" if task.toolchain else task.kind
+    return f"it has no {named} toolchain for {task.platform}"
 
 
 @dataclass(kw_only=True)
