@@ -43,6 +43,9 @@ ALWAYS_EXCLUDED = (".git", ".crossyard", "__pycache__", ".hg", ".svn")
 # called `target` too (Kubernetes' vendored sigs.k8s.io/kustomize/pkg/target).
 BUILD_DIR = "target"
 CACHEDIR_TAG = "CACHEDIR.TAG"
+# Which files a tree (and its digest) holds; raised when that changes, so that digests
+# remembered across runs (a toolchain root's GOPATH) are taken again. 2: nested target/ kept.
+TREE_RULES = 2
 
 
 @dataclass(frozen=True, kw_only=True)
