@@ -110,3 +110,30 @@ def test_shipped_profiles_issue_and_verify(tmp_path: Path) -> None:
         assert res.returncode == 0, (name, res.stdout + res.stderr)
     ca = x509.load_pem_x509_certificate(pki.Pki.of(ws).ca.cert.read_bytes())
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+
+
+def test_profile_organization_is_the_subjects_o(tmp_path: Path) -> None:
+    """`organization` puts O values in the subject (Kubernetes reads them as the client's groups,
+    e.g. system:masters for an admin); a CLI issue from the profile carries them, and OpenSSL
+    prints them in the subject."""
+    from conftest import run_cli
+
+    openssl = require_tool("openssl", "apt-get install openssl")
+    ws = tmp_path / "ws"
+    (ws / "certs").mkdir(parents=True)
+    (ws / "certs" / "admin.toml").write_text(
+        'names = ["localhost"]\nusage = ["client"]\ncommon_name = "kubernetes-admin"\n'
+        'organization = ["system:masters", "ops"]\n')
+    r = run_cli("--workspace", str(ws), "certs", "issue", "admin")
+    assert r.returncode == 0, r.stderr
+    cert = ws / ".crossyard/pki/admin/tls.crt"
+    subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    assert [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ["system:masters", "ops"]
+    assert [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == ["kubernetes-admin"]
+    shown = subprocess.run([openssl, "x509", "-noout", "-subject", "-in", str(cert)],
+                           capture_output=True, text=True, check=True).stdout
+    assert "O = system:masters, O = ops, CN = kubernetes-admin" in shown
+    (ws / "certs" / "admin.toml").write_text('names = ["localhost"]\norganization = "system:masters"\n')
+    r = run_cli("--workspace", str(ws), "certs", "issue", "admin")
+    assert r.returncode == 2 and "admin.toml: `organization` must be a list of strings" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -362,3 +362,21 @@ def test_a_stanza_naming_a_path_outside_the_pool_is_refused() -> None:
     hostile = SOURCES.replace(b"725946 hello_2.10.orig.tar.gz", b"725946 ../../etc/passwd")
     with pytest.raises(IntegrityError, match="not a plain pool path"):
         find_stanza(hostile, "hello", "2.10-3")
+
+
+def test_a_tree_stamped_under_older_tree_rules_is_unpacked_afresh(built: tuple[Path, dict[str, Any]],
+                                                                  tmp_path: Path) -> None:
+    """An unpacked tree whose digest was recorded under other tree rules (before nested target/
+    directories counted) is not called changed: it is unpacked again and stamped anew."""
+    from crossyard.sources import TREE_RULES
+
+    ws = workspace(tmp_path / "ws", cache_from=built[0])
+    recipe = load_recipe(ws / "recipes" / "snappytool.toml")
+    SourceResolver(ws / ".crossyard" / "cache").resolve(recipe)
+    trees = cache(ws) / "trees"
+    current = trees / f"{DSC}.digest{TREE_RULES}"
+    current.rename(trees / f"{DSC}.digest")  # as the earlier rules named it, with their digest
+    (trees / f"{DSC}.digest").write_text("sha256:" + "0" * 64 + "\n")
+    resolved = SourceResolver(ws / ".crossyard" / "cache", mirror=lambda: "http://127.0.0.1:9/unused").resolve(recipe)
+    assert (resolved.tree / "cmd" / "gen-info" / "main.go").is_file()
+    assert current.read_text().strip() != "sha256:" + "0" * 64

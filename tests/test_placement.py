@@ -281,3 +281,16 @@ def test_a_member_without_slots_is_no_candidate() -> None:
     placer.add_ready("a@linux/riscv64")
     assignments, unplaceable = placer.assign(0)
     assert assignments == [] and [t.id for t, _ in unplaceable] == ["a@linux/riscv64"]
+def test_a_recipes_named_toolchain_is_the_only_one_a_node_may_use() -> None:
+    """A recipe with `toolchains = ["go-k8s"]` (a root with the Go packages its GOPATH build imports)
+    is not sent to a node whose only Go has the same release but is another definition."""
+    from dataclasses import replace
+
+    from crossyard.placement import toolchains_on
+
+    named = replace(task("kubectl"), toolchains=("go-k8s",))
+    plain_go = node("rv1", AMD64, tool(RISCV64, "cross"))
+    assert toolchains_on(plain_go, named) == "it has no `go-k8s` toolchain for linux/riscv64"
+    assert toolchains_on(plain_go, task("kubectl")) == [tool(RISCV64, "cross")]
+    k8s_go = replace(tool(RISCV64, "cross"), name="go-k8s")
+    assert toolchains_on(node("rv2", AMD64, tool(RISCV64, "cross"), k8s_go), named) == [k8s_go]

@@ -181,3 +181,15 @@ def test_a_pinned_sources_identity_holds_its_patches_digests(tmp_path: Path) -> 
     (tmp_path / "fix.patch").write_text(PATCH.format(old=1, new=3))
     assert resolver.identity(load_recipe(recipe)) != first
     assert not (tmp_path / "cache").exists()  # nothing fetched
+
+
+def test_only_cargos_target_directories_are_left_out(tmp_path: Path) -> None:
+    """`target/` at the top (cargo's build directory) and any `target/` cargo tagged as its cache
+    are not source; a Go package named `target` deeper in the tree is (Kubernetes 1.20's vendored
+    kustomize has one, and kubeadm and kubectl import it)."""
+    for rel in ("main.go", "target/debug/app", "crate/target/CACHEDIR.TAG", "crate/target/release/app",
+                "vendor/sigs.k8s.io/kustomize/pkg/target/kusttarget.go", "crate/src/target"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    assert [rel for rel, _ in iter_tree(tmp_path)] == [
+        "crate/src/target", "main.go", "vendor/sigs.k8s.io/kustomize/pkg/target/kusttarget.go"]

@@ -5,3 +5,6 @@ crossyard toolchains prepare go-emulated-riscv64
 crossyard toolchains prepare go-trixie
 # The same for arm64: `repro check --vary emulated` rebuilds hello-go for arm64 with it.
 crossyard toolchains prepare go-emulated-arm64
+# trixie's Go with `apt-get build-dep kubernetes` (Debian's golang-k8s-*-dev in /usr/share/gocode):
+# what recipes/kubernetes/kubectl.toml (1.32.3, a +ds tarball without vendor/) builds against.
+crossyard toolchains prepare go-k8s

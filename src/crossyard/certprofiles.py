@@ -34,7 +34,7 @@ CA_KEYS: Final = (
     "common_name", "key_type", "lifetime", "overlap", "switch_after", "permitted_dns",
     "permitted_ips",
 )
-LEAF_KEYS: Final = ("names", "common_name", "usage", "lifetime", "key_type")
+LEAF_KEYS: Final = ("names", "common_name", "organization", "usage", "lifetime", "key_type")
 
 _UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 # 100 years: far beyond any sensible certificate, and still inside X.509's year-9999 limit.
@@ -74,6 +74,9 @@ class LeafProfile:
     usage: tuple[str, ...] = ("server",)
     lifetime: datetime.timedelta = datetime.timedelta(days=90)
     key_type: str = "ecdsa-p256"
+    # The subject's O values: what Kubernetes reads as a client certificate's groups
+    # (`organization = ["system:masters"]` for a cluster admin).
+    organization: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -256,6 +259,10 @@ def parse_leaf(data: dict[str, Any], *, name: str, file: Path) -> LeafProfile:
             if "lifetime" in data else datetime.timedelta(days=90)
         ),
         key_type=_key_type(data.get("key_type", "ecdsa-p256"), file=file),
+        organization=tuple(
+            _str(o, key="organization", file=file)
+            for o in _str_list(data.get("organization", []), key="organization", file=file)
+        ),
     )
 
 

@@ -303,6 +303,7 @@ def build_leaf(
     key_type: str = "ecdsa-p256",
     usage: tuple[str, ...] = ("server",),
     common_name: str | None = None,
+    organization: tuple[str, ...] = (),
 ) -> tuple[x509.Certificate, PrivateKey]:
     """Sign a leaf for `names` (DNS or IP SANs) with the given EKUs. No I/O. A client-only leaf
     may have no names: a server checks its chain and EKU, and it is known by `common_name`."""
@@ -319,10 +320,12 @@ def build_leaf(
     # OpenSSL checks a hostname-like CN against DNS name constraints when a certificate has no
     # DNS SAN, so an IP-only leaf gets a CN that is not a hostname.
     cn = common_name or (dns[0] if dns else f"crossyard {names[0]}")
+    subject = [*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organization),
+               x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     now = _now()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .subject_name(x509.Name(subject))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -355,13 +358,14 @@ def issue_leaf(
     key_type: str = "ecdsa-p256",
     usage: tuple[str, ...] = ("server",),
     common_name: str | None = None,
+    organization: tuple[str, ...] = (),
 ) -> CertPaths:
     """Issue a certificate with `names` as SANs (DNS or IP) into directory/stem.{crt,key}."""
     _check_names(names, usage, common_name)
     ca_cert, ca_key = load_ca(ca)
     cert, key = build_leaf(
         ca_cert, ca_key, names=names, lifetime=lifetime, key_type=key_type, usage=usage,
-        common_name=common_name,
+        common_name=common_name, organization=organization,
     )
     paths = CertPaths(cert=directory / f"{stem}.crt", key=directory / f"{stem}.key")
     write_pair(paths, cert, key)

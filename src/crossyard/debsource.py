@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError, CrossyardError, IntegrityError
 from .fsutil import atomic_write_text
 from .hashing import CHUNK
-from .sources import tree_digest
+from .sources import TREE_RULES, tree_digest
 
 KEYRING: Final = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # The source indexes of `main`, best first (apt prefers xz too).
@@ -116,7 +116,9 @@ class DebianArchive:
         recipe pins, checked against what the signed index says. `origin` starts messages."""
         stanza = self._verified(package=package, suite=suite, version=version, pin=pin, origin=origin)
         tree = self.root / "trees" / stanza.dsc.sha256
-        stamp = tree.with_name(tree.name + ".digest")
+        # The digest taken at unpacking, under the current tree rules: a stamp from other rules
+        # is not found, so that tree is unpacked afresh instead of called changed.
+        stamp = tree.with_name(f"{tree.name}.digest{TREE_RULES}")
         if tree.is_dir() and stamp.is_file():
             recorded, digest = stamp.read_text().strip(), tree_digest(tree)
             if digest != recorded:

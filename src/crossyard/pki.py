@@ -528,6 +528,7 @@ def _issue(pki: Pki, profile: certprofiles.LeafProfile) -> CertPaths:
     return certs.issue_leaf(
         pki.ca, pki.root / profile.name, names=profile.names, lifetime=profile.lifetime,
         key_type=profile.key_type, usage=profile.usage, common_name=profile.common_name,
+        organization=profile.organization,
     )
 
 

@@ -190,12 +190,14 @@ class Task:
     deps: tuple[str, ...]
     planned: ToolchainTarget  # the toolchain chosen on the machine that made the plan
     source: str = ""  # the source digest: a node that has it is not sent it again
+    toolchains: tuple[str, ...] = ()  # the recipe's `toolchains`: only those definitions build it
 
     @classmethod
     def of(cls, job: Job) -> Task:
         return cls(id=job.id, recipe=job.recipe.name, kind=job.recipe.kind, platform=job.platform,
                    identity=job.identity, strategies=tuple(job.recipe.strategies), deps=job.deps,
-                   planned=job.toolchain, source=job.source_digest)
+                   planned=job.toolchain, source=job.source_digest,
+                   toolchains=job.recipe.toolchains)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,7 +220,8 @@ def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
             return [task.planned]
         return (f"its Docker engine is {member.facts.docker}, the plan's is {task.identity}"
                 if member.facts.docker else "it has no Docker engine")
-    same = [t for t in member.facts.toolchains if t.kind == task.kind and t.platform == task.platform]
+    same = [t for t in member.facts.toolchains if t.kind == task.kind and t.platform == task.platform
+            and (not task.toolchains or t.name in task.toolchains)]
     accepted = [t for t in same if t.strategy in task.strategies]
     matching = [t for t in accepted if t.identity == task.identity]
     if matching:
@@ -229,7 +232,8 @@ def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
     if same:
         return (f"it builds {task.platform} only as {', '.join(sorted({t.strategy for t in same}))}, which "
                 f"the recipe's strategies ({', '.join(task.strategies)}) exclude")
-    return f"it has no {task.kind} toolchain for {task.platform}"
+    named = " or ".join(f"`{n}`" for n in task.toolchains) if task.toolchains else task.kind
+    return f"it has no {named} toolchain for {task.platform}"
 
 
 @dataclass(kw_only=True)

@@ -724,6 +724,12 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
             "remove it for any"
         )
     depends = _str_list(data.get("depends", []), key="depends", file=file)
+    toolchain = data.get("toolchain")
+    if toolchain is not None and (not isinstance(toolchain, str) or not NAME_RE.match(toolchain)):
+        raise ConfigurationError(
+            f"{file}: `toolchain` = {toolchain!r} must name a toolchain definition (a [table] of "
+            "toolchains/*.toml, e.g. \"go-k8s\"), or be removed to take the best available"
+        )
     epoch = data.get("source_date_epoch")
     if epoch is not None:
         check_epoch(epoch, key=f"{file}: `source_date_epoch`")

@@ -37,7 +37,15 @@ from .fsutil import extract_tar
 from .hashing import CHUNK, sha256_file, sha256_json
 from .recipes import Recipe, Source
 
-ALWAYS_EXCLUDED = (".git", ".crossyard", "target", "__pycache__", ".hg", ".svn")
+ALWAYS_EXCLUDED = (".git", ".crossyard", "__pycache__", ".hg", ".svn")
+# Cargo's build directory: `target/` at the top of the tree, or any `target/` that cargo marked
+# as its own (CACHEDIR.TAG, as cargo writes). Not every directory so named: Go packages are
+# called `target` too (Kubernetes' vendored sigs.k8s.io/kustomize/pkg/target).
+BUILD_DIR = "target"
+CACHEDIR_TAG = "CACHEDIR.TAG"
+# Which files a tree (and its digest) holds; raised when that changes, so that digests
+# remembered across runs (a toolchain root's GOPATH) are taken again. 2: nested target/ kept.
+TREE_RULES = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +64,12 @@ def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
     )
 
 
+def _build_dir(rel: str, entry: os.DirEntry[str]) -> bool:
+    if entry.name != BUILD_DIR or not entry.is_dir(follow_symlinks=False):
+        return False
+    return rel == BUILD_DIR or os.path.lexists(os.path.join(entry.path, CACHEDIR_TAG))
+
+
 def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
     """(relative posix path, path) of every file and symlink under `root`, sorted. A FIFO,
     socket or device is a `ConfigurationError` naming it: reading a FIFO would wait forever,
@@ -67,7 +81,7 @@ def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path
         with os.scandir(directory) as entries:
             for entry in entries:
                 rel = f"{prefix}{entry.name}"
-                if _excluded(rel, entry.name, exclude):
+                if _excluded(rel, entry.name, exclude) or _build_dir(rel, entry):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), rel + "/"))

@@ -34,7 +34,7 @@ from .errors import ConfigurationError, check_keys, suggest
 from .fsutil import atomic_write_text
 from .platforms import PLATFORMS, Platform, parse_platforms
 from .recipes import read_toml
-from .sources import tree_digest
+from .sources import TREE_RULES, tree_digest
 from .templates import check, expand
 
 DEF_KEYS: Final = (
@@ -495,7 +495,8 @@ class Prober:
             return ""
         key = None
         if root is not None and (root / "var" / "lib" / "dpkg" / "status").exists():
-            key = f"gopath:{_stat_key(root / 'var' / 'lib' / 'dpkg' / 'status')}:{d.gopath}"
+            # TREE_RULES: a digest taken under other rules (what a tree leaves out) is not reused
+            key = f"gopath:{TREE_RULES}:{_stat_key(root / 'var' / 'lib' / 'dpkg' / 'status')}:{d.gopath}"
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
