@@ -294,3 +294,42 @@ def test_llb_from_python_solved_without_a_session_and_pushed_reproducibly(daemon
         assert hello is not None and hello.read() == files[0].data
         assert members["bin/run.sh"].mode & 0o777 == 0o755
         assert {m.mtime for m in members.values()} == {0}
+
+
+def test_dockerfile_frontend_with_inline_inputs_builds_riscv64_and_arm64_reproducibly(daemon: Daemon,
+                                                                                    plain_registry: str) -> None:
+    """BuildKit's own dockerfile frontend, its context and Dockerfile given as LLB definitions
+    (what buildx does for named contexts), so no session: FROM scratch + COPY for riscv64 and
+    arm64 in one solve, SOURCE_DATE_EPOCH and rewrite-timestamp; one index digest from nothing
+    cached twice."""
+    context = llb.inline_files(daemon.api, (InlineFile(path="/hello.txt", data=b"hello from the context\n"),))
+    dockerfile = llb.inline_files(daemon.api, (InlineFile(
+        path="/Dockerfile", data=b"FROM scratch\nARG TARGETARCH\nCOPY hello.txt /etc/hello-$TARGETARCH.txt\n"),))
+    attrs = {"name": f"{plain_registry}/crossyard/dockerfile:test", "push": "true", "registry.insecure": "true",
+             "oci-mediatypes": "true", "rewrite-timestamp": "true"}
+    digests = []
+    with Client(daemon.address, daemon.api) as client:
+        for _ in range(2):
+            pruned = subprocess.run([str(daemon.buildctl), "--addr", daemon.address, "prune", "--all"],
+                                    capture_output=True, text=True, timeout=120)
+            assert pruned.returncode == 0, pruned.stderr
+            answer = client.solve(
+                exporter="image", attrs=attrs, frontend="dockerfile.v0",
+                frontend_attrs={"platform": "linux/riscv64,linux/arm64", "build-arg:SOURCE_DATE_EPOCH": "0"},
+                frontend_inputs={"context": context, "dockerfile": dockerfile})
+            digests.append(answer["containerimage.digest"])
+    assert digests[0] == digests[1]
+    base = f"http://{plain_registry}/v2/crossyard/dockerfile"
+    index = httpx.get(f"{base}/manifests/test", headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    assert "sha256:" + hashlib.sha256(index.content).hexdigest() == digests[0]
+    manifests = {m["platform"]["architecture"]: m["digest"] for m in index.json()["manifests"]}
+    assert set(manifests) == {"riscv64", "arm64"}
+    for arch, digest in manifests.items():
+        manifest = httpx.get(f"{base}/manifests/{digest}",
+                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
+        [layer] = manifest["layers"]
+        with tarfile.open(fileobj=io.BytesIO(httpx.get(f"{base}/blobs/{layer['digest']}").content), mode="r:*") as tar:
+            [member] = [m for m in tar.getmembers() if m.isfile()]
+            assert member.name == f"etc/hello-{arch}.txt" and member.mtime == 0
+            content = tar.extractfile(member)
+            assert content is not None and content.read() == b"hello from the context\n"

@@ -138,13 +138,18 @@ class Client:
             for record in response.record
         )
 
-    def solve(self, definition: Any, *, exporter: str, attrs: Mapping[str, str],
+    def solve(self, definition: Any = None, *, exporter: str, attrs: Mapping[str, str],
+              frontend: str = "", frontend_attrs: Mapping[str, str] | None = None,
+              frontend_inputs: Mapping[str, Any] | None = None,
               timeout: float = SOLVE_TIMEOUT_S) -> dict[str, str]:
-        """Solve a pb.Definition and export it with `exporter` (no frontend, no session: only an
-        exporter that needs nothing from the client works, e.g. `image` with push=true to a
-        registry that asks no credentials); what the exporter answered (its digests)."""
+        """Solve a pb.Definition, or run `frontend` (e.g. "dockerfile.v0") with its inputs given
+        as definitions ("context", "dockerfile"), and export the result with `exporter`. No
+        session is opened: only inputs given inline and an exporter that needs nothing from the
+        client work, e.g. `image` with push=true to a registry that asks no credentials. What
+        the exporter answered (its digests)."""
         request = self.api.message("moby.buildkit.v1.SolveRequest")(
-            Ref=uuid.uuid4().hex, Definition=definition,
+            Ref=uuid.uuid4().hex, Definition=definition, Frontend=frontend,
+            FrontendAttrs=dict(frontend_attrs or {}), FrontendInputs=dict(frontend_inputs or {}),
             Exporters=[self.api.message("moby.buildkit.v1.Exporter")(Type=exporter, Attrs=dict(attrs))],
         )
         return dict(self.call("Solve", request, timeout=timeout).ExporterResponse)

@@ -60,8 +60,11 @@ def definition(api: Api, ops: list[Any]) -> Any:
     """pb.Definition of `ops` (each one's inputs among those before it); the last is the result."""
     serialized = [op.SerializeToString(deterministic=True) for op in ops]
     result = api.message("pb.Op")(inputs=[api.message("pb.Input")(digest=digest(serialized[-1]), index=0)])
-    # `def` is a Python keyword: the field is set by name
-    return api.message("pb.Definition")(**{"def": [*serialized, result.SerializeToString(deterministic=True)]})
+    serialized.append(result.SerializeToString(deterministic=True))
+    # Every op has metadata, if empty: a definition given to a frontend as an input is refused
+    # without (client/llb.DefinitionOp.Validate). `def` is a Python keyword: set by name.
+    metadata = {digest(op): api.message("pb.OpMetadata")() for op in serialized}
+    return api.message("pb.Definition")(**{"def": serialized, "metadata": metadata})
 
 
 def digest(data: bytes) -> str:
