@@ -359,6 +359,8 @@ def test_patches_and_generate_steps_enter_the_recipes_key(tmp_path: Path) -> Non
          "names `a.org/x` and `a.org/x/y`: one holds the other; name import paths that do not overlap"),
         ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
          'gopath_dirs = { "a.org/../x" = "x" }\n', "[go] `gopath_dirs` key = 'a.org/../x' is not a Go import path"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
+         'gopath_dirs = { "a.org/x" = "./" }\n', "[go] `gopath_dirs` `a.org/x` = './' names the whole tree"),
     ],
 )
 def test_bad_sources_generate_and_gopath(tmp_path: Path, text: str, message: str) -> None:

@@ -612,6 +612,11 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
             for path, directory in _table(option, key=dotted, file=file).items():
                 _check_import_path(path, at=f"{at} key", file=file)
                 check_relative(directory, key=f"{at} `{path}`", file=file, inside="the source tree")
+                if PurePosixPath(directory) == PurePosixPath("."):
+                    raise ConfigurationError(
+                        f"{file}: {at} `{path}` = {directory!r} names the whole tree: name a directory "
+                        "in it (without `gopath_dirs` the whole tree is `import_path`'s)"
+                    )
             option = tuple(sorted(option.items()))
         elif expected in (STRS, RELS, OUTS):
             option = _str_list(option, key=dotted, file=file)
