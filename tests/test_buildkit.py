@@ -296,15 +296,19 @@ def test_llb_from_python_solved_without_a_session_and_pushed_reproducibly(daemon
         assert {m.mtime for m in members.values()} == {0}
 
 
-def test_dockerfile_frontend_with_inline_inputs_builds_riscv64_and_arm64_reproducibly(daemon: Daemon,
-                                                                                    plain_registry: str) -> None:
+DOCKERFILE = b"FROM scratch\nARG TARGETARCH\nCOPY hello.txt /etc/hello-$TARGETARCH.txt\n"
+HELLO = b"hello from the context\n"
+
+
+def test_dockerfile_frontend_with_inline_inputs_builds_riscv64_and_arm64_reproducibly(
+        daemon: Daemon, plain_registry: str, tmp_path: Path) -> None:
     """BuildKit's own dockerfile frontend, its context and Dockerfile given as LLB definitions
     (what buildx does for named contexts), so no session: FROM scratch + COPY for riscv64 and
     arm64 in one solve, SOURCE_DATE_EPOCH and rewrite-timestamp; one index digest from nothing
-    cached twice."""
-    context = llb.inline_files(daemon.api, (InlineFile(path="/hello.txt", data=b"hello from the context\n"),))
-    dockerfile = llb.inline_files(daemon.api, (InlineFile(
-        path="/Dockerfile", data=b"FROM scratch\nARG TARGETARCH\nCOPY hello.txt /etc/hello-$TARGETARCH.txt\n"),))
+    cached twice, and the same digest buildctl gets uploading the same files as a local context
+    through its session."""
+    context = llb.inline_files(daemon.api, (InlineFile(path="/hello.txt", data=HELLO),))
+    dockerfile = llb.inline_files(daemon.api, (InlineFile(path="/Dockerfile", data=DOCKERFILE),))
     attrs = {"name": f"{plain_registry}/crossyard/dockerfile:test", "push": "true", "registry.insecure": "true",
              "oci-mediatypes": "true", "rewrite-timestamp": "true"}
     digests = []
@@ -319,6 +323,17 @@ def test_dockerfile_frontend_with_inline_inputs_builds_riscv64_and_arm64_reprodu
                 frontend_inputs={"context": context, "dockerfile": dockerfile})
             digests.append(answer["containerimage.digest"])
     assert digests[0] == digests[1]
+    (tmp_path / "Dockerfile").write_bytes(DOCKERFILE)
+    (tmp_path / "hello.txt").write_bytes(HELLO)
+    theirs = subprocess.run(
+        [str(daemon.buildctl), "--addr", daemon.address, "build", "--frontend", "dockerfile.v0",
+         "--local", f"context={tmp_path}", "--local", f"dockerfile={tmp_path}",
+         "--opt", "platform=linux/riscv64,linux/arm64", "--opt", "build-arg:SOURCE_DATE_EPOCH=0",
+         "--output", f"type=image,name={plain_registry}/crossyard/dockerfile:buildctl,push=true,"
+         "registry.insecure=true,oci-mediatypes=true,rewrite-timestamp=true",
+         "--metadata-file", str(tmp_path / "metadata.json")], capture_output=True, text=True, timeout=300)
+    assert theirs.returncode == 0, theirs.stderr
+    assert json.loads((tmp_path / "metadata.json").read_text())["containerimage.digest"] == digests[0]
     base = f"http://{plain_registry}/v2/crossyard/dockerfile"
     index = httpx.get(f"{base}/manifests/test", headers={"Accept": "application/vnd.oci.image.index.v1+json"})
     assert "sha256:" + hashlib.sha256(index.content).hexdigest() == digests[0]
@@ -332,4 +347,4 @@ def test_dockerfile_frontend_with_inline_inputs_builds_riscv64_and_arm64_reprodu
             [member] = [m for m in tar.getmembers() if m.isfile()]
             assert member.name == f"etc/hello-{arch}.txt" and member.mtime == 0
             content = tar.extractfile(member)
-            assert content is not None and content.read() == b"hello from the context\n"
+            assert content is not None and content.read() == HELLO
