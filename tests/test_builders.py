@@ -149,6 +149,33 @@ def test_gopath_mode_places_the_tree_then_generates_then_builds(tmp_path: Path) 
     assert runs_it == build
 
 
+def test_gopath_dirs_place_each_project_of_the_tree_and_build_in_import_paths(tmp_path: Path) -> None:
+    """Debian's docker.io tree holds buildkit/, engine/, cli/: each named one is moved to its
+    import path in GOPATH (and linked back), the build runs in `import_path`'s."""
+    (tmp_path / "src").mkdir()
+    recipe = load(tmp_path, 'name = "buildkitd"\nkind = "go"\n[source]\npath = "src"\n[go]\ngopath = true\n'
+                  'import_path = "github.com/moby/buildkit"\npackage = "./cmd/buildkitd"\n'
+                  'gopath_dirs = { "github.com/moby/buildkit" = "buildkit", "github.com/docker/docker" = "engine" }\n')
+    toolchain = ToolchainTarget(name="go-buildkit", kind="go", platform=RISCV64, strategy="cross", available=True,
+                                command="go", identity="go1.24.4", gopath="/usr/share/gocode")
+    script = script_for("go", BuildInput(
+        name=recipe.name, version=recipe.version, platform=RISCV64, options=recipe.options_for(RISCV64),
+        toolchain=toolchain, paths=PATHS, source_date_epoch=0,
+    ))
+    engine, buildkit = "/job/gopath/src/github.com/docker/docker", "/job/gopath/src/github.com/moby/buildkit"
+    assert [(s.argv, s.cwd) for s in script.steps] == [
+        (("mkdir", "-p", "/job/gopath/src/github.com/docker"), "/job"),
+        (("mv", "/job/src/engine", engine), "/job"),
+        (("ln", "-s", engine, "/job/src/engine"), "/job"),
+        (("mkdir", "-p", "/job/gopath/src/github.com/moby"), "/job"),
+        (("mv", "/job/src/buildkit", buildkit), "/job"),
+        (("ln", "-s", buildkit, "/job/src/buildkit"), "/job"),
+        (("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "/job/out/buildkitd",
+          "./cmd/buildkitd"), buildkit),
+    ]
+    assert script.steps[-1].env["GOPATH"] == "/job/gopath:/usr/share/gocode"
+
+
 def test_module_mode_without_generate_is_one_step(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     recipe = load(tmp_path, 'name = "x"\nkind = "go"\n[source]\npath = "src"\n')

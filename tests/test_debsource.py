@@ -22,11 +22,11 @@ import pytest
 
 from conftest import require, require_tool, run_cli
 from crossyard import debian
-from crossyard.debsource import changelog_epoch, find_stanza
+from crossyard.debsource import DebianArchive, changelog_epoch, find_stanza
 from crossyard.errors import ConfigurationError, IntegrityError
 from crossyard.platforms import Platform
 from crossyard.recipes import load_recipe
-from crossyard.sources import SourceResolver
+from crossyard.sources import SourceResolver, tree_digest
 
 pytestmark = [pytest.mark.integration]
 
@@ -326,6 +326,36 @@ def test_a_sources_index_not_matching_the_signed_release_is_refused(release: byt
     assert not [p for p in cache(ws).rglob("*") if p.is_file()]
 
 
+def test_a_dsc_the_mirror_lacks_is_rebuilt_from_the_signed_index(built: tuple[Path, dict[str, Any]], release: bytes,
+                                                                 tmp_path: Path) -> None:
+    """A mirror with the genuine InRelease, Sources index and tarballs but no .dsc (HTTP 404 for
+    docker.io's on one mirror): the .dsc is rebuilt from the verified stanza and dpkg-source
+    unpacks the same tree, Debian's patches applied, as from the real .dsc."""
+    require_tool("gpgv", "apt-get install gpgv")
+    ws, _ = built
+    record = json.loads((cache(ws) / "verified" / SUITE / f"{PACKAGE}_{VERSION}.json").read_text())
+    root = file_mirror(tmp_path / "mirror", release)
+    [index] = (cache(ws) / "indexes").iterdir()
+    shutil.copyfile(index, root / "dists" / SUITE / "main" / "source" / "Sources.xz")
+    pool = root / record["directory"]
+    pool.mkdir(parents=True)
+    for item in record["files"]:
+        if not item["name"].endswith(".dsc"):
+            shutil.copyfile(cache(ws) / "files" / item["sha256"], pool / item["name"])
+    archive = DebianArchive(tmp_path / "cache", lambda: f"file:{root}")
+    unpacked = archive.unpack(package=PACKAGE, suite=SUITE, version=VERSION, pin=DSC, origin="test")
+    assert unpacked.tree.name == DSC  # known by the .dsc the signed index names
+    assert (unpacked.tree / ".pc" / "applied-patches").read_text().split() == DEBIAN_PATCHES
+    assert tree_digest(unpacked.tree) == tree_digest(cache(ws) / "trees" / DSC)
+    assert DSC not in {p.name for p in (tmp_path / "cache" / "debian" / "files").iterdir()}
+    # a tarball missing too is not made up: exit as before, naming it
+    shutil.rmtree(tmp_path / "cache")
+    (pool / f"{PACKAGE}_0.0.2.orig.tar.xz").unlink()
+    with pytest.raises(ConfigurationError, match=r"does not exist; the mirror lacks golang-github-golang-snappy_0\.0\.2"):
+        DebianArchive(tmp_path / "cache", lambda: f"file:{root}").unpack(
+            package=PACKAGE, suite=SUITE, version=VERSION, pin=DSC, origin="test")
+
+
 # -- without the network ---------------------------------------------------------------------
 
 
@@ -356,6 +386,23 @@ def test_find_stanza_takes_the_exact_version() -> None:
     assert [f.name for f in found.files] == ["hello_2.10-3.dsc", "hello_2.10.orig.tar.gz"]
     missing, versions = find_stanza(SOURCES, "hello", "2.11-1")
     assert missing is None and versions == ["2.10-3", "2.12-1"]  # not hello-traditional's
+
+
+def test_a_dsc_rebuilt_from_a_stanza_lists_the_other_files_with_both_digests() -> None:
+    text = SOURCES.replace(b"Version: 2.10-3\n", b"Version: 2.10-3\nFormat: 3.0 (quilt)\nPackage-List:\n hello deb devel "
+                           b"optional arch=any\nFiles:\n " + b"1" * 32 + b" 1847 hello_2.10-3.dsc\n " + b"2" * 32
+                           + b" 725946 hello_2.10.orig.tar.gz\n", 1)
+    found, _ = find_stanza(text, "hello", "2.10-3")
+    assert found is not None
+    assert found.rebuilt_dsc().decode() == (
+        "Source: hello\nFormat: 3.0 (quilt)\nBinary: hello\nVersion: 2.10-3\n"
+        "Package-List:\n hello deb devel optional arch=any\n"
+        f"Checksums-Sha256:\n {'b' * 64} 725946 hello_2.10.orig.tar.gz\n"
+        f"Files:\n {'2' * 32} 725946 hello_2.10.orig.tar.gz\n")
+    without_md5, _ = find_stanza(SOURCES, "hello", "2.10-3")
+    assert without_md5 is not None
+    with pytest.raises(IntegrityError, match="lacks `Format` or `Files`"):
+        without_md5.rebuilt_dsc()
 
 
 def test_a_stanza_naming_a_path_outside_the_pool_is_refused() -> None:

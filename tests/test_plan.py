@@ -109,7 +109,7 @@ def test_a_recipe_naming_toolchains_gets_only_those() -> None:
         planned(("gcc-rot",))
     assert str(info.value) == (
         "/ws/recipes/lib.toml: `toolchains` names gcc-rot, which no toolchain definition of kind `c` "
-        "is called (there are gcc, gcc-root); fix the name or add the definition under toolchains/")
+        "is called (did you mean `gcc-root`?); there are gcc, gcc-root: fix the name or add the definition under toolchains/")
 
 
 # -- dockerfile recipes: planned against a probed engine (a value: no engine needed here) ---------

@@ -346,6 +346,21 @@ def test_patches_and_generate_steps_enter_the_recipes_key(tmp_path: Path) -> Non
         ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "/abs"\n', "is not a Go import path"),
         ('[source]\npath = "."\n[platform.riscv64.go]\ngopath = true\n',
          '[platform."linux/riscv64".go] gopath = true needs `import_path`'),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\ngopath_dirs = { "a.org/y" = "y" }\n',
+         "[go] `gopath_dirs` places parts of the tree in GOPATH; the build runs in `import_path`'s, so it "
+         "must be one of them (a.org/y), not 'a.org/x'"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
+         'gopath_dirs = { "a.org/x" = "../x" }\n', "`a.org/x` = '../x' must be a path inside the source tree"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
+         'gopath_dirs = { "a.org/x" = "x", "b.org/y" = "x/y" }\n',
+         "[go] `gopath_dirs` names `x` and `x/y`: one holds the other; name directories that do not overlap"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
+         'gopath_dirs = { "a.org/x" = "x", "a.org/x/y" = "y" }\n',
+         "names `a.org/x` and `a.org/x/y`: one holds the other; name import paths that do not overlap"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
+         'gopath_dirs = { "a.org/../x" = "x" }\n', "[go] `gopath_dirs` key = 'a.org/../x' is not a Go import path"),
+        ('[source]\npath = "."\n[go]\ngopath = true\nimport_path = "a.org/x"\n'
+         'gopath_dirs = { "a.org/x" = "./" }\n', "[go] `gopath_dirs` `a.org/x` = './' names the whole tree"),
     ],
 )
 def test_bad_sources_generate_and_gopath(tmp_path: Path, text: str, message: str) -> None:

@@ -20,6 +20,7 @@ from .templates import JOB_DIRECTORIES, RECIPE_PLACEHOLDERS
 STR, BOOL, STRS, ENV, ARGS = "string", "boolean", "list of strings", "table of strings", "table of values"
 NAME, REL, RELS = "file name", "relative path", "list of relative paths"
 IMPORT = "Go import path"
+IMPORT_DIRS = "table of Go import paths to relative paths"
 OUTS = "list of relative paths to outputs"  # each file's name is an output's name
 C_BUILDS: Final = ("sources", "make", "cmake")  # a word from a closed set
 # Build args crossyard sets for each platform (builders/dockerfile.py); a recipe cannot.
@@ -91,6 +92,10 @@ class GoOptions(KindOptions):
     # `{root}/gopath/src/<import_path>` and built there; a toolchain's `gopath` follows it.
     gopath: bool = option(BOOL, False)
     import_path: str | None = option(IMPORT)
+    # A tree holding several Go projects (Debian's docker.io: buildkit/, engine/, cli/, as its
+    # debian/rules places them): each import path's directory of the tree is placed there in
+    # GOPATH instead of the whole tree; the build runs in `import_path`'s. Sorted by import path.
+    gopath_dirs: tuple[tuple[str, str], ...] = option(IMPORT_DIRS, ())
 
 
 @dataclass(frozen=True, kw_only=True)

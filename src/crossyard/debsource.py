@@ -8,8 +8,12 @@ What `apt-get source` does, checked the way apt checks it, from the machine's ow
    it must name the suite asked for (a mirror cannot answer with another suite's index).
 2. `main/source/Sources.xz` (or `.gz`) is fetched by the sha256 and size the signed text lists
    (by hash when the archive offers it, so a mirror updating meanwhile does not matter).
-3. The package's stanza at exactly that version gives every file (the .dsc, its tarballs) with
-   sha256 and size; each is downloaded and checked. A mismatch keeps nothing.
+3. The package's stanza at exactly that version gives every file (the .dsc, its tarballs, any
+   component tarballs such as docker.io's orig-buildkit) with sha256 and size; each is downloaded
+   and checked. A mismatch keeps nothing. A mirror that lacks the .dsc (HTTP 404; seen for
+   docker.io) gets it rebuilt from the same verified stanza: its fields and the other files'
+   checksums are what the .dsc says, so dpkg-source checks the tarballs against the signed index
+   (the .dsc's own OpenPGP signature is then not there to check; the InRelease's was).
 4. `dpkg-source -x` unpacks it with Debian's patches applied (3.0 (quilt): the orig tarballs,
    the debian tarball, debian/patches/series in order), as Debian builds it.
 
@@ -54,11 +58,23 @@ STANDARD_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 TIMEOUT_S: Final = 60
 
 
+# What a rebuilt .dsc carries from the Sources stanza (as dpkg-source writes them), in order.
+DSC_FIELDS: Final = (
+    "Format", "Binary", "Architecture", "Version", "Maintainer", "Uploaders", "Homepage",
+    "Standards-Version", "Build-Depends", "Build-Depends-Indep", "Build-Depends-Arch", "Package-List",
+)
+
+
+class MissingFromMirror(ConfigurationError):
+    """The mirror has no such file (HTTP 404, or no such file in a file: mirror)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class PoolFile:
     name: str
     size: int
     sha256: str
+    md5: str = ""  # the stanza's `Files`; a rebuilt .dsc needs it (not kept in the record)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +85,8 @@ class SourcePackage:
     version: str
     directory: str  # pool/main/k/kubernetes
     files: tuple[PoolFile, ...]
+    # The stanza's DSC_FIELDS (lowercase names), read from the signed index; not in the record.
+    fields: tuple[tuple[str, str], ...] = ()
 
     @property
     def dsc(self) -> PoolFile:
@@ -85,7 +103,28 @@ class SourcePackage:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourcePackage:
         return cls(package=data["package"], version=data["version"], directory=data["directory"],
-                   files=tuple(PoolFile(**f) for f in data["files"]))
+                   files=tuple(PoolFile(name=f["name"], size=f["size"], sha256=f["sha256"])
+                               for f in data["files"]))
+
+    def rebuilt_dsc(self) -> bytes:
+        """The .dsc as the stanza describes it (unsigned): Source, its fields, and the other
+        files with their sha256 and md5 — what dpkg-source reads from a .dsc."""
+        fields = dict(self.fields)
+        if "format" not in fields or any(not f.md5 for f in self.files):
+            raise IntegrityError(
+                f"the Sources stanza of {self.package} {self.version} lacks `Format` or `Files`: its "
+                ".dsc cannot be rebuilt from it"
+            )
+        others = [f for f in self.files if f.name != self.dsc.name]
+        lines = [f"Source: {self.package}"]
+        for name in DSC_FIELDS:
+            value = fields.get(name.lower())
+            if value is not None:
+                first, *rest = value.split("\n")
+                lines.append(f"{name}: {first}".rstrip() + "".join(f"\n {line}" for line in rest))
+        lines.append("Checksums-Sha256:" + "".join(f"\n {f.sha256} {f.size} {f.name}" for f in others))
+        lines.append("Files:" + "".join(f"\n {f.md5} {f.size} {f.name}" for f in others))
+        return ("\n".join(lines) + "\n").encode()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,7 +170,7 @@ class DebianArchive:
                 )
         else:
             shutil.rmtree(tree, ignore_errors=True)  # an unpack that did not finish
-            self._unpack(stanza, tree, stamp, origin=origin)
+            self._unpack(stanza, tree, stamp, suite=suite, origin=origin)
         return Unpacked(tree=tree, epoch=changelog_epoch(tree))
 
     def _verified(self, *, package: str, suite: str, version: str, pin: str | None, origin: str) -> SourcePackage:
@@ -152,7 +191,7 @@ class DebianArchive:
             atomic_write_text(record, json.dumps(stanza.to_json(), indent=1, sort_keys=True))
         return stanza
 
-    def _unpack(self, stanza: SourcePackage, tree: Path, stamp: Path, *, origin: str) -> None:
+    def _unpack(self, stanza: SourcePackage, tree: Path, stamp: Path, *, suite: str, origin: str) -> None:
         dpkg_source = _tool("dpkg-source", "apt-get install dpkg-dev", origin)
         tree.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=tree.parent, prefix=".unpack-"))
@@ -160,7 +199,16 @@ class DebianArchive:
             files = staging / "files"
             files.mkdir()
             for item in stanza.files:
-                cached = self.pool_file(stanza, item, origin=origin)
+                try:
+                    cached = self.pool_file(stanza, item, origin=origin)
+                except MissingFromMirror:
+                    if item != stanza.dsc:
+                        raise
+                    # the record keeps no fields: the signed index gives them again
+                    full = self.stanza(package=stanza.package, suite=suite, version=stanza.version,
+                                       origin=origin)
+                    (files / item.name).write_bytes(full.rebuilt_dsc())
+                    continue
                 try:
                     os.link(cached, files / item.name)
                 except OSError:
@@ -309,6 +357,8 @@ class DebianArchive:
                 path = Path(urlsplit(url).path)
                 if not path.is_file() and not last:
                     continue
+                if not path.exists():
+                    raise MissingFromMirror(f"{origin}: {url} does not exist; the mirror lacks {what}")
                 try:
                     with path.open("rb") as handle:
                         out.write(handle.read(limit + 1))
@@ -319,6 +369,11 @@ class DebianArchive:
                 with httpx.stream("GET", url, follow_redirects=True, timeout=TIMEOUT_S) as response:
                     if response.status_code == 404 and not last:
                         continue
+                    if response.status_code == 404:
+                        raise MissingFromMirror(
+                            f"{origin}: {url} answered HTTP 404; the mirror lacks {what}: set [debian] "
+                            "mirror in crossyard.toml (or CROSSYARD_DEBIAN_MIRROR) to a full one"
+                        )
                     if response.status_code != 200:
                         raise ConfigurationError(
                             f"{origin}: {url} answered HTTP {response.status_code}; the mirror lacks {what}: "
@@ -376,7 +431,8 @@ def find_stanza(text: bytes, package: str, version: str) -> tuple[SourcePackage 
         if fields.get("version") != version:
             continue
         directory = fields.get("directory", "")
-        files = tuple(PoolFile(name=name, size=size, sha256=sha)
+        md5 = _checksums(fields.get("files", ""), digest_re=r"[0-9a-f]{32}")
+        files = tuple(PoolFile(name=name, size=size, sha256=sha, md5=md5.get(name, ("", 0))[0])
                       for name, (sha, size) in _checksums(fields.get("checksums-sha256", "")).items())
         if not DIRECTORY_RE.match(directory) or ".." in directory.split("/") or not files or any(
                 not FILE_NAME_RE.match(f.name) for f in files):
@@ -384,7 +440,9 @@ def find_stanza(text: bytes, package: str, version: str) -> tuple[SourcePackage 
                 f"the Sources stanza of {package} {version} names a directory or file that is not a "
                 f"plain pool path ({directory!r}, {[f.name for f in files]})"
             )
-        return SourcePackage(package=package, version=version, directory=directory, files=files), versions
+        kept = tuple((k.lower(), fields[k.lower()]) for k in DSC_FIELDS if k.lower() in fields)
+        return SourcePackage(package=package, version=version, directory=directory, files=files,
+                             fields=kept), versions
     return None, versions
 
 
@@ -415,12 +473,12 @@ def _fields(paragraph: str) -> dict[str, str]:
     return fields
 
 
-def _checksums(value: str) -> dict[str, tuple[str, int]]:
-    """`<sha256> <size> <name>` lines → name → (sha256, size)."""
+def _checksums(value: str, *, digest_re: str = r"[0-9a-f]{64}") -> dict[str, tuple[str, int]]:
+    """`<digest> <size> <name>` lines → name → (digest, size)."""
     out: dict[str, tuple[str, int]] = {}
     for line in value.splitlines():
         parts = line.split()
-        if len(parts) == 3 and re.fullmatch(r"[0-9a-f]{64}", parts[0]) and parts[1].isdigit():
+        if len(parts) == 3 and re.fullmatch(digest_re, parts[0]) and parts[1].isdigit():
             out[parts[2]] = (parts[0], int(parts[1]))
     return out
 

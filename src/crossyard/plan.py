@@ -280,8 +280,9 @@ def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTa
         if unknown:
             raise ConfigurationError(
                 f"{recipe.file}: `toolchains` names {', '.join(sorted(unknown))}, which no toolchain "
-                f"definition of kind `{recipe.kind}` is called (there are "
-                f"{', '.join(c.name for c in candidates) or 'none'}); fix the name or add the definition "
+                f"definition of kind `{recipe.kind}` is called"
+                f"{suggest(min(unknown), [c.name for c in candidates])}; there are "
+                f"{', '.join(c.name for c in candidates) or 'none'}: fix the name or add the definition "
                 "under toolchains/"
             )
         candidates = [c for c in candidates if c.name in recipe.toolchains]

@@ -14,6 +14,7 @@ artifacts it names, workspace files, bases) is checked by the catalog and at ass
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import posixpath
 import re
@@ -30,6 +31,7 @@ from .build_options import (
     BOOL,
     ENV,
     IMPORT,
+    IMPORT_DIRS,
     NAME,
     OPTIONS,
     OUTS,
@@ -605,11 +607,17 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
         elif expected == REL:
             check_relative(option, key=at, file=file, inside="the source tree")
         elif expected == IMPORT:
-            if not isinstance(option, str) or not IMPORT_PATH_RE.match(option) or ".." in option.split("/"):
-                raise ConfigurationError(
-                    f'{file}: {at} = {option!r} is not a Go import path (like "k8s.io/kubernetes": '
-                    "letters, digits, `.`, `_`, `~`, `-`, separated by `/`)"
-                )
+            _check_import_path(option, at=at, file=file)
+        elif expected == IMPORT_DIRS:
+            for path, directory in _table(option, key=dotted, file=file).items():
+                _check_import_path(path, at=f"{at} key", file=file)
+                check_relative(directory, key=f"{at} `{path}`", file=file, inside="the source tree")
+                if PurePosixPath(directory) == PurePosixPath("."):
+                    raise ConfigurationError(
+                        f"{file}: {at} `{path}` = {directory!r} names the whole tree: name a directory "
+                        "in it (without `gopath_dirs` the whole tree is `import_path`'s)"
+                    )
+            option = tuple(sorted(option.items()))
         elif expected in (STRS, RELS, OUTS):
             option = _str_list(option, key=dotted, file=file)
             for item in option:
@@ -645,6 +653,14 @@ def _options(value: Any, kind: str, *, where: str, file: Path, commit: str | Non
         if twice:
             raise ConfigurationError(f"{file}: {where}: two outputs are named `{twice[0]}`; rename one")
     return typed
+
+
+def _check_import_path(value: Any, *, at: str, file: Path) -> None:
+    if not isinstance(value, str) or not IMPORT_PATH_RE.match(value) or ".." in value.split("/"):
+        raise ConfigurationError(
+            f'{file}: {at} = {value!r} is not a Go import path (like "k8s.io/kubernetes": '
+            "letters, digits, `.`, `_`, `~`, `-`, separated by `/`)"
+        )
 
 
 def _check_templates(value: Any, where: str, known: tuple[str, ...], *, commit: str | None) -> None:
@@ -842,6 +858,21 @@ def _check_gopath(options: GoOptions, *, where: str, file: Path) -> None:
             f"{file}: {where} `import_path` places the source in GOPATH; add `gopath = true` (GOPATH "
             "mode, GO111MODULE=off) or remove it (module mode reads go.mod)"
         )
+    dirs = dict(options.gopath_dirs)
+    if dirs and options.import_path not in dirs:
+        raise ConfigurationError(
+            f"{file}: {where} `gopath_dirs` places parts of the tree in GOPATH; the build runs in "
+            f"`import_path`'s, so it must be one of them ({', '.join(dirs)}), not "
+            f"{options.import_path!r}"
+        )
+    for what, items in (("directories", dirs.values()), ("import paths", dirs)):
+        paths = sorted(PurePosixPath(item) for item in items)
+        for outer, inner in itertools.pairwise(paths):
+            if inner == outer or outer in inner.parents:
+                raise ConfigurationError(
+                    f"{file}: {where} `gopath_dirs` names `{outer}` and `{inner}`: one holds the "
+                    f"other; name {what} that do not overlap"
+                )
 
 
 def _parse_source(value: Any, *, file: Path, source_root: Path) -> Source:

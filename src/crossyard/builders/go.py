@@ -8,6 +8,9 @@ as Kubernetes before modules built) first moves the source to `{root}/gopath/src
 (leaving `{src}` a symlink to it) and builds there with GO111MODULE=off, so imports resolve
 through GOPATH and the tree's vendor/; a toolchain whose root provides Go library packages
 (Debian's golang-*-dev in /usr/share/gocode: its definition's `gopath`) adds them after it.
+A tree of several projects (`gopath_dirs`, as Debian's docker.io carries buildkit/, engine/,
+cli/) has each of those directories moved to its import path instead (and `{src}/<dir>` left a
+symlink to it); the build runs in `import_path`'s.
 """
 
 from __future__ import annotations
@@ -47,10 +50,15 @@ class GoBuilder:
             assert options.import_path is not None  # checked when the recipe loads
             gopath = f"{job.paths.root}/gopath"
             cwd = f"{gopath}/src/{options.import_path}"
-            setup = (
-                Step(argv=("mkdir", "-p", posixpath.dirname(cwd)), cwd=job.paths.root),
-                Step(argv=("mv", job.paths.src, cwd), cwd=job.paths.root),
-                Step(argv=("ln", "-s", cwd, job.paths.src), cwd=job.paths.root),
+            # Moved, not linked: Go does not follow a symlink out of GOPATH/src reliably, and a
+            # moved tree's paths are the ones -trimpath rewrites.
+            places = [(f"{job.paths.src}/{d}", f"{gopath}/src/{p}") for p, d in options.gopath_dirs]
+            setup = tuple(
+                step for there, here in places or [(job.paths.src, cwd)] for step in (
+                    Step(argv=("mkdir", "-p", posixpath.dirname(here)), cwd=job.paths.root),
+                    Step(argv=("mv", there, here), cwd=job.paths.root),
+                    Step(argv=("ln", "-s", here, there), cwd=job.paths.root),
+                )
             )
             env["GOPATH"] = ":".join(p for p in (gopath, job.toolchain.gopath) if p)
             env["GO111MODULE"] = "off"
