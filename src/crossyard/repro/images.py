@@ -58,15 +58,18 @@ def image_rows(checker: Checker, jobs: Sequence[ImageJob], builds: Mapping[str, 
     shared: dict[tuple[Any, ...], str] = {}  # the rebuilt files a column assembles from → column
     for column in columns:
         inputs = _inputs(jobs, builds, column)
+        # shared only by columns whose rebuilds all exist (two not rebuilt differ in their reasons)
         signature = tuple(sorted((k, tuple(sorted((n, str(p)) for n, p in b.files.items())))
-                                 for k, b in inputs.items()))
-        first = shared.get(signature) if column != "control" else None
+                                 for k, b in inputs.items() if b.status == "built"))
+        complete = all(b.status == "built" for b in inputs.values())
+        first = shared.get(signature) if column != "control" and complete else None
         if first is not None and first != "control":
             for by_column in done.values():
                 by_column[column] = replace(by_column[first], variation=column, reason=(
                     f"assembled once from the same rebuilt artifacts as `{first}`"))
             continue
-        shared.setdefault(signature, column)
+        if complete:
+            shared.setdefault(signature, column)
         for row_id, build in _assemble_column(checker, jobs, inputs, column).items():
             done.setdefault(row_id, {})[column] = build
     rows = []
@@ -74,8 +77,11 @@ def image_rows(checker: Checker, jobs: Sequence[ImageJob], builds: Mapping[str, 
         for label in (*(p.oci for p in job.platforms), INDEX):
             by_column = done[f"{job.recipe.name}@{label}"]
             control = by_column["control"]
-            cells = [checker._compare_named(job.recipe.name, label, control, by_column[v])
-                     for v in checker.variations]
+            if control.status == NOT_REBUILT:  # the reason is the image's (its base), not a column's
+                cells = [Cell(variation=v, state=NOT_REBUILT, reason=control.reason) for v in checker.variations]
+            else:
+                cells = [checker._compare_named(job.recipe.name, label, control, by_column[v])
+                         for v in checker.variations]
             if lock is not None:
                 cells.append(_against_lock(checker, job, label, control, lock.images.get(job.ref)))
             rows.append(Row(recipe=job.recipe.name, platform=label, control=control, cells=tuple(cells),
@@ -100,8 +106,7 @@ def _inputs(jobs: Sequence[ImageJob], builds: Mapping[str, Mapping[str, Build]],
 def _assemble_column(checker: Checker, jobs: Sequence[ImageJob], inputs: Mapping[str, Build],
                      column: str) -> dict[str, Build]:
     """Every image of one column, in order (a base image before the images on it)."""
-    store = Store(checker.directory / "images" / column)
-    store.layout.ensure()
+    store = Store(checker.directory / "images" / column)  # made by the first image assembled
     by_digest = {f.digest: b.files[f.name] for b in inputs.values() for f in b.outputs}
     assembler = Assembler(store=store, workspace=checker.project.workspace.root,
                           files=lambda f: by_digest[f.digest])
@@ -122,6 +127,7 @@ def _assemble_column(checker: Checker, jobs: Sequence[ImageJob], inputs: Mapping
             variant = next(iter(inputs[f"{job.spec.artifact_recipes[0]}@{p.oci}"].variant
                                 for p in job.platforms), None) if job.spec.artifact_recipes else None
             try:
+                store.layout.ensure()
                 image = assembler.one(job, resolver, records=records, unavailable=frozenset(), done=made)
                 if image.index is None:
                     raise CrossyardError(image.error or f"image {job.ref} was not assembled")
@@ -190,7 +196,7 @@ def _against_lock(checker: Checker, job: ImageJob, label: str, control: Build,
     if entry is None:
         return Cell(variation=LOCK, state=NOT_REBUILT, reason=f"image {job.ref} is not in crossyard.lock")
     if control.status != "built":
-        return Cell(variation=LOCK, state=NOT_REBUILT, reason=f"the control assembly {control.status}")
+        return Cell(variation=LOCK, state=NOT_REBUILT, reason=control.reason or f"the control assembly {control.status}")
     output, got = control.outputs[0].name, control.outputs[0].digest
     if label == INDEX:
         locked = entry.index
