@@ -46,7 +46,7 @@ from .check import (
     _json,
     causes_first,
 )
-from .explain import Explanation, explain_trees
+from .explain import Explanation, Variant, explain_trees
 
 INDEX = "index"  # the row of an image's index digest (its platform column)
 
@@ -62,13 +62,13 @@ def image_rows(checker: Checker, jobs: Sequence[ImageJob], builds: Mapping[str, 
         signature = tuple(sorted((k, tuple(sorted((n, str(p)) for n, p in b.files.items())))
                                  for k, b in inputs.items() if b.status == "built"))
         complete = all(b.status == "built" for b in inputs.values())
-        first = shared.get(signature) if column != "control" and complete else None
-        if first is not None and first != "control":
+        first = shared.get(signature) if complete else None
+        if first is not None:
             for by_column in done.values():
                 by_column[column] = replace(by_column[first], variation=column, reason=(
                     f"assembled once from the same rebuilt artifacts as `{first}`"))
             continue
-        if complete:
+        if complete and column != "control":  # the control's is always an assembly of its own
             shared.setdefault(signature, column)
         for row_id, build in _assemble_column(checker, jobs, inputs, column).items():
             done.setdefault(row_id, {})[column] = build
@@ -124,8 +124,10 @@ def _assemble_column(checker: Checker, jobs: Sequence[ImageJob], inputs: Mapping
                                                   input_key=b.input_key)
                        for p in job.platforms for name in job.spec.artifact_recipes
                        for b in [inputs[f"{name}@{p.oci}"]]}
-            variant = next(iter(inputs[f"{job.spec.artifact_recipes[0]}@{p.oci}"].variant
-                                for p in job.platforms), None) if job.spec.artifact_recipes else None
+            # what the explanations know of the builds: those of the artifact in the layer
+            variants = {p.oci: next((inputs[f"{n}@{p.oci}"].variant for n in job.spec.artifact_recipes),
+                                    None) or Variant(label=column) for p in job.platforms}
+            variants[INDEX] = variants[job.platforms[0].oci]
             try:
                 store.layout.ensure()
                 image = assembler.one(job, resolver, records=records, unavailable=frozenset(), done=made)
@@ -139,11 +141,11 @@ def _assemble_column(checker: Checker, jobs: Sequence[ImageJob], inputs: Mapping
             views = checker.directory / "views" / column / job.recipe.name
             for label in labels:
                 view, digest = _view(store.layout, image.index, label, views / label.replace("/", "-"))
+                output = INDEX if label == INDEX else "manifest"
                 out[f"{job.recipe.name}@{label}"] = Build(
                     variation=column, status="built", input_key=image.key, strategy="assembled",
-                    outputs=(OutputFile(name="manifest" if label != INDEX else INDEX, digest=digest,
-                                        size=0, mode=0o644),),
-                    files={"manifest" if label != INDEX else INDEX: view}, variant=variant)
+                    outputs=(OutputFile(name=output, digest=digest, size=0, mode=0o644),),
+                    files={output: view}, variant=variants[label])
     return out
 
 
