@@ -316,6 +316,20 @@ def test_an_image_on_a_registry_base_is_not_rebuilt_and_says_why(tmp_path: Path)
     assert all("not rebuilt" in line for line in lines)
 
 
+def test_an_image_only_wrapping_a_named_recipe_is_left_out_where_it_is_not_built(tmp_path: Path) -> None:
+    """`repro check steady -p linux/riscv64` brings the image wrapping steady along, but that image
+    is built for arm64 only: no image rows, and no error the user did not ask for."""
+    ws = fixture_ws(tmp_path)
+    image = add_image(ws, "steady")
+    recipe = ws / "recipes" / f"{image}.toml"
+    recipe.write_text(recipe.read_text().replace('version = "1.0.0"\n', 'version = "1.0.0"\nplatforms = ["linux/arm64"]\n'))
+    code, summary, stderr = check(ws, "steady", "-p", "linux/riscv64", "--vary", "umask")
+    assert code == 0, stderr
+    assert [row["id"] for row in summary["rows"]] == ["steady@linux/riscv64"]
+    named = run_cli("-C", str(ws), "repro", "check", image, "-p", "linux/riscv64")  # named: an error
+    assert named.returncode == 2 and "is not built for linux/riscv64" in named.stderr, named.stderr
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 

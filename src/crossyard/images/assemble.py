@@ -347,12 +347,15 @@ def lock_entry(store: Store, image: StoredImage, inputs: Mapping[str, tuple[str,
     )
 
 
-def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str]) -> list[ImageJob]:
-    """The images to assemble after the build, checked as far as possible before it starts."""
+def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str],
+                    named: Sequence[str] | None = None) -> list[ImageJob]:
+    """The images to assemble after the build, checked as far as possible before it starts.
+    `named`: the recipes the user named, when `names` adds others (default: `names`)."""
     epochs: dict[str, int] = {}
     for job in graph.jobs.values():
         epochs[job.recipe.name] = max(epochs.get(job.recipe.name, 0), job.source_date_epoch)
     jobs = plan_images(project.select(names), platforms=project.settings.platforms, epochs=epochs,
-                       default_epoch=project.settings.source_date_epoch, named=names)
+                       default_epoch=project.settings.source_date_epoch,
+                       named=names if named is None else named)
     Assembler(store=project.store, workspace=project.workspace.root).preflight(jobs)
     return jobs

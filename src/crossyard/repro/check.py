@@ -254,9 +254,10 @@ class Checker:
         started = time.monotonic()
         project = self.project
         lock = read_lock(project.workspace.lock_path) if self.against_lock else None
-        names = self._with_images(names)
-        graph = project.graph(names)
-        image_jobs = plan_image_jobs(project, graph, names)
+        selected = self._with_images(names)
+        graph = project.graph(selected)
+        # an image only wrapping a named recipe may have no platform left under -p: then none
+        image_jobs = plan_image_jobs(project, graph, selected, named=names)
         project.fetch_sources(graph)
         sources = {job.source_digest: project.resolver.resolve(job.recipe) for job in graph.jobs.values()}
         self.directory.mkdir(parents=True)
