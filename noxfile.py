@@ -19,10 +19,12 @@ PLATFORMS = ["linux/riscv64", "linux/arm64", "linux/amd64"]  # the catalog's; `b
 HEAVY = (Path("recipes/kubernetes"), Path("recipes/buildkit"), Path("recipes/registry"))
 
 
-def default_set() -> list[str]:
+def default_set(root: Path = Path(".")) -> list[str]:
     """The recipes the main job builds and publishes: the catalog without HEAVY's recipes and
-    the images that wrap their binaries."""
-    tables = {path: tomllib.loads(path.read_text()) for path in sorted(Path("recipes").rglob("*.toml"))}
+    the images that wrap their binaries (tests/test_repro_check.py checks the same set)."""
+    recipes = root / "recipes"
+    tables = {path.relative_to(root): tomllib.loads(path.read_text())
+              for path in sorted(recipes.rglob("*.toml"))}
     heavy = {t["name"] for path, t in tables.items() if set(HEAVY) & set(path.parents)}
     return [
         t["name"] for path, t in tables.items()

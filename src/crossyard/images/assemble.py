@@ -9,7 +9,7 @@ already holds is not assembled again.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,7 +29,7 @@ from ..oci.image import ImageConfig, rfc3339, write_image, write_index
 from ..oci.layer import Layer, LayerEntry, compressor_identity, write_layer
 from ..oci.layout import Descriptor
 from ..platforms import Platform, platform_label
-from ..records import BuildRecord
+from ..records import BuildRecord, OutputFile
 from ..store import Store, StoredImage, artifact_ref
 from .assembly_plan import ArtifactInfo, ImageJob, Placed, image_key, place_files, plan_images
 from .base_images import (
@@ -138,9 +138,13 @@ def _history(job: ImageJob, base: BaseImage, own_layer: bool) -> list[dict[str, 
 class Assembler:
     """Turns image jobs into images in the store, in order, reusing what the store holds."""
 
-    def __init__(self, *, store: Store, workspace: Path) -> None:
+    def __init__(self, *, store: Store, workspace: Path,
+                 files: Callable[[OutputFile], Path] | None = None) -> None:
+        """`files`: where an artifact's output file is (default: its blob in `store`); `repro
+        check` assembles from rebuilds kept outside any store."""
         self.store = store
         self.workspace = workspace
+        self.files = files or store.file_path
         self.assembled: dict[str, dict[str, Descriptor]] = {}  # recipe → platform → manifest
 
     def preflight(self, jobs: Sequence[ImageJob]) -> None:
@@ -193,7 +197,7 @@ class Assembler:
             built = self._index_dockerfile(job, records)
         else:
             artifacts = {
-                key: {f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=self.store.file_path(f))
+                key: {f.name: ArtifactInfo(digest=f.digest, mode=f.mode, path=self.files(f))
                       for f in record.outputs}
                 for key, record in records.items() if key[0] in job.spec.artifact_recipes and record.reproducible
             }
@@ -343,12 +347,15 @@ def lock_entry(store: Store, image: StoredImage, inputs: Mapping[str, tuple[str,
     )
 
 
-def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str]) -> list[ImageJob]:
-    """The images to assemble after the build, checked as far as possible before it starts."""
+def plan_image_jobs(project: Project, graph: BuildGraph, names: Sequence[str],
+                    named: Sequence[str] | None = None) -> list[ImageJob]:
+    """The images to assemble after the build, checked as far as possible before it starts.
+    `named`: the recipes the user named, when `names` adds others (default: `names`)."""
     epochs: dict[str, int] = {}
     for job in graph.jobs.values():
         epochs[job.recipe.name] = max(epochs.get(job.recipe.name, 0), job.source_date_epoch)
     jobs = plan_images(project.select(names), platforms=project.settings.platforms, epochs=epochs,
-                       default_epoch=project.settings.source_date_epoch, named=names)
+                       default_epoch=project.settings.source_date_epoch,
+                       named=names if named is None else named)
     Assembler(store=project.store, workspace=project.workspace.root).preflight(jobs)
     return jobs

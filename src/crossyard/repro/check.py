@@ -35,6 +35,7 @@ from ..errors import ConfigurationError, CrossyardError, suggest
 from ..executors import Executor, Outputs
 from ..executors.local import SANDBOX_JOB, LocalExecutor
 from ..fsutil import atomic_write_text
+from ..images.assemble import plan_image_jobs
 from ..jobspec import JobSpec, Variation
 from ..lock import read_lock
 from ..nodes import Cluster
@@ -45,7 +46,7 @@ from ..report.runs import new_run_id
 from ..sources import ResolvedSource
 from ..toolchains import ToolchainTarget
 from . import diffoscope
-from .explain import Explanation, Variant, explain
+from .explain import Explanation, Variant, explain, explain_trees
 
 # What a variation changes, for --help, the table's legend and the report.
 VARIATIONS: Final[Mapping[str, str]] = {
@@ -134,9 +135,10 @@ class Row:
     """One recipe x platform: its control build and a cell per variation."""
 
     recipe: str
-    platform: str
+    platform: str  # an image's row of its index digest: `index`
     control: Build
     cells: tuple[Cell, ...]
+    kind: str = "artifact"  # artifact | image (its manifest for the platform, or its index)
 
     @property
     def id(self) -> str:
@@ -171,7 +173,7 @@ class ReproReport:
             "id": self.id, "ok": self.ok, "directory": str(self.directory), "report": str(self.report),
             "seconds": round(self.seconds, 3), "variations": list(self.variations),
             "counts": {s: self.count(s) for s in (IDENTICAL, DIFFERS, NOT_REBUILT, FAILED)},
-            "rows": [{"id": row.id, "recipe": row.recipe, "platform": row.platform,
+            "rows": [{"id": row.id, "recipe": row.recipe, "platform": row.platform, "kind": row.kind,
                       "control": row.control.to_json(),
                       "cells": [c.to_json(self.directory) for c in row.cells]} for row in self.rows],
         }
@@ -252,7 +254,10 @@ class Checker:
         started = time.monotonic()
         project = self.project
         lock = read_lock(project.workspace.lock_path) if self.against_lock else None
-        graph = project.graph(names)
+        selected = self._with_images(names)
+        graph = project.graph(selected)
+        # an image only wrapping a named recipe may have no platform left under -p: then none
+        image_jobs = plan_image_jobs(project, graph, selected, named=names)
         project.fetch_sources(graph)
         sources = {job.source_digest: project.resolver.resolve(job.recipe) for job in graph.jobs.values()}
         self.directory.mkdir(parents=True)
@@ -269,6 +274,10 @@ class Checker:
                     cells.append(self._against_lock(job, done["control"], lock.entries.get(job_id)))
                 rows.append(Row(recipe=job.recipe.name, platform=job.platform.oci, control=done["control"],
                                 cells=tuple(cells)))
+            if image_jobs:
+                from .images import image_rows
+
+                rows += image_rows(self, image_jobs, builds, lock)
         finally:
             shutil.rmtree(base, ignore_errors=True)
             self._close()
@@ -279,6 +288,14 @@ class Checker:
 
         write_report(report)
         return report
+
+    def _with_images(self, names: Sequence[str]) -> list[str]:
+        """`names` and the image recipes wrapping any of them (all recipes when none is named)."""
+        if not names:
+            return []
+        wrapping = [r.name for r in self.project.catalog.recipes.values()
+                    if r.image is not None and set(r.image.artifact_recipes) & set(names)]
+        return list(dict.fromkeys([*names, *sorted(wrapping)]))
 
     # -- rebuilding -------------------------------------------------------------------------------
 
@@ -416,6 +433,11 @@ class Checker:
     # -- comparing --------------------------------------------------------------------------------
 
     def _compare(self, job: Job, control: Build, other: Build) -> Cell:
+        return self._compare_named(job.recipe.name, job.platform.slug, control, other)
+
+    def _compare_named(self, recipe: str, platform: str, control: Build, other: Build) -> Cell:
+        """`other` held against `control`; a kept output that is a directory (an image's layout
+        view) is explained as a tree, with no diffoscope run over the blobs it links to."""
         name = other.variation
         if control.status != "built":
             return Cell(variation=name, state=NOT_REBUILT, reason=f"the control build {control.status}")
@@ -427,12 +449,17 @@ class Checker:
         if a == b:
             return Cell(variation=name, state=IDENTICAL, reason=other.reason, node=other.node)
         differing = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
-        explanations, diffs = [], {}
-        where = self.directory / "explain" / job.recipe.name / job.platform.slug
+        explanations: list[Explanation] = []
+        diffs = {}
+        where = self.directory / "explain" / recipe / platform.replace("/", "-")
         for output in differing:
             if output not in a or output not in b:
                 continue
             assert control.variant is not None and other.variant is not None
+            if control.files[output].is_dir():
+                explanations += causes_first(explain_trees(control.files[output], other.files[output],
+                                                           left=control.variant, right=other.variant))
+                continue
             explanations.append(explain(control.files[output], other.files[output], name=output,
                                         left=control.variant, right=other.variant))
             html = diffoscope.html_diff(control.files[output], other.files[output],
@@ -514,6 +541,12 @@ def _keep(outputs: Outputs, where: Path) -> dict[str, Path]:
         os.chmod(where / name, 0o755 if os.access(path, os.X_OK) else 0o644)
         kept[name] = where / name
     return kept
+
+
+def causes_first(explanations: Sequence[Explanation]) -> list[Explanation]:
+    """A tree's explanations, the blobs naming a cause (a layer's file) before the documents
+    that differ only because they name those blobs."""
+    return sorted(explanations, key=lambda e: all(c.name == "content" for c in e.causes))
 
 
 def _summary(explanations: Sequence[Explanation], differing: Sequence[str]) -> str:
