@@ -4,6 +4,7 @@ holds) and hashes every blob before it leaves: real cross builds, a real TLS reg
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,22 @@ def test_provenance_names_the_builds_inside_the_image_not_the_newest_in_the_stor
     jobs = statement["predicate"]["buildDefinition"]["internalParameters"]["jobs"]
     assert [j["inputKey"] for j in jobs] == [key]
     assert jobs[0]["outputs"] == first["jobs"][0]["outputs"]
+
+
+def test_publish_of_named_recipes_needs_only_their_builds_in_the_store(ws: Path, tmp_path: Path) -> None:
+    """The main job on a fresh clone: the committed lock also records what `build_all` builds
+    (Kubernetes …), the new store holds only what `publish NAMES` built; that publishes. Without
+    names everything the lock records must be there, and what is missing is named."""
+    other = (ws / "recipes" / "app.toml").read_text().replace('name = "app"', 'name = "other"', 1)
+    other = other.replace('run = ["app", "yard"]', 'run = ["other", "yard"]')
+    (ws / "recipes" / "other.toml").write_text(other.split("[image]")[0])
+    build(ws)  # the lock now records app and other, as a full build leaves it
+    shutil.rmtree(ws / ".crossyard" / "store")  # a fresh clone: the lock, no store
+    with running_registry(tmp_path) as reg:
+        env = publish_env(reg, ws)
+        summary = json.loads(cli(ws, "publish", "--json", "app", env=env).stdout)
+        assert {p["repository"] for p in summary["published"]} == {"app"}
+        assert tagged(reg, "app", "0.1.0")
+        failed = cli(ws, "publish", "--no-build", env=env, code=2).stderr
+        assert "crossyard.lock records builds that" in failed and "other@linux/riscv64" in failed
+        assert "app@" not in failed

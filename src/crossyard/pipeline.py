@@ -222,14 +222,32 @@ class _Image:
     jobs: tuple[BuildRecord, ...]
 
 
-def _records(result: BuildResult, store: Store) -> dict[str, BuildRecord]:
-    """Every reproducible build the lock records, as found in the store (looked up by input key,
+def _selected(result: BuildResult, names: Sequence[str]) -> tuple[list[BuildRecord], list[ImageLockEntry]]:
+    """The lock's entries and images to publish: all, or `names`' and the builds their images
+    hold. The store needs to hold only those: a main job that builds a default set publishes it
+    although the lock also records what `build_all` builds."""
+    images = sorted(result.lock.images.values(), key=lambda i: i.id)
+    entries = list(result.lock.entries.values())
+    if not names:
+        return entries, images
+    wanted = set(names)
+    images = [i for i in images if (i.recipe or i.name) in wanted or i.name in wanted]
+    keys = {key for image in images for platform in image.platforms for key in platform.inputs}
+    for image in images:  # a lock from before images recorded their inputs: by artifact recipe
+        recipe = result.recipes.get(image.recipe or image.name)
+        if recipe is not None and recipe.image is not None:
+            wanted.update(recipe.image.artifact_recipes)
+    return [e for e in entries if e.recipe in wanted or e.input_key in keys], images
+
+
+def _records(result: BuildResult, store: Store, entries: Sequence[BuildRecord]) -> dict[str, BuildRecord]:
+    """The reproducible builds of `entries`, as found in the store (looked up by input key,
     never by a moving ref), with what this run knows of it (node, times, source)."""
     this_run = {r.input_key: r for r in result.records if r.input_key}
     by_key = store.job_outputs()
     found: dict[str, BuildRecord] = {}
     missing: list[str] = []
-    for entry in result.lock.entries.values():
+    for entry in entries:
         descriptor = by_key.get(entry.input_key)
         if descriptor is None:
             missing.append(f"{entry.id} (input key {entry.input_key})")
@@ -248,12 +266,13 @@ def _records(result: BuildResult, store: Store) -> dict[str, BuildRecord]:
     return found
 
 
-def _images(result: BuildResult, store: Store, records: Mapping[str, BuildRecord]) -> list[_Image]:
+def _images(result: BuildResult, store: Store, records: Mapping[str, BuildRecord],
+            images: Sequence[ImageLockEntry]) -> list[_Image]:
     by_key = {r.input_key: r for r in records.values()}
     by_digest = {d.digest: d for d in store.layout.manifests()}
     missing = []
     out = []
-    for image in sorted(result.lock.images.values(), key=lambda i: i.id):
+    for image in images:
         found = by_digest.get(image.index)
         if found is None:
             missing.append(f"image {image.id} (index {image.index})")
@@ -311,8 +330,9 @@ def publish(
     from .registry.client import manifest_digest
 
     store = Store(result.store)
-    records = _records(result, store)
-    images = _images(result, store, records)
+    entries, lock_images = _selected(result, names)
+    records = _records(result, store, entries)
+    images = _images(result, store, records, lock_images)
     if not records and not images:
         raise ConfigurationError("nothing to publish: crossyard.lock records no builds (run `crossyard build`)")
     wanted = set(names)
