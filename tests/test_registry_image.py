@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from crossyard.registry import manager, server
 from crossyard.registry.client import RegistryClient
 from crossyard.toolchains import roots_dir
 from crossyard.workspace import Workspace
-from helpers.images import tiny_image
+from helpers.images import tiny_image, unpack_image
 from helpers.managed import make_workspace, stopped_after
 from helpers.processes import stop
 
@@ -49,24 +48,8 @@ class Built:
 
     def rootfs(self, platform: Platform, into: Path) -> dict[str, Any]:
         """The registry image's filesystem for `platform` unpacked into `into`; its config."""
-        [index] = [m for m in self.store.manifests()
-                   if (m.annotations or {}).get("org.opencontainers.image.ref.name") == f"registry:{VERSION}"]
-        manifests = self.store.read_json(index.digest)["manifests"]
-        assert {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in manifests} == {
-            p.oci for p in PLATFORMS}
-        [entry] = [m for m in manifests if m["platform"]["architecture"] == platform.architecture]
-        manifest = self.store.read_json(entry["digest"])
-        for layer in manifest["layers"]:
-            with tarfile.open(self.store.blob_path(layer["digest"]), "r:*") as tar:
-                for member in tar:
-                    source = tar.extractfile(member) if member.isfile() else None
-                    if source is not None and ".." not in Path(member.name).parts:
-                        target = into / member.name.lstrip("/")
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(source.read())
-                        target.chmod(member.mode & 0o755)
-        config: dict[str, Any] = self.store.read_json(manifest["config"]["digest"])["config"]
-        return config
+        return unpack_image(self.store, f"registry:{VERSION}", {p.oci for p in PLATFORMS}, platform.oci,
+                            into)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import select
 import shutil
 import signal
 import subprocess
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from conftest import REPO, binfmt_registered, build_summary, require, require_to
 from crossyard.oci.layout import OciLayout
 from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.toolchains import in_root, roots_dir
+from helpers.images import unpack_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -512,24 +512,8 @@ def test_workload_storage_reports_its_io(built: Built, tmp_path: Path) -> None:
 
 def image_rootfs(built: Built, name: str, platform: Platform, into: Path) -> dict[str, Any]:
     """The image's filesystem for `platform` unpacked into `into`; its config."""
-    layout = OciLayout(built.ws / ".crossyard" / "store")
-    [index] = [m for m in layout.manifests()
-               if (m.annotations or {}).get("org.opencontainers.image.ref.name") == f"{name}:0.1.0"]
-    manifests = layout.read_json(index.digest)["manifests"]
-    assert {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in manifests} == {p.oci for p in PLATFORMS}
-    [entry] = [m for m in manifests if m["platform"]["architecture"] == platform.architecture]
-    manifest = layout.read_json(entry["digest"])
-    for layer in manifest["layers"]:
-        with tarfile.open(layout.blob_path(layer["digest"]), "r:*") as tar:
-            for member in tar:  # regular files are all these tests run or read
-                source = tar.extractfile(member) if member.isfile() else None
-                if source is not None and ".." not in Path(member.name).parts:
-                    target = into / member.name.lstrip("/")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(source.read())
-                    target.chmod(member.mode & 0o755)
-    config: dict[str, Any] = layout.read_json(manifest["config"]["digest"])["config"]
-    return config
+    return unpack_image(OciLayout(built.ws / ".crossyard" / "store"), f"{name}:0.1.0",
+                        {p.oci for p in PLATFORMS}, platform.oci, into)
 
 
 @pytest.mark.parametrize("platform", [RISCV64, ARM64], ids=["riscv64", "arm64"])

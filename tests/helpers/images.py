@@ -7,6 +7,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from crossyard.hashing import sha256_bytes
 from crossyard.lock import ImageLockEntry, Lock, write_lock
@@ -67,3 +68,27 @@ def lock_stored_images(layout: OciLayout, lock_path: Path) -> None:
         images[f"{name}:{version}"] = ImageLockEntry(name=name, version=version, recipe="", key="",
                                                      index=entry.digest)
     write_lock(lock_path, Lock(images=images))
+
+
+def unpack_image(layout: OciLayout, ref: str, platforms: set[str], platform: str,
+                 into: Path) -> dict[str, Any]:
+    """The image tagged `ref` in `layout`: check its index lists exactly `platforms` (os/arch),
+    unpack the regular files of `platform`'s layers into `into`; return its config."""
+    [index] = [m for m in layout.manifests()
+               if (m.annotations or {}).get("org.opencontainers.image.ref.name") == ref]
+    manifests = layout.read_json(index.digest)["manifests"]
+    assert {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in manifests} == platforms
+    [entry] = [m for m in manifests
+               if f"{m['platform']['os']}/{m['platform']['architecture']}" == platform]
+    manifest = layout.read_json(entry["digest"])
+    for layer in manifest["layers"]:
+        with tarfile.open(layout.blob_path(layer["digest"]), "r:*") as tar:
+            for member in tar:  # regular files are all the tests run or read
+                source = tar.extractfile(member) if member.isfile() else None
+                if source is not None and ".." not in Path(member.name).parts:
+                    target = into / member.name.lstrip("/")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(source.read())
+                    target.chmod(member.mode & 0o755)
+    config: dict[str, Any] = layout.read_json(manifest["config"]["digest"])["config"]
+    return config
