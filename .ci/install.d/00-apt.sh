@@ -26,3 +26,7 @@ apt_install gpgv debian-archive-keyring dpkg-dev patch xz-utils
 # whose only job is to recommend ~80 format tools, ghc and a JDK among them); binutils-multiarch
 # lets its readelf/objdump read riscv64 and arm64 sections, not only the host's
 apt_install diffoscope-minimal binutils-multiarch
+# `repro check`'s time and locale variations shift TZ (Etc/GMT+12, Etc/GMT-14), and its
+# explanations read each build's clock in its zone: without the zone files both are UTC
+# (a fresh root lacks tzdata; the timestamp-by-zone test caught it)
+apt_install tzdata
