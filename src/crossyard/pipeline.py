@@ -333,7 +333,7 @@ def publish(
     entries, lock_images = _selected(result, names)
     records = _records(result, store, entries)
     images = _images(result, store, records, lock_images)
-    if not records and not images:
+    if not result.lock.entries and not result.lock.images:
         raise ConfigurationError("nothing to publish: crossyard.lock records no builds (run `crossyard build`)")
     wanted = set(names)
     binaries: dict[str, list[BuildRecord]] = defaultdict(list)
