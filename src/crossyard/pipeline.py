@@ -329,18 +329,17 @@ def publish(
     from .registry import push as pub
     from .registry.client import manifest_digest
 
+    if not result.lock.entries and not result.lock.images:
+        raise ConfigurationError("nothing to publish: crossyard.lock records no builds (run `crossyard build`)")
     store = Store(result.store)
     entries, lock_images = _selected(result, names)
     records = _records(result, store, entries)
     images = _images(result, store, records, lock_images)
-    if not result.lock.entries and not result.lock.images:
-        raise ConfigurationError("nothing to publish: crossyard.lock records no builds (run `crossyard build`)")
     wanted = set(names)
     binaries: dict[str, list[BuildRecord]] = defaultdict(list)
     for record in sorted(records.values(), key=lambda r: r.id):
         if record.reproducible and (not wanted or record.recipe in wanted):
             binaries[record.recipe].append(record)  # a Dockerfile job's image goes with its image
-    images = [i for i in images if not wanted or i.recipe in wanted or i.name in wanted]
     if wanted and not images and not binaries:
         raise ConfigurationError(
             f"nothing built for {', '.join(sorted(wanted))}: unknown recipe or image name "
