@@ -1,10 +1,12 @@
 """BuildKit's gRPC API, compiled from BuildKit's own .proto files on first use in a workspace.
 
-When and from what: the first time a workspace needs the API, its six .proto files are taken
+When and from what: the first time a workspace needs the API, its .proto files are taken
 from Debian trixie's verified source packages (`crossyard.debsource`: signed InRelease, Sources
 index, sha256 of every file; each package pinned here by its .dsc's sha256):
 - docker.io 26.1.5+dfsg1-9 (its orig-buildkit component, the tree crossyard builds buildkitd
-  from, so client and daemon share one API): control.proto, worker.proto, ops.proto, policy.proto;
+  from, so client and daemon share one API): control.proto, worker.proto, ops.proto, policy.proto,
+  filesync.proto, and fsutil's wire.proto and stat.proto from its vendor/ tree (the session's
+  file transfer);
 - golang-gogoprotobuf 1.3.2-3: gogoproto/gogo.proto (field options the BuildKit files use);
 - golang-github-gogo-googleapis 1.4.0-2: google/rpc/status.proto.
 grpcio-tools' protoc compiles them (with the google/protobuf/*.proto it ships) into one
@@ -54,10 +56,15 @@ SOURCES: Final = (
     ProtoSource(
         package="docker.io", version="26.1.5+dfsg1-9",
         dsc_sha256="12726d2cb8ba6e92eb4e2d4833a8838cd07397385b1fb060ff05a8dea9c7645f",
-        files=tuple((f"github.com/moby/buildkit/{p}", f"buildkit/{p}") for p in (
+        files=(*((f"github.com/moby/buildkit/{p}", f"buildkit/{p}") for p in (
             "api/services/control/control.proto", "api/types/worker.proto", "solver/pb/ops.proto",
-            "sourcepolicy/pb/policy.proto",
+            "sourcepolicy/pb/policy.proto", "session/filesync/filesync.proto",
         )),
+            # fsutil's wire format for filesync (its Packet imports "stat.proto" by bare name)
+            ("github.com/tonistiigi/fsutil/types/wire.proto",
+             "buildkit/vendor/github.com/tonistiigi/fsutil/types/wire.proto"),
+            ("stat.proto", "buildkit/vendor/github.com/tonistiigi/fsutil/types/stat.proto"),
+        ),
     ),
     ProtoSource(
         package="golang-gogoprotobuf", version="1.3.2-3",
@@ -70,8 +77,12 @@ SOURCES: Final = (
         files=(("github.com/gogo/googleapis/google/rpc/status.proto", "google/rpc/status.proto"),),
     ),
 )
-# What the client calls; the others (worker.proto, ops.proto, …) come in as their imports.
-ROOT_PROTO: Final = "github.com/moby/buildkit/api/services/control/control.proto"
+# What the client calls (Control) and serves in a session (FileSync, FileSend); the others
+# (worker.proto, ops.proto, wire.proto, …) come in as their imports.
+ROOT_PROTOS: Final = (
+    "github.com/moby/buildkit/api/services/control/control.proto",
+    "github.com/moby/buildkit/session/filesync/filesync.proto",
+)
 ORIGIN: Final = "BuildKit API"
 
 
@@ -113,7 +124,7 @@ def descriptor_set(cache_dir: Path, mirror: Callable[[], str]) -> Path:
         out = Path(tmp) / "api.binpb"
         result = subprocess.run(
             [sys.executable, "-m", "grpc_tools.protoc", f"-I{include}", f"-I{_protoc_include()}",
-             "--include_imports", f"--descriptor_set_out={out}", ROOT_PROTO],
+             "--include_imports", f"--descriptor_set_out={out}", *ROOT_PROTOS],
             capture_output=True, text=True,
         )
         if result.returncode != 0:

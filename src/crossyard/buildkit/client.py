@@ -11,7 +11,7 @@ descriptor (`/moby.buildkit.v1.Control/ListWorkers`), checked to exist there.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -130,6 +130,27 @@ class Client:
                 f"buildkitd at {self.address}: {name} failed: {error.code().name}: {error.details()}"
             ) from None
 
+    def stream(self, name: str) -> Callable[..., Any]:
+        """Control's bidirectional streaming method `name` (Session), to call with an iterator."""
+        path, _request_class, response_class = self.api.method(name)
+        stream: Callable[..., Any] = self._channel.stream_stream(
+            path, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_class.FromString)
+        return stream
+
+    def status(self, ref: str, *, timeout: float = SOLVE_TIMEOUT_S) -> Iterator[Any]:
+        """The StatusResponse messages of the solve named `ref` (vertexes, their progress and
+        logs), until it ends; asked before the solve starts, buildkitd waits for it."""
+        path, request_class, response_class = self.api.method("Status")
+        call = self._channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                          response_deserializer=response_class.FromString)
+        try:
+            yield from call(request_class(Ref=ref), timeout=timeout)
+        except grpc.RpcError as error:
+            if error.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise BuildKitError(f"buildkitd at {self.address}: Status of {ref} failed: "
+                                    f"{error.code().name}: {error.details()}") from None
+
     def list_workers(self) -> tuple[Worker, ...]:
         response = self.call("ListWorkers")
         return tuple(
@@ -140,15 +161,16 @@ class Client:
 
     def solve(self, definition: Any = None, *, exporter: str, attrs: Mapping[str, str],
               frontend: str = "", frontend_attrs: Mapping[str, str] | None = None,
-              frontend_inputs: Mapping[str, Any] | None = None,
+              frontend_inputs: Mapping[str, Any] | None = None, session: str = "", ref: str = "",
               timeout: float = SOLVE_TIMEOUT_S) -> dict[str, str]:
         """Solve a pb.Definition, or run `frontend` (e.g. "dockerfile.v0") with its inputs given
-        as definitions ("context", "dockerfile"), and export the result with `exporter`. No
-        session is opened: only inputs given inline and an exporter that needs nothing from the
-        client work, e.g. `image` with push=true to a registry that asks no credentials. What
-        the exporter answered (its digests)."""
+        as definitions or read through `session` (a `crossyard.buildkit.session.Session`'s id:
+        local directories, an exporter's file), and export the result with `exporter`. Without
+        a session only inputs given inline and an exporter that needs nothing from the client
+        work, e.g. `image` with push=true to a registry that asks no credentials. `ref` names
+        the solve for `status`. What the exporter answered (its digests)."""
         request = self.api.message("moby.buildkit.v1.SolveRequest")(
-            Ref=uuid.uuid4().hex, Definition=definition, Frontend=frontend,
+            Ref=ref or uuid.uuid4().hex, Session=session, Definition=definition, Frontend=frontend,
             FrontendAttrs=dict(frontend_attrs or {}), FrontendInputs=dict(frontend_inputs or {}),
             Exporters=[self.api.message("moby.buildkit.v1.Exporter")(Type=exporter, Attrs=dict(attrs))],
         )

@@ -1,0 +1,158 @@
+"""A Dockerfile built by buildkitd's own dockerfile frontend (dockerfile.v0), crossyard's side:
+the context and the Dockerfile's directory uploaded through a session (filesync), build args and
+platforms as buildx passes them, SOURCE_DATE_EPOCH with rewrite-timestamp so the same inputs
+give the same image bytes, and the result exported as an OCI archive through the same session
+and imported into an OCI layout (crossyard's store), every blob checked against its digest.
+
+Progress: buildkitd's Status stream for the solve, as `Step` values (one per vertex change and
+per log chunk), to whatever `progress` callback the caller gives (a job log, the live view).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import CrossyardError, IntegrityError
+from ..oci import media
+from ..oci.archive import safe_extract
+from ..oci.copy import copy_tree
+from ..oci.layout import Descriptor, OciLayout
+from ..platforms import Platform
+from .client import BuildKitError, Client
+from .session import Session
+
+FRONTEND: Final = "dockerfile.v0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerfileSolve:
+    """What to build: `dockerfile` (relative to `dockerfile_dir`) on `context`, for `platforms`
+    (several: one solve, an image index)."""
+
+    context: Path
+    dockerfile_dir: Path
+    dockerfile: str = "Dockerfile"
+    platforms: tuple[Platform, ...]
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    source_date_epoch: int = 0
+
+    def frontend_attrs(self) -> dict[str, str]:
+        attrs = {"filename": self.dockerfile, "platform": ",".join(p.oci for p in self.platforms)}
+        attrs.update({f"build-arg:{k}": v for k, v in sorted(self.build_args.items())})
+        # what buildx does with SOURCE_DATE_EPOCH in the environment: a build arg, which the
+        # frontend also uses for the image's created time and history
+        attrs["build-arg:SOURCE_DATE_EPOCH"] = str(self.source_date_epoch)
+        if self.target:
+            attrs["target"] = self.target
+        return attrs
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """A line of progress: a vertex (BuildKit's `#N` step) that started, finished, was cached or
+    failed, or a chunk of its log."""
+
+    vertex: str  # its digest
+    name: str  # "[linux/riscv64 2/3] RUN make"
+    state: str  # started | done | cached | error | log
+    text: str = ""  # the error, or the log chunk
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exported:
+    descriptor: Descriptor  # the image index (or manifest, for one platform) in the layout
+    exporter_response: Mapping[str, str]
+    archive_size: int
+
+
+# rewrite-timestamp: layer files' times clamped to SOURCE_DATE_EPOCH, as buildx's
+# `--output type=oci,rewrite-timestamp=true`; the frontend dates the config from the build arg.
+OCI_EXPORTER_ATTRS: Final = {"rewrite-timestamp": "true"}
+
+
+def build(client: Client, solve: DockerfileSolve, into: OciLayout, *,
+          progress: Callable[[Step], None] | None = None) -> Exported:
+    """Solve `solve` on `client`'s buildkitd and import the image into `into`."""
+    ref = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory(prefix="crossyard-buildkit-") as tmp:
+        archive = Path(tmp) / "image.tar"
+        dirs = {"context": solve.context, "dockerfile": solve.dockerfile_dir}
+        with Session(client, dirs=dirs, outputs={0: archive}) as session:
+            watcher = _watch(client, ref, progress) if progress is not None else None
+            try:
+                response = client.solve(
+                    exporter="oci", attrs=OCI_EXPORTER_ATTRS, frontend=FRONTEND,
+                    frontend_attrs=solve.frontend_attrs(), session=session.id, ref=ref)
+            except BuildKitError as error:
+                raise BuildKitError(f"{error}{_session_errors(session)}") from None
+            finally:
+                if watcher is not None:
+                    watcher.join(timeout=10)
+            if not archive.is_file():
+                raise BuildKitError(f"buildkitd at {client.address} exported nothing through the session"
+                                    f"{_session_errors(session)}")
+        descriptor = import_archive(archive, into, expected=response.get("containerimage.digest"))
+        return Exported(descriptor=descriptor, exporter_response=response, archive_size=archive.stat().st_size)
+
+
+def import_archive(archive: Path, into: OciLayout, *, expected: str | None = None) -> Descriptor:
+    """The image an OCI archive holds (its index.json's one entry), copied into `into` with every
+    blob checked; `expected`: the digest buildkitd said it exported."""
+    with tempfile.TemporaryDirectory(prefix="crossyard-oci-import-") as tmp:
+        safe_extract(archive, Path(tmp))
+        source = OciLayout(Path(tmp), recovery="build it again")
+        entries = source.manifests()
+        if len(entries) != 1:
+            raise IntegrityError(f"{archive}: an OCI archive from BuildKit should name one image, it names {len(entries)}")
+        [root] = entries
+        if root.media_type not in media.MANIFESTS_AND_INDEXES:
+            raise IntegrityError(f"{archive}: its image is a {root.media_type}, not a manifest or index")
+        if expected and root.digest != expected:
+            raise IntegrityError(f"{archive}: holds {root.digest}, but buildkitd exported {expected}")
+        copy_tree(source, root, into)
+        return Descriptor(media_type=root.media_type, digest=root.digest, size=root.size)
+
+
+def _watch(client: Client, ref: str, progress: Callable[[Step], None]) -> threading.Thread:
+    def run() -> None:
+        seen: dict[str, str] = {}
+        try:
+            for status in client.status(ref):
+                for step in steps(status, seen):
+                    progress(step)
+        except CrossyardError:
+            return  # progress is a view: a broken stream must not fail the build
+
+    thread = threading.Thread(target=run, daemon=True, name=f"buildkit-status-{ref[:8]}")
+    thread.start()
+    return thread
+
+
+def steps(status: Any, seen: dict[str, str]) -> list[Step]:
+    """The changes one StatusResponse brings; `seen` (vertex → last state) drops repeats."""
+    out = []
+    names = {}
+    for vertex in status.vertexes:
+        names[vertex.digest] = vertex.name
+        state = ("error" if vertex.error else "cached" if vertex.cached
+                 else "done" if vertex.HasField("completed") else
+                 "started" if vertex.HasField("started") else "")
+        if state and seen.get(vertex.digest) != state:
+            seen[vertex.digest] = state
+            out.append(Step(vertex=vertex.digest, name=vertex.name, state=state, text=vertex.error))
+    for log in status.logs:
+        text = log.msg.decode("utf-8", "replace")
+        if text:
+            out.append(Step(vertex=log.vertex, name=names.get(log.vertex, ""), state="log", text=text))
+    return out
+
+
+def _session_errors(session: Session) -> str:
+    return "".join(f"\n  session: {e}" for e in session.errors)
