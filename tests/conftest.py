@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# fixtures several files share, each in its own module
+pytest_plugins = ["helpers.buildkit_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
