@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import CrossyardError, IntegrityError
+from ..hashing import sha256_file
 from ..oci import media
 from ..oci.archive import safe_extract
 from ..oci.copy import copy_tree
@@ -116,6 +117,12 @@ def import_archive(archive: Path, into: OciLayout, *, expected: str | None = Non
             raise IntegrityError(f"{archive}: its image is a {root.media_type}, not a manifest or index")
         if expected and root.digest != expected:
             raise IntegrityError(f"{archive}: holds {root.digest}, but buildkitd exported {expected}")
+        for blob in source.blob_files():  # before anything is copied: a damaged archive adds nothing
+            actual = sha256_file(blob)
+            if actual != f"sha256:{blob.name}":
+                raise IntegrityError(
+                    f"{archive}: blob sha256:{blob.name} does not match its digest (its bytes hash to "
+                    f"{actual}): the export was damaged on the way; nothing was stored, build it again")
         copy_tree(source, root, into)
         return Descriptor(media_type=root.media_type, digest=root.digest, size=root.size)
 

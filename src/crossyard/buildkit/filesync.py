@@ -22,7 +22,7 @@ import stat
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -73,6 +73,7 @@ class Entry:
     devmajor: int
     devminor: int
     xattrs: tuple[tuple[str, bytes], ...]
+    inode: tuple[int, int] | None = None  # (device, inode) of a regular file with other names
 
     @property
     def has_data(self) -> bool:
@@ -101,12 +102,12 @@ def _xattrs(path: Path) -> tuple[tuple[str, bytes], ...]:
     return tuple(values)
 
 
-def _entry(root: Path, relative: str, seen: dict[tuple[int, int], str]) -> Entry | None:
+def _entry(root: Path, relative: str) -> Entry | None:
     source = root / relative
     info = os.lstat(source)
     if stat.S_ISSOCK(info.st_mode):
         return None  # nothing a build can copy
-    linkname, size, devmajor, devminor = "", 0, 0, 0
+    linkname, size, devmajor, devminor, inode = "", 0, 0, 0, None
     mode = go_mode(info.st_mode)
     if stat.S_ISLNK(info.st_mode):
         linkname, size = os.readlink(source), info.st_size
@@ -115,12 +116,10 @@ def _entry(root: Path, relative: str, seen: dict[tuple[int, int], str]) -> Entry
         if stat.S_ISBLK(info.st_mode) or stat.S_ISCHR(info.st_mode):
             devmajor, devminor = os.major(info.st_rdev), os.minor(info.st_rdev)
         if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
-            first = seen.setdefault((info.st_dev, info.st_ino), relative)
-            if first != relative:
-                linkname, size = first, 0
+            inode = (info.st_dev, info.st_ino)
     return Entry(path=relative, source=source, mode=mode, uid=info.st_uid, gid=info.st_gid, size=size,
                  mtime_ns=info.st_mtime_ns, linkname=linkname, devmajor=devmajor, devminor=devminor,
-                 xattrs=_xattrs(source))
+                 xattrs=_xattrs(source), inode=inode)
 
 
 def walk(root: Path, rules: Filter = Filter()) -> Iterator[Entry]:
@@ -134,7 +133,7 @@ def walk(root: Path, rules: Filter = Filter()) -> Iterator[Entry]:
                        key=lambda n: n.encode("utf-8", "surrogateescape"))
         for name in names:
             relative = posixpath.join(directory, name) if directory else name
-            entry = _entry(root, relative, seen)
+            entry = _entry(root, relative)
             if entry is None:
                 continue
             is_dir = bool(entry.mode & GO_DIR)
@@ -144,12 +143,17 @@ def walk(root: Path, rules: Filter = Filter()) -> Iterator[Entry]:
             if (not includes or matches(includes, relative)) and not excluded:
                 yield from pending
                 pending = []
+                if entry.inode is not None:
+                    # a second name of a file sent before travels as a link to the first; only
+                    # names actually sent count (fsutil's hard-link reset)
+                    first = seen.setdefault(entry.inode, relative)
+                    if first != relative:
+                        entry = replace(entry, linkname=first, size=0)
                 yield entry
                 if is_dir:
                     yield from visit(relative, [])
             elif is_dir:
                 yield from visit(relative, [*pending, entry])
-    # the hard-link map is per walk: a link's first name must have been sent before its second
     yield from visit("", [])
 
 
