@@ -288,10 +288,20 @@ class DebianArchive:
 
     def sources_index(self, suite: str, release: str, *, origin: str) -> _Index:
         """The suite's Sources index, by the sha256 and size the signed release lists."""
+        return self._index(suite, release, SOURCES_INDEXES, origin=origin, lacking=(
+            "the mirror carries no sources for this suite; set [debian] mirror to one that does"))
+
+    def packages_index(self, suite: str, release: str, architecture: str, *, origin: str) -> _Index:
+        """The suite's Packages index of `architecture` (main), verified as the Sources one."""
+        names = tuple(f"main/binary-{architecture}/Packages.{ext}" for ext in ("xz", "gz"))
+        return self._index(suite, release, names, origin=origin, lacking=(
+            f"the suite has no {architecture} packages at this mirror; use one that carries {architecture}"))
+
+    def _index(self, suite: str, release: str, names: tuple[str, ...], *, origin: str, lacking: str) -> _Index:
         fields = _fields(release.split("\n\n", 1)[0])
         listed = _checksums(fields.get("sha256", ""))
         by_hash = fields.get("acquire-by-hash", "").lower() == "yes"
-        for name in SOURCES_INDEXES:
+        for name in names:
             if name not in listed:
                 continue
             sha256, size = listed[name]
@@ -303,9 +313,41 @@ class DebianArchive:
             self._fetch(urls, target, size=size, sha256=sha256, what=f"{suite}'s {name}", origin=origin)
             return _Index(name=name, path=target)
         raise ConfigurationError(
-            f"{origin}: {self.mirror}/dists/{suite}/InRelease lists no {' or '.join(SOURCES_INDEXES)}: "
-            "the mirror carries no sources for this suite; set [debian] mirror to one that does"
+            f"{origin}: {self.mirror}/dists/{suite}/InRelease lists no {' or '.join(names)}: {lacking}"
         )
+
+    def binary_package(self, *, package: str, suite: str, architecture: str, origin: str,
+                       version: str | None = None) -> BinaryPackage:
+        """`package` for `architecture` as `suite` has it (at `version`, when given: a suite moves
+        on): its .deb in the cache, checked against the signed Packages index (InRelease → index
+        sha256 → .deb sha256)."""
+        release = self.release(suite, origin=origin)
+        index = self.packages_index(suite, release, architecture, origin=origin)
+        opener = lzma.open if index.name.endswith(".xz") else gzip.open
+        with opener(index.path, "rb") as handle:
+            text = handle.read()
+        fields = _binary_stanza(text, package)
+        if fields is not None and version is not None and fields.get("version") != version:
+            raise ConfigurationError(
+                f"{origin}: {suite} has {package} {fields.get('version')} for {architecture}, not {version}; "
+                "pin the version the suite has now"
+            )
+        if fields is None:
+            raise ConfigurationError(
+                f"{origin}: {suite} has no binary package `{package}` for {architecture} at {self.mirror}; "
+                "check the name (`apt-cache show NAME` on a Debian machine)"
+            )
+        filename, sha256 = fields.get("filename", ""), fields.get("sha256", "")
+        directory, _, name = filename.rpartition("/")
+        if (not DIRECTORY_RE.match(directory) or ".." in directory.split("/") or not FILE_NAME_RE.match(name)
+                or not re.fullmatch(r"[0-9a-f]{64}", sha256) or not fields.get("size", "").isdigit()):
+            raise IntegrityError(f"{origin}: the Packages stanza of {package} ({architecture}) names "
+                                 f"{filename!r} with sha256 {sha256!r}: not a plain pool file")
+        target = self.root / "files" / sha256
+        urls = [] if target.exists() else [f"{self.mirror}/{filename}"]
+        self._fetch(urls, target, size=int(fields["size"]), sha256=sha256, what=name, origin=origin)
+        return BinaryPackage(package=package, version=fields.get("version", ""), architecture=architecture,
+                             sha256=sha256, path=target)
 
     # -- files --------------------------------------------------------------------------------
     def pool_file(self, stanza: SourcePackage, item: PoolFile, *, origin: str) -> Path:
@@ -411,9 +453,41 @@ class DebianArchive:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BinaryPackage:
+    """A binary package's .deb, verified, in the cache."""
+
+    package: str
+    version: str
+    architecture: str
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
 class _Index:
     name: str  # main/source/Sources.xz
     path: Path
+
+
+def _binary_stanza(text: bytes, package: str) -> dict[str, str] | None:
+    """The fields of `package`'s stanza in a Packages index (its newest, if it lists several)."""
+    found: dict[str, str] | None = None
+    needle = f"Package: {package}\n".encode()
+    start = 0
+    while (at := text.find(needle, start)) != -1:
+        start = at + len(needle)
+        if at and text[at - 1:at] != b"\n":
+            continue
+        end = text.find(b"\n\n", at)
+        fields = _fields(text[at:end if end != -1 else len(text)].decode(errors="replace"))
+        if found is None or _newer(fields.get("version", ""), found.get("version", "")):
+            found = fields
+    return found
+
+
+def _newer(a: str, b: str) -> bool:
+    """Whether Debian version `a` sorts after `b` (dpkg's own comparison)."""
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], capture_output=True).returncode == 0
 
 
 def find_stanza(text: bytes, package: str, version: str) -> tuple[SourcePackage | None, list[str]]:
