@@ -586,7 +586,7 @@ def test_riscv64_images_runc_under_qemu_cannot_start_a_step(riscv64_image: Image
                                                             check_programs: dict[Platform, bytes],
                                                             docker_engine: DockerdHandle, tmp_path: Path) -> None:
     """A known limit, pinned so a change shows: runc 1.1's C init re-executes runc from a sealed
-    memfd (fexecve), and qemu-user 7.2 does not emulate execveat, so runc's init dies before the
+    memfd (fexecve), and qemu-user 7.2 answers execveat with ENOSYS, so runc's init dies before the
     step and runc reports the broken handshake. The image's buildctl shows runc's own words."""
     definition = exec_definition(api, check_programs[RISCV64], RISCV64, "riscv64")
     with pytest.raises(BuildKitError, match='process "/check riscv64" did not complete successfully: exit code: 1'):
