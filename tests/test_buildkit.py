@@ -420,11 +420,11 @@ def loaded(built: Built, docker_engine: DockerdHandle, tmp_path_factory: pytest.
 @contextlib.contextmanager
 def image_daemon(engine: DockerdHandle, image_id: str, platform: Platform, api: Api, tmp: Path, *,
                  volumes: tuple[str, ...] = (), args: tuple[str, ...] = (), timeout: float) -> Iterator[tuple[str, str]]:
-    """The image's entrypoint (buildkitd) in a container, `args` added to it; its socket directory
-    and state directory bound from `tmp`; the container's name and the socket's address. Attached (signals are proxied), so
-    stopping the client stops buildkitd and the container goes (--rm)."""
+    """The image's entrypoint (buildkitd) in a container, `args` added to it, its socket directory
+    and state directory bound from `tmp`: the container's name and the socket's address. Attached
+    (signals are proxied), so stopping the client stops buildkitd and the container goes (--rm)."""
     (tmp / "run").mkdir()
-    (tmp / "state").mkdir()  # overlayfs snapshots cannot live on the container's own overlay
+    (tmp / "state").mkdir()  # on the container's own overlay root it would fall back to `native`
     name = f"buildkitd-{platform.slug}-{uuid.uuid4().hex[:8]}"
     address = f"unix://{tmp}/run/buildkitd.sock"
     log = tmp / "container.log"
