@@ -28,6 +28,8 @@ from crossyard.workspace import Workspace
 from helpers.managed import make_workspace
 from helpers.processes import stop, wait_started
 
+RUNC_ROOT = "go-trixie-runc-amd64"  # toolchains/go-runc.toml
+
 
 @dataclass(frozen=True, kw_only=True)
 class Built:
@@ -54,11 +56,12 @@ class Daemon:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """Both programs for the three platforms, built once by `crossyard build` from a copy of the
-    recipes (the go-buildkit toolchain's root: `crossyard toolchains prepare go-buildkit`)."""
-    root = roots_dir() / "go-trixie-buildkit-amd64"
-    require((root / "usr" / "share" / "gocode").is_dir(),
-            "the go-buildkit root is missing: run `crossyard toolchains prepare go-buildkit`")
+    """Both programs and runc for the three platforms and the image of the three, built once by
+    `crossyard build` from a copy of the recipes (the go-buildkit and go-runc toolchains' roots:
+    `crossyard toolchains prepare go-buildkit`, `… prepare go-runc`)."""
+    for toolchain, root in (("go-buildkit", "go-trixie-buildkit-amd64"), ("go-runc", RUNC_ROOT)):
+        require((roots_dir() / root / "usr" / "share" / "gocode").is_dir(),
+                f"the {toolchain} root is missing: run `crossyard toolchains prepare {toolchain}`")
     require_tool("bwrap", "apt-get install bubblewrap")
     ws = make_workspace(tmp_path_factory.mktemp("buildkit"), (REPO / "crossyard.toml").read_text())
     shutil.copytree(REPO / "recipes" / "buildkit", ws.root / "recipes" / "buildkit")
@@ -66,7 +69,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 @pytest.fixture(scope="session")
-def daemon(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def api(built: Built) -> Api:
+    """BuildKit's API, compiled from the same Debian source's .proto files (cached in the workspace)."""
+    return Api.load(descriptor_set(built.ws.cache_dir, lambda: debian.workspace_mirror(built.ws)))
+
+
+@pytest.fixture(scope="session")
+def daemon(built: Built, api: Api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """The built amd64 buildkitd, as root: its own state directory and socket, the OCI worker
     (the machine's runc), no containerd worker."""
     require(Platform.host() == AMD64, "the amd64 buildkitd runs natively here")
@@ -79,7 +88,6 @@ def daemon(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     ca = certs.create_ca(tmp / "ca")
     served = certs.issue_leaf(ca, tmp / "ca", names=("127.0.0.1",), stem="buildkitd")
     ours = certs.issue_leaf(ca, tmp / "ca", names=(), usage=("client",), common_name="crossyard test", stem="client")
-    api = Api.load(descriptor_set(built.ws.cache_dir, lambda: debian.workspace_mirror(built.ws)))
     log = tmp / "buildkitd.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -107,8 +115,6 @@ def buildctl_workers(daemon: Daemon) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     workers: list[dict[str, Any]] = json.loads(result.stdout)
     return workers
-
-
 
 
 @pytest.fixture
