@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, require_tool, run_cli
+from conftest import REPO, require, require_tool, run_cli
 from crossyard.debian import ENV
-from crossyard.toolchains import load_definitions
+from crossyard.platforms import RISCV64
+from crossyard.toolchains import (
+    ProbeCache,
+    Prober,
+    installed_packages_digest,
+    load_definitions,
+    roots_dir,
+)
 
 MIRROR = "http://mirror.example/debian"
 # A root "prepared" by a shell: it records the mirror it was given, like mmdebstrap would use it.
@@ -130,3 +137,43 @@ def test_a_toolchains_gopath_provides_go_packages_and_keys_gopath_builds(tmp_pat
     assert reasons and all(f"`gopath` {tmp_path}/gocode is not a directory" in r for r in reasons)
     failed = run_cli("-C", str(ws), "build")
     assert failed.returncode == 1 and 'cannot find package "example.org/greeting"' in failed.stderr
+
+
+STATUS = """Package: libseccomp-dev
+Status: install ok installed
+Architecture: riscv64
+Version: 2.6.0-2
+Description: high level interface
+ to the kernel's syscall filter
+
+Package: gone
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+
+Package: golang-go
+Status: install ok installed
+Architecture: amd64
+Version: 2:1.24~2
+"""
+
+
+def test_a_roots_installed_packages_digest_names_versions_not_order_or_leftovers() -> None:
+    digest = installed_packages_digest(STATUS)
+    paragraphs = STATUS.strip().split("\n\n")
+    assert installed_packages_digest("\n\n".join(reversed(paragraphs))) == digest  # order
+    assert installed_packages_digest(STATUS.replace("Version: 1.0", "Version: 2.0")) == digest  # not installed
+    assert installed_packages_digest(STATUS.replace("2.6.0-2", "2.6.0-3")) != digest  # a version
+
+
+@pytest.mark.integration
+def test_a_cgo_toolchain_root_keys_its_packages() -> None:
+    """The go-runc root (runc links its static libc and libseccomp): probed, its target carries
+    the digest of the root's installed packages, which a cgo job's key holds."""
+    root = roots_dir() / "go-trixie-runc-amd64"
+    require((root / "var" / "lib" / "dpkg" / "status").is_file(),
+            "the go-runc root is missing: run `crossyard toolchains prepare go-runc`")
+    [definition] = [d for d in load_definitions(REPO / "toolchains") if d.name == "go-runc"]
+    target = Prober([definition], cache=ProbeCache(None)).probe(definition, RISCV64)
+    assert target.available, target.reason
+    assert target.root_packages == installed_packages_digest((root / "var/lib/dpkg/status").read_text())

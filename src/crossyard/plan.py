@@ -228,6 +228,9 @@ def plan(
             if isinstance(options, GoOptions) and options.gopath and toolchain.gopath:
                 # The Go packages the toolchain's root provides are inputs of a GOPATH build.
                 material["toolchain_gopath"] = toolchain.gopath_digest
+            if isinstance(options, GoOptions) and options.cgo and toolchain.root_packages:
+                # cgo links the root's C libraries: their versions are inputs too
+                material["toolchain_root_packages"] = toolchain.root_packages
             jid = job_id(name, platform)
             jobs[jid] = Job(
                 id=jid,

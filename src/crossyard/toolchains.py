@@ -19,6 +19,7 @@ read makes the toolchain unavailable, with a reason naming the definition's file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -130,6 +131,9 @@ class ToolchainTarget:
     fix: str = ""
     gopath: str = ""  # the definition's `gopath`, when it has one
     gopath_digest: str = ""  # the tree digest of what is there: a GOPATH build's input
+    # sha256 of the root's installed packages and versions: a cgo build links the root's C
+    # libraries (libc.a, libseccomp.a), which the compiler's identity does not name
+    root_packages: str = ""
 
     def __post_init__(self) -> None:
         if self.available and not self.identity:
@@ -341,6 +345,17 @@ class ProbeCache:
             self.dirty = False
 
 
+def installed_packages_digest(status: str) -> str:
+    """sha256 over dpkg's status file's installed packages, one `name:arch=version` line each,
+    sorted: what two roots made at different times differ in (and nothing about when or where)."""
+    lines = []
+    for paragraph in status.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in paragraph.splitlines() if ": " in line and line[:1] != " ")
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            lines.append(f"{fields['Package']}:{fields.get('Architecture', '')}={fields.get('Version', '')}")
+    return "sha256:" + hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
 def _stat_key(path: Path) -> str:
     st = path.stat()
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
@@ -483,7 +498,20 @@ class Prober:
             env={k: d.render(v, platform) for k, v in d.env.items()},
             gopath=d.gopath or "",
             gopath_digest=gopath,
+            root_packages=self._root_packages(root) if root is not None else "",
         )
+
+    def _root_packages(self, root: Path) -> str:
+        """`installed_packages_digest` of the root, remembered until its package database changes."""
+        status = root / "var" / "lib" / "dpkg" / "status"
+        if not status.is_file():
+            return ""
+        key = f"packages:{_stat_key(status)}"
+        cached = self.cache.get(key)
+        if cached is None:
+            cached = installed_packages_digest(status.read_text(errors="replace"))
+            self.cache.put(key, cached)
+        return cached
 
     def _gopath(self, d: ToolchainDef, root: Path | None) -> str:
         """The tree digest of the definition's `gopath` ("" if it is no directory). In a root,
