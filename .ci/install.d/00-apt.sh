@@ -30,3 +30,12 @@ apt_install diffoscope-minimal binutils-multiarch
 # explanations read each build's clock in its zone: without the zone files both are UTC
 # (a fresh root lacks tzdata; the timestamp-by-zone test caught it)
 apt_install tzdata
+# `repro check`'s locale variation runs builds under fr_CH.UTF-8 (as reprotest does): without
+# that locale generated, glibc falls back to C and the variation changes nothing (sort order,
+# number formats, messages stay the control's). locale-gen only when it is missing.
+apt_install locales
+if ! locale -a 2>/dev/null | grep -qx 'fr_CH.utf8'; then
+  sed -i 's/^# *\(fr_CH.UTF-8 UTF-8\)/\1/' /etc/locale.gen
+  grep -qx 'fr_CH.UTF-8 UTF-8' /etc/locale.gen || echo 'fr_CH.UTF-8 UTF-8' >> /etc/locale.gen
+  locale-gen
+fi
