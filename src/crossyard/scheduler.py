@@ -16,8 +16,9 @@ images it starts from) are done, while unrelated jobs still build; one whose inp
 skipped, as before.
 
 What a job produces decides how it is stored, not its recipe kind: files become an artifact; a
-`docker save` archive (a Dockerfile job) becomes the job's per-platform image manifest, digests
-checked, recorded under the job's ref and input key like an artifact, its one output `image`.
+`docker save` archive (a legacy Dockerfile job) or an OCI archive (a BuildKit one) becomes the
+job's per-platform image manifest, digests checked, recorded under the job's ref and input key
+like an artifact, its one output `image`; BuildKit's are marked reproducible.
 """
 
 from __future__ import annotations
@@ -455,7 +456,7 @@ class Scheduler:
         base = BuildRecord(
             recipe=job.recipe.name, platform=job.platform, status="failed", input_key=spec.input_key,
             toolchain=job.identity, strategy=placed.strategy, source=job.source_digest,
-            version=job.recipe.version, log=log, reproducible=spec.produces == "files", node=executor.node,
+            version=job.recipe.version, log=log, reproducible=spec.produces != "docker-image", node=executor.node,
         )
         stored: BuildRecord | None = None
         try:
@@ -498,6 +499,24 @@ class Scheduler:
             with self._store_lock:
                 return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
                                                 input_key=spec.input_key, manifest=imported.manifest, run=run)
+        if spec.produces == "oci-image":
+            from .buildkit.dockerfile import import_platform_image
+            from .executors.buildkit import FACT_EXPORTED
+
+            with self._store_lock:  # blobs straight into the store, as `put_job_image` then records
+                manifest = import_platform_image(
+                    outputs.files[IMAGE_OUTPUT], self.store.layout, platform=job.platform,
+                    expected=outputs.facts.get(FACT_EXPORTED) or None, annotations={
+                        ANNOTATION_RECIPE: job.recipe.name,
+                        ANNOTATION_PLATFORM: job.platform.oci,
+                        ANNOTATION_INPUT_KEY: spec.input_key,
+                        ANNOTATION_TOOLCHAIN: job.identity,
+                        ANNOTATION_STRATEGY: placed.strategy,
+                        # SOURCE_DATE_EPOCH and rewrite-timestamp: same inputs, same bytes.
+                        ANNOTATION_REPRODUCIBLE: "true",
+                    })
+                return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
+                                                input_key=spec.input_key, manifest=manifest, run=run)
         check_elf(job.id, outputs.files, job.platform)
         if job.recipe.test is not None:
             self.smoke.run(job.id, outputs.files, job.recipe.test, job.platform, job.toolchain.sysroot)
