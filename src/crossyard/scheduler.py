@@ -514,7 +514,7 @@ class Scheduler:
                         ANNOTATION_STRATEGY: placed.strategy,
                         # SOURCE_DATE_EPOCH and rewrite-timestamp: same inputs, same bytes.
                         ANNOTATION_REPRODUCIBLE: "true",
-                    })
+                    }, compressor=f"{job.identity} gzip")
                 return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
                                                 input_key=spec.input_key, manifest=manifest, run=run)
         check_elf(job.id, outputs.files, job.platform)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from ..annotations import ANNOTATION_COMPRESSOR
 from ..errors import CrossyardError, IntegrityError
 from ..oci import media
 from ..oci.archive import safe_extract
@@ -153,6 +154,8 @@ def steps(status: Any, seen: dict[str, str]) -> list[Step]:
         state = ("error" if vertex.error else "cached" if vertex.cached
                  else "done" if vertex.HasField("completed") else
                  "started" if vertex.HasField("started") else "")
+        if state == "started" and seen.get(vertex.digest) in ("done", "cached", "error"):
+            continue  # a late copy of the vertex: it ended already
         if state and seen.get(vertex.digest) != state:
             seen[vertex.digest] = state
             out.append(Step(vertex=vertex.digest, name=vertex.name, state=state, text=vertex.error))
@@ -168,11 +171,12 @@ def _session_errors(session: Session) -> str:
 
 
 def import_platform_image(archive: Path, into: OciLayout, *, platform: Platform, expected: str | None,
-                          annotations: Mapping[str, str]) -> Descriptor:
+                          annotations: Mapping[str, str], compressor: str) -> Descriptor:
     """The one `platform` image a single-platform solve exported (`archive`), imported into
     `into` (every blob checked) and its manifest written again with crossyard's `annotations`
-    (recipe, input key, toolchain…), as the legacy builder's images are: the descriptor of that
-    manifest, not yet recorded in the layout's index. The config and layers stay BuildKit's."""
+    (recipe, input key, toolchain…), as the legacy builder's images are, each layer marked with
+    its `compressor` (buildkitd's gzip): the descriptor of that manifest, not yet recorded in the
+    layout's index. The config and layer blobs stay BuildKit's."""
     root = import_archive(archive, into, expected=expected)
     digest = root.digest
     if root.media_type in media.INDEXES:
@@ -187,6 +191,8 @@ def import_platform_image(archive: Path, into: OciLayout, *, platform: Platform,
     if built != platform.oci:
         raise IntegrityError(f"{archive}: buildkitd produced a {built} image where {platform.oci} was asked for")
     manifest["annotations"] = {**(manifest.get("annotations") or {}), **annotations}
+    for layer in manifest.get("layers", []):  # what made each blob: the lock records it per layer
+        layer["annotations"] = {**(layer.get("annotations") or {}), ANNOTATION_COMPRESSOR: compressor}
     manifest["mediaType"] = media.MANIFEST
     return into.write_json(manifest, media.MANIFEST, platform=dict(platform.oci_platform))
 
