@@ -189,9 +189,10 @@ def test_bad_buildkit_inputs_exit_2_with_one_line(built: Built, tmp_path: Path) 
         assert str(config) in result.stderr and all(w in result.stderr for w in words), result.stderr
 
 
-def test_a_buildkit_node_is_probed_and_builds(daemon: Daemon, built: Built, tmp_path: Path) -> None:
+def test_a_buildkit_node_is_probed_builds_and_rebuilds(daemon: Daemon, built: Built, tmp_path: Path) -> None:
     """A `[[nodes]]` buildkitd over TCP with mutual TLS: `nodes probe` shows its identity and
-    ListWorkers' platforms (its own first), and `crossyard build` runs the Dockerfile jobs there."""
+    ListWorkers' platforms (its own first), `crossyard build` runs the Dockerfile jobs there, and
+    `repro check` rebuilds one and finds the lock's manifest."""
     ws = workspace(tmp_path, built)
     tls = daemon.tls
     (ws / "crossyard.toml").write_text((ws / "crossyard.toml").read_text() + f"""
@@ -222,6 +223,18 @@ key = "{tls.key}"
         assert job["node"] == f"buildkit:{daemon.tcp}" and job["strategy"] == "emulated"
         assert jobs_of(summary)[f"hello-go@{platform.oci}"]["node"].startswith("local:")
     assert image_of(summary)["reproducible"] is True
+
+    # `repro check`: the control on one buildkitd, `node` on the other (the same daemon over its
+    # unix socket, BUILDKIT_HOST), both held against the lock: one manifest.
+    result = run_cli("-C", str(ws), "repro", "check", "--json", RECIPE, "-p", RISCV64.oci, "--vary", "node",
+                     "--against-lock", env=on(daemon))
+    assert result.returncode == 0, result.stderr
+    [row] = [r for r in json.loads(result.stdout)["rows"] if r["id"] == f"{RECIPE}@{RISCV64.oci}"]
+    cells = {c["variation"]: c for c in row["cells"]}
+    assert (row["control"]["status"], cells["node"]["state"], cells["lock"]["state"]) == ("built", "identical",
+                                                                                        "identical"), row
+    assert row["control"]["outputs"] == {"image": jobs_of(summary)[f"{RECIPE}@{RISCV64.oci}"]["outputs"]["image"]}
+    assert {row["control"]["node"], cells["node"]["node"]} == {f"buildkit:{daemon.tcp}", f"buildkit:{daemon.address}"}
 
 
 def test_foreign_platform_is_refused_when_buildkit_does_not_list_it(daemon: Daemon, built: Built,
@@ -280,4 +293,5 @@ address = "{address}"
     alone = build_summary(workspace(tmp_path / "emulated", built), env=on(daemon))
     assert jobs_of(alone)[f"{RECIPE}@{RISCV64.oci}"]["strategy"] == "emulated"
     assert jobs_of(alone)[f"{RECIPE}@{RISCV64.oci}"]["input_key"] == native["input_key"]
+    assert image_of(alone)["manifests"] == image_of(summary)["manifests"]
     assert image_of(alone)["digest"] == image_of(summary)["digest"]

@@ -500,23 +500,14 @@ class Scheduler:
                 return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
                                                 input_key=spec.input_key, manifest=imported.manifest, run=run)
         if spec.produces == "oci-image":
-            from .buildkit.dockerfile import import_platform_image
-            from .executors.buildkit import FACT_EXPORTED
+            from .executors.buildkit import import_job_image
 
             with self._store_lock:  # blobs straight into the store, as `put_job_image` then records
-                manifest = import_platform_image(
-                    outputs.files[IMAGE_OUTPUT], self.store.layout, platform=job.platform,
-                    expected=outputs.facts.get(FACT_EXPORTED) or None, annotations={
-                        ANNOTATION_RECIPE: job.recipe.name,
-                        ANNOTATION_PLATFORM: job.platform.oci,
-                        ANNOTATION_INPUT_KEY: spec.input_key,
-                        ANNOTATION_TOOLCHAIN: job.identity,
-                        ANNOTATION_STRATEGY: placed.strategy,
-                        # SOURCE_DATE_EPOCH and rewrite-timestamp: same inputs, same bytes.
-                        ANNOTATION_REPRODUCIBLE: "true",
-                    }, compressor=f"{job.identity} gzip")
+                manifest = import_job_image(outputs, self.store.layout, recipe=job.recipe.name, spec=spec)
+                # How it ran goes beside where and when, not into the manifest (see import_job_image).
                 return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
-                                                input_key=spec.input_key, manifest=manifest, run=run)
+                                                input_key=spec.input_key, manifest=manifest,
+                                                run={**run, ANNOTATION_STRATEGY: placed.strategy})
         check_elf(job.id, outputs.files, job.platform)
         if job.recipe.test is not None:
             self.smoke.run(job.id, outputs.files, job.recipe.test, job.platform, job.toolchain.sysroot)

@@ -19,6 +19,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from ..annotations import (
+    ANNOTATION_INPUT_KEY,
+    ANNOTATION_PLATFORM,
+    ANNOTATION_RECIPE,
+    ANNOTATION_REPRODUCIBLE,
+    ANNOTATION_TOOLCHAIN,
+)
 from ..buildkit.client import Api, BuildKitError, Client
 from ..buildkit.dockerfile import DIGEST_KEY, DockerfileSolve, Step, solve_to_archive
 from ..buildkit.endpoints import TOOLCHAIN, Endpoint
@@ -26,6 +33,7 @@ from ..errors import BuildError, NodeLost
 from ..executors.local import tail
 from ..hashing import sha256_file
 from ..jobspec import Inputs, JobSpec
+from ..oci.layout import Descriptor, OciLayout
 from ..platforms import Platform
 from . import Outputs
 from .context import prepare_context
@@ -132,6 +140,26 @@ class BuildKitExecutor:
         finally:
             with self._lock:
                 self._clients.discard(client)
+
+
+def import_job_image(outputs: Outputs, into: OciLayout, *, recipe: str, spec: JobSpec) -> Descriptor:
+    """A BuildKit job's output imported into `into` (every blob checked against the digests
+    buildkitd named): its platform's manifest, with the annotations crossyard's job images carry
+    (what it is; how and where it ran goes on the index entry: native and emulated builds of one
+    key give one manifest). The scheduler imports into the store, `repro check` into its own."""
+    from ..buildkit.dockerfile import import_platform_image
+
+    return import_platform_image(
+        outputs.files[IMAGE_OUTPUT], into, platform=spec.platform,
+        expected=outputs.facts.get(FACT_EXPORTED) or None, compressor=f"{spec.toolchain.identity} gzip",
+        annotations={
+            ANNOTATION_RECIPE: recipe,
+            ANNOTATION_PLATFORM: spec.platform.oci,
+            ANNOTATION_INPUT_KEY: spec.input_key,
+            ANNOTATION_TOOLCHAIN: spec.toolchain.identity,
+            # SOURCE_DATE_EPOCH and rewrite-timestamp: same inputs, same bytes
+            ANNOTATION_REPRODUCIBLE: "true",
+        })
 
 
 def _line(step: Step) -> str:
