@@ -24,7 +24,8 @@ The inventory is `[[nodes]]` in crossyard.toml, read once into frozen `Node`s:
 
 No `[[nodes]]` means one implicit local node with `[build] jobs` slots, which is how crossyard
 ran before it knew of nodes. `BUILDKIT_HOST` (buildctl's variable) adds an implicit `buildkit`
-node, its arch probed, unless a declared one has that address. `CROSSYARD_NODES=a,b` keeps only the named nodes for one run;
+node named `buildkit-host`, its arch probed, unless a declared one has that address.
+`CROSSYARD_NODES=a,b` keeps only the named nodes for one run;
 `CROSSYARD_SSH_KEEPALIVE=SECONDS` sets every SSH node's keepalive interval for one run (a link
 that goes silent is noticed after three unanswered ones).
 
@@ -207,6 +208,11 @@ def load_nodes(value: object, *, file: Path, jobs: int,
             )
         if not nodes:
             raise ConfigurationError(f"{file}: `nodes` is empty; declare at least one [[nodes]] or leave it out")
+    host = from_environment(environ)
+    if host is not None and not any(n.transport == "buildkit" and n.address == host.address for n in nodes):
+        # Its arch is unknown until probed: `connect` takes the probed one.
+        nodes = (*nodes, Node(name=BUILDKIT_HOST_NAME, transport="buildkit", arch=Platform.host(),
+                              address=host.address, implicit=True))
     if NODES_ENV in environ:
         nodes = _chosen(nodes, environ[NODES_ENV])
     if KEEPALIVE_ENV in environ:
@@ -218,11 +224,6 @@ def load_nodes(value: object, *, file: Path, jobs: int,
             raise ConfigurationError(f"{KEEPALIVE_ENV}={environ[KEEPALIVE_ENV]!r} must be the seconds between "
                                      "keepalives to SSH nodes, more than 0 (e.g. 5); or unset it")
         nodes = tuple(replace(n, keepalive=keepalive) if n.transport == "ssh" else n for n in nodes)
-    host = from_environment(environ)
-    if host is not None and not any(n.transport == "buildkit" and n.address == host.address for n in nodes):
-        # Its arch is unknown until probed: `connect` takes the probed one.
-        nodes = (*nodes, Node(name=BUILDKIT_HOST_NAME, transport="buildkit", arch=Platform.host(),
-                              address=host.address, implicit=True))
     return nodes
 
 
