@@ -48,7 +48,7 @@ from .annotations import (
 )
 from .checks import SmokeTests, check_elf
 from .errors import BuildError, CrossyardError, NodeLost
-from .executors import Executor, Outputs
+from .executors import Executor, Outputs, ReportsProgress
 from .executors.docker import FACT_IMAGE_ID, IMAGE_OUTPUT
 from .images.assemble import Assembler, BuiltImage
 from .images.assembly_plan import ImageJob
@@ -196,6 +196,10 @@ class Scheduler:
         self.tick = tick
         self.logs_dir = logs_dir
         self.reporter = reporter or SilentReporter()
+        step = getattr(self.reporter, "job_progress", None)  # optional: a job's step now
+        for executor in self.executors:
+            if step is not None and isinstance(executor, ReportsProgress):
+                executor.progress = step
         self._store_lock = threading.Lock()
         self.smoke = SmokeTests()
 

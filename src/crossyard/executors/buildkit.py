@@ -15,7 +15,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -57,6 +57,7 @@ class BuildKitExecutor:
         self.platforms = tuple(platforms)
         self.temp_root = temp_root
         self.node = f"buildkit:{endpoint.address}"
+        self.progress: Callable[[str, str], None] | None = None  # job id, its step now (live view)
         self._clients: set[Client] = set()
         self._lock = threading.Lock()
         self._cancelled = False
@@ -118,6 +119,8 @@ class BuildKitExecutor:
             with writing:
                 out.write(_line(step))
                 out.flush()
+            if self.progress is not None and step.state != "log":
+                self.progress(spec.id, f"{step.name} {step.state}")
 
         try:
             with client:
