@@ -198,14 +198,16 @@ def plan(
             # The toolchain's part of the key: what it is (`go1.24.4`), not where or how it runs.
             identity: str | dict[str, str]
             if recipe.kind in ENGINE_KINDS:
+                _no_test(recipe)
                 found = _buildkit_target(recipe, platform, buildkit_infos)
                 if found is not None:
                     toolchain, daemon = found
-                    identity = {**daemon.identity, "target": platform.oci, "context_format": str(CONTEXT_FORMAT)}
+                    builder = daemon.identity
                 else:
                     info = engine_info()
                     toolchain = _engine_target(recipe, platform, info, can_run)
-                    identity = {**info.identity, "target": platform.oci, "context_format": str(CONTEXT_FORMAT)}
+                    builder = info.identity
+                identity = {**builder, "target": platform.oci, "context_format": str(CONTEXT_FORMAT)}
             else:
                 toolchain = _choose(recipe, platform, toolchains(recipe.kind, platform))
                 identity = toolchain.identity
@@ -340,8 +342,6 @@ def _buildkit_target(recipe: Recipe, platform: Platform, daemons: Callable[[], S
             )
     if BUILDKIT not in allowed:
         return None
-    if recipe.test is not None:
-        _engine_target(recipe, platform, None, lambda _p: True)  # says why [test] does not apply
     found = sorted(((d, s) for d in daemons() if (s := d.strategy(platform)) is not None),
                    key=lambda pair: pair[1] != "native")
     accepted = [(d, s) for d, s in found if s in recipe.strategies]
@@ -369,15 +369,17 @@ def _buildkit_target(recipe: Recipe, platform: Platform, daemons: Callable[[], S
     )
 
 
-def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo | None,
-                   can_run: Callable[[Platform], bool]) -> ToolchainTarget:
-    """The engine as the job's "toolchain": native on an engine of that arch, else emulated."""
+def _no_test(recipe: Recipe) -> None:
     if recipe.test is not None:
         raise ConfigurationError(
             f"{recipe.file}: a `{recipe.kind}` recipe builds an image, which [test] cannot run; "
             "remove [test] (test the binary in the recipe it depends on)"
         )
-    assert info is not None
+
+
+def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
+                   can_run: Callable[[Platform], bool]) -> ToolchainTarget:
+    """The engine as the job's "toolchain": native on an engine of that arch, else emulated."""
     strategy = "native" if info.platform == platform else "emulated"
     if strategy not in recipe.strategies:
         raise ConfigurationError(
