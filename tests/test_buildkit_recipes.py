@@ -286,9 +286,11 @@ address = "{address}"
         summary = build_summary(ws, env=on(daemon))
     finally:
         stop(process)
+    assert not summary["node_warnings"], summary["node_warnings"]  # the riscv64 daemon took part
     jobs = jobs_of(summary)
     native, emulated = jobs[f"{RECIPE}@{RISCV64.oci}"], jobs[f"{RECIPE}@{ARM64.oci}"]
-    assert (native["node"], native["strategy"]) == (f"buildkit:{address}", "native")
+    assert (native["node"], native["strategy"]) == (f"buildkit:{address}", "native"), (
+        native, log.read_text(errors="replace")[-3000:])  # once seen on the amd64 daemon: why, if again
     assert (emulated["node"], emulated["strategy"]) == (f"buildkit:{daemon.address}", "emulated")
     assert "hello from hello-go 0.1.0 on linux/riscv64" in Path(native["log"]).read_text()
     alone = build_summary(workspace(tmp_path / "emulated", built), env=on(daemon))
