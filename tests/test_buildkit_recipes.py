@@ -176,6 +176,9 @@ def test_bad_buildkit_inputs_exit_2_with_one_line(built: Built, tmp_path: Path) 
         assert all(w in lines[0] for w in words), lines[0]
     assert not (ws / "crossyard.lock").exists()  # nothing half-written
     set_toolchains(ws, None)
+    # A build without Dockerfile jobs neither needs nor probes BUILDKIT_HOST.
+    other = build_summary(ws, "hello-go", env={"BUILDKIT_HOST": gone})
+    assert other["ok"] and other["node_warnings"] == [], other["node_warnings"]
     config = ws / "crossyard.toml"
     base = config.read_text()
     for node, words in [
