@@ -324,3 +324,31 @@ def test_a_build_leaves_an_unreachable_node_out_with_a_warning(tmp_path: Path) -
     assert (job["status"], job["attempts"]) == ("built", 1) and job["node"].startswith("local:")
     durations = json.loads((ws / ".crossyard" / "durations.json").read_text())["entries"]
     assert list(durations) == [f"app|{host.oci}|native|local/{host.architecture}"]
+
+
+def test_buildkit_nodes_and_buildkit_host(tmp_path: Path) -> None:
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("PEM")
+    tls = 'ca = "ca.pem"\ncert = "cert.pem"\nkey = "key.pem"\n'
+    head = '[[nodes]]\nname = "bk"\ntransport = "buildkit"\narch = "linux/riscv64"\n'
+    [node] = settings_nodes(tmp_path, head + f'address = "tcp://rv1.lab:1234"\n{tls}', {})
+    assert node.tls is not None and node.tls.key == tmp_path / "key.pem"
+    assert node.endpoint().where == "node `bk`"
+    for body, message in [
+        ('address = "tcp://rv1.lab:1234"\n', r"`ca` is missing: crossyard reaches buildkitd over TCP only with mutual TLS"),
+        (f'address = "unix:///run/bk.sock"\n{tls}', r"`ca` applies to a tcp:// address only"),
+        ('address = "rv1.lab:1234"\n', r"`address` = 'rv1.lab:1234' must be buildkitd's address"),
+        (f'address = "tcp://rv1.lab:1234"\n{tls.replace("key.pem", "nokey.pem")}', r"`key` = 'nokey.pem': .* is not a file"),
+        ('address = "unix:///run/bk.sock"\ncert_path = "x"\n', r"`cert_path` does not apply to a `buildkit` node"),
+    ]:
+        with pytest.raises(ConfigurationError, match=r"\[\[nodes\]\] #1 \(bk\): " + message):
+            settings_nodes(tmp_path, head + body, {})
+    # BUILDKIT_HOST: an implicit node beside this machine, unless a declared one has that address.
+    local, host = settings_nodes(tmp_path, "", {"BUILDKIT_HOST": "unix:///run/buildkit/buildkitd.sock"})
+    assert local.transport == "local" and (host.name, host.transport, host.implicit) == ("buildkit-host", "buildkit", True)
+    assert host.endpoint().where == "BUILDKIT_HOST"
+    declared = head + 'address = "unix:///run/buildkit/buildkitd.sock"\n'
+    assert [n.name for n in settings_nodes(tmp_path, declared, {"BUILDKIT_HOST": "unix:///run/buildkit/buildkitd.sock"})] == ["bk"]
+    assert len(settings_nodes(tmp_path, "", {"BUILDKIT_HOST": ""})) == 1
+    with pytest.raises(ConfigurationError, match=r"BUILDKIT_HOST=tcp://h:1: tcp://h:1: .*mutual TLS"):
+        settings_nodes(tmp_path, "", {"BUILDKIT_HOST": "tcp://h:1"})

@@ -294,3 +294,32 @@ def test_a_recipes_named_toolchain_is_the_only_one_a_node_may_use() -> None:
     assert toolchains_on(plain_go, task("kubectl")) == [tool(RISCV64, "cross")]
     k8s_go = replace(tool(RISCV64, "cross"), name="go-k8s")
     assert toolchains_on(node("rv2", AMD64, tool(RISCV64, "cross"), k8s_go), named) == [k8s_go]
+
+
+def test_a_buildkit_job_goes_to_a_buildkitd_of_its_identity_native_first() -> None:
+    identity = "buildkit v0.13.2 r1"
+
+    def daemon(name: str, *platforms: Platform, build: str = identity) -> Member:
+        return Member(node=Node(name=name, transport="buildkit", arch=platforms[0], address=f"unix:///{name}"),
+                      slots=1, facts=NodeFacts(uname_m=platforms[0].uname_m, arch=platforms[0], cores=1, memory=0,
+                                               buildkit=build, buildkit_platforms=platforms))
+
+    planned = ToolchainTarget(name="buildkit", kind="dockerfile", platform=RISCV64, strategy="emulated",
+                              available=True, identity=identity, command="unix:///amd")
+    web = Task(id="web@linux/riscv64", recipe="web", kind="dockerfile", platform=RISCV64, identity=identity,
+               strategies=("native", "emulated"), deps=(), planned=planned)
+    here = Member(node=Node(name="local", transport="local", arch=AMD64), slots=4)  # the plan's machine
+    amd, rv = daemon("amd", AMD64, RISCV64, ARM64), daemon("rv", RISCV64)
+    placer = Placer([web], [here, amd, rv, daemon("old", RISCV64, build="buildkit v0.12.0")])
+    placer.add_ready(web.id)
+    assert started(placer, 0.0) == [("web@linux/riscv64", "rv", "native")]
+    # Busy or absent, the emulating daemon takes it; never the machine without a buildkitd.
+    alone = Placer([web], [here, amd])
+    alone.add_ready(web.id)
+    assert started(alone, 0.0) == [("web@linux/riscv64", "amd", "emulated")]
+    arm = Placer([web], [here, daemon("arm", ARM64)])
+    arm.add_ready(web.id)
+    assignments, unplaceable = arm.assign(0.0)
+    assert assignments == [] and [t.id for t, _ in unplaceable] == [web.id]
+    assert "its workers build linux/arm64, not linux/riscv64" in unplaceable[0][1]
+    assert "it is no buildkitd" in unplaceable[0][1]

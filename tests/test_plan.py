@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from crossyard.build_options import OPTIONS, COptions, DockerfileOptions
+from crossyard.buildkit.endpoints import BuildKitInfo
 from crossyard.engine import EngineInfo
 from crossyard.errors import ConfigurationError
 from crossyard.plan import plan
 from crossyard.platforms import AMD64, ARM64, RISCV64, Platform
 from crossyard.recipes import Recipe, Source
+from crossyard.records import BuildRecord
 from crossyard.toolchains import ToolchainTarget
 
 ROOT = Path("/ws")
@@ -179,6 +181,53 @@ def test_dockerfile_on_a_local_engine_needs_qemu_for_foreign_platforms() -> None
         make_docker([dockerfile_recipe()], can_run=lambda p: p == AMD64)
     # A remote engine's binfmt is its own business: not checked from here.
     make_docker([dockerfile_recipe()], engine_info(local=False), can_run=lambda p: p == AMD64)
+
+
+# -- dockerfile recipes on BuildKit: planned against probed buildkitds (values) ------------------
+
+
+def daemon(native: Platform = AMD64, *others: Platform, version: str = "v0.13.2") -> BuildKitInfo:
+    return BuildKitInfo(address=f"unix:///run/bk-{native.architecture}.sock", version=version, revision="r1",
+                        platforms=(native, *others))
+
+
+def test_dockerfile_jobs_go_to_buildkit_when_a_daemon_builds_the_platform() -> None:
+    recipes = [dockerfile_recipe(depends=("app",)), recipe("app")]
+    graph = make_docker(recipes, buildkit=lambda: [daemon(AMD64, ARM64), daemon(RISCV64)])
+    riscv, arm = graph.jobs["web@linux/riscv64"], graph.jobs["web@linux/arm64"]
+    assert (riscv.toolchain.name, riscv.strategy, riscv.identity) == ("buildkit", "native", "buildkit v0.13.2 r1")
+    assert (arm.strategy, arm.toolchain.command) == ("emulated", "unix:///run/bk-amd64.sock")
+    spec = riscv.spec("sha256:k", [BuildRecord(recipe="app", platform=RISCV64, status="built")])
+    assert spec.produces == "oci-image" and spec.toolchain.name == "buildkit"
+    assert spec.docker is not None and "TARGETPLATFORM" not in spec.docker.build_args  # the frontend's
+    assert spec.docker.build_args["SOURCE_DATE_EPOCH"] == "0"
+    # A daemon of another build keys differently; its address and arch do not (native = emulated).
+    deps = {"app@linux/riscv64": {"app": "sha256:1"}}
+    moved = make_docker(recipes, buildkit=lambda: [daemon(AMD64, RISCV64, ARM64)]).jobs["web@linux/riscv64"]
+    assert moved.strategy == "emulated" and moved.input_key(deps) == riscv.input_key(deps)
+    newer = make_docker(recipes, buildkit=lambda: [daemon(AMD64, RISCV64, ARM64, version="v0.14.0")])
+    assert newer.jobs["web@linux/riscv64"].input_key(deps) != riscv.input_key(deps)
+
+
+def test_toolchains_choose_the_dockerfile_builder() -> None:
+    legacy = make_docker([dockerfile_recipe(toolchains=("docker",))], buildkit=lambda: [daemon(AMD64, RISCV64, ARM64)])
+    job = legacy.jobs["web@linux/riscv64"]
+    assert job.toolchain.name == "docker" and job.spec("sha256:k", []).produces == "docker-image"
+    kit = make_docker([dockerfile_recipe()], buildkit=lambda: [daemon(AMD64, RISCV64, ARM64)]).jobs["web@linux/riscv64"]
+    assert kit.input_key({}) != job.input_key({})  # switching builders changes the key
+    # Without a daemon for the platform: the legacy builder, unless BuildKit is required.
+    assert make_docker([dockerfile_recipe()], buildkit=lambda: [daemon(AMD64, ARM64)]).jobs[
+        "web@linux/riscv64"].toolchain.name == "docker"
+    with pytest.raises(ConfigurationError, match=r"web.toml: `web` for linux/riscv64 must be built by BuildKit.*"
+                                                 r"no buildkitd is configured"):
+        make_docker([dockerfile_recipe(toolchains=("buildkit",))], buildkit=lambda: [])
+    with pytest.raises(ConfigurationError, match=r"ListWorkers lists unix:///run/bk-amd64.sock: linux/amd64"):
+        make_docker([dockerfile_recipe(toolchains=("buildkit",))], buildkit=lambda: [daemon(AMD64)])
+    with pytest.raises(ConfigurationError, match=r"only as emulated, which its `strategies` \(native\) exclude"):
+        make_docker([dockerfile_recipe(toolchains=("buildkit",), strategies=("native",))],
+                    buildkit=lambda: [daemon(AMD64, RISCV64, ARM64)])
+    with pytest.raises(ConfigurationError, match=r"`toolchains` names `buildkt` \(did you mean `buildkit`\?\)"):
+        make_docker([dockerfile_recipe(toolchains=("buildkt",))], buildkit=lambda: [])
 
 
 def test_an_output_outside_the_job_is_refused_whatever_made_it() -> None:

@@ -98,3 +98,21 @@ def test_live_view_on_a_terminal_prints_finished_jobs_above_it() -> None:
     text = out.getvalue()
     assert "ssh:board-a" in text and "built" in text
     assert "start go@linux/riscv64" not in text  # the live view shows starts; no line each
+
+
+def test_a_running_jobs_step_shows_beside_it_and_goes_with_it() -> None:
+    """What a BuildKit job does now (its executor's `progress`) is in the running-now column;
+    off a terminal nothing is printed for it (the job's log has every step)."""
+    out = io.StringIO()
+    reporter = LiveReporter(out)
+    reporter.start(2)
+    reporter.job_started(_job("web@linux/riscv64"), "buildkit:unix:///run/bk.sock")
+    reporter.job_progress("web@linux/riscv64", '[2/2] RUN ["/usr/local/bin/hello-go"] started')
+    reporter.job_progress("gone@linux/arm64", "a job that is not running is not shown")
+    screen = _screen(reporter)
+    assert 'web@linux/riscv64 [2/2] RUN ["/usr/local/bin/hello-go"] started' in screen
+    assert "not running" not in screen
+    reporter.job_finished(_record("web@linux/riscv64", "built", node="buildkit:unix:///run/bk.sock"))
+    assert "RUN" not in _screen(reporter)
+    reporter.stop()
+    assert "RUN" not in out.getvalue()

@@ -512,3 +512,24 @@ def test_an_image_on_another_images_base_waits_for_that_image(tmp_path: Path) ->
     top_index = store.layout.read_json(report.images[1].index.digest if report.images[1].index else "")
     manifest = store.layout.read_json(top_index["manifests"][0]["digest"])
     assert len(manifest["layers"]) == 2  # the base's layer, then its own
+
+
+def test_an_executor_that_reports_steps_is_given_the_reporters_job_progress(tmp_path: Path) -> None:
+    """A BuildKit executor's `progress` goes to the reporter's optional `job_progress`; a
+    reporter without one leaves it unset, and executors without `progress` are left alone."""
+    from crossyard.buildkit.endpoints import Endpoint
+    from crossyard.executors.buildkit import BuildKitExecutor
+    from crossyard.report.live import LiveReporter
+
+    def kit() -> BuildKitExecutor:
+        return BuildKitExecutor(Endpoint(address="unix:///run/bk.sock", where="BUILDKIT_HOST"), api=None,  # type: ignore[arg-type]
+                                identity="buildkit v0.13.2 r1", platforms=(RISCV64,))
+
+    live, silent, other = kit(), kit(), FakeExecutor()
+    reporter = LiveReporter()
+    Scheduler(store=Store(tmp_path / "store"), resolver=SourceResolver(tmp_path / "cache"),
+              executors=[live, other], logs_dir=tmp_path / "logs", jobs=1, reporter=reporter)
+    assert live.progress == reporter.job_progress and not hasattr(other, "progress")
+    Scheduler(store=Store(tmp_path / "store"), resolver=SourceResolver(tmp_path / "cache"),
+              executors=[silent], logs_dir=tmp_path / "logs", jobs=1, reporter=SilentReporter())
+    assert silent.progress is None

@@ -13,8 +13,9 @@ one and hand back outputs by digest. A spec holds no closure and no path of this
   an executor must not run the job with another) and, for one that lives in a Debian root, the
   root's name under the node's roots directory.
 
-A `dockerfile` job is the same spec with a `docker` build instead of steps: it needs an engine,
-not a toolchain, and its one output is the built image.
+A `dockerfile` job is the same spec with a `docker` build instead of steps: it needs a builder
+(toolchain `buildkit`: a buildkitd; `docker`: an engine's legacy builder), not a toolchain, and
+its one output is the built image.
 """
 
 from __future__ import annotations
@@ -136,8 +137,11 @@ class JobSpec:
 
     @property
     def produces(self) -> str:
-        """`files` (outputs by name) or `docker-image` (a `docker save` archive named `image`)."""
-        return "docker-image" if self.docker is not None else "files"
+        """`files` (outputs by name), `docker-image` (a `docker save` archive named `image`, the
+        legacy builder's) or `oci-image` (an OCI archive named `image`, BuildKit's)."""
+        if self.docker is None:
+            return "files"
+        return "oci-image" if self.toolchain.name == "buildkit" else "docker-image"
 
     def to_json(self) -> dict[str, Any]:
         return {

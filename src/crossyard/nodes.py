@@ -4,8 +4,9 @@ The inventory is `[[nodes]]` in crossyard.toml, read once into frozen `Node`s:
 
     [[nodes]]
     name = "rv1"                 # unique; how records, listings and CROSSYARD_NODES name it
-    transport = "ssh"            # local | ssh | docker
-    address = "rv1.lab"          # ssh: host name or IP; docker: unix:///…, tcp://HOST:PORT, ssh://…
+    transport = "ssh"            # local | ssh | docker | buildkit
+    address = "rv1.lab"          # ssh: host name or IP; docker: unix:///…, tcp://HOST:PORT, ssh://…;
+                                 # buildkit: buildkitd's unix:///… or tcp://HOST:PORT
     port = 22                    # ssh only
     user = "build"               # ssh only
     identity = "keys/rv1"        # ssh only: the private key (0600), relative to crossyard.toml
@@ -14,18 +15,24 @@ The inventory is `[[nodes]]` in crossyard.toml, read once into frozen `Node`s:
     roots = "/var/cache/crossyard/roots"  # ssh only: prepared toolchain roots on the node
     keepalive = 10               # ssh only: seconds between keepalives (3 unanswered: lost)
     cert_path = "pki/docker"     # docker over tcp:// only: ca.pem, cert.pem, key.pem
+    ca = "pki/ca.pem"            # buildkit over tcp:// only: the CA of buildkitd's certificate,
+    cert = "pki/client.pem"      #   and crossyard's client certificate and key (`crossyard certs`)
+    key = "pki/client-key.pem"
     arch = "linux/riscv64"       # declared; probing refuses a node that turns out otherwise
     max_jobs = 2                 # slots (default: local → [build] jobs, others → probed cores)
     labels = ["lab-a"]
 
 No `[[nodes]]` means one implicit local node with `[build] jobs` slots, which is how crossyard
-ran before it knew of nodes. `CROSSYARD_NODES=a,b` keeps only the named nodes for one run;
+ran before it knew of nodes. `BUILDKIT_HOST` (buildctl's variable) adds an implicit `buildkit`
+node named `buildkit-host`, its arch probed, unless a declared one has that address.
+`CROSSYARD_NODES=a,b` keeps only the named nodes for one run;
 `CROSSYARD_SSH_KEEPALIVE=SECONDS` sets every SSH node's keepalive interval for one run (a link
 that goes silent is noticed after three unanswered ones).
 
 Probing (`crossyard nodes probe`, and every remote node at the start of a build) goes through a
 `NodeProber` per transport and reads `uname -m`, cores, memory, the toolchains there with their
-normalized identities (what input keys hold) and whether a Docker engine answers. The last
+normalized identities (what input keys hold) and whether a Docker engine answers; a `buildkit`
+node is buildkitd alone: its identity (Info) and its workers' platforms (ListWorkers). The last
 answer per node is kept in `.crossyard/nodes.json` for `crossyard nodes` to show.
 """
 
@@ -50,6 +57,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from .buildkit.endpoints import HOST_ENV, Endpoint, from_environment
 from .errors import ConfigurationError, NodeLost, NodeUnreachable, check_keys, suggest
 from .fsutil import atomic_write_text
 from .platforms import PLATFORMS, Platform
@@ -64,17 +72,19 @@ from .toolchains import (
 )
 
 if TYPE_CHECKING:
+    from .buildkit.client import Api, TlsFiles
     from .executors import Executor
     from .executors.ssh import SshNode
     from .workspace import Workspace
 
-TRANSPORTS: Final = ("local", "ssh", "docker")
+TRANSPORTS: Final = ("local", "ssh", "docker", "buildkit")
 COMMON_KEYS: Final = ("name", "transport", "arch", "max_jobs", "labels")
 TRANSPORT_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "local": (),
     "ssh": ("address", "port", "user", "identity", "host_key", "known_hosts", "workdir", "roots",
             "keepalive"),
     "docker": ("address", "cert_path"),
+    "buildkit": ("address", "ca", "cert", "key"),
 }
 NODE_KEYS: Final = tuple(dict.fromkeys([*COMMON_KEYS, *(k for keys in TRANSPORT_KEYS.values() for k in keys)]))
 # Why a key does not apply to a transport, said with the fix.
@@ -84,10 +94,12 @@ NOT_FOR: Final[Mapping[str, str]] = {
            "roots, keepalive",
     "docker": "a `docker` node's address is the engine's URL (unix:///…, tcp://HOST:PORT, ssh://USER@HOST), "
               "with cert_path for tcp://",
+    "buildkit": "a `buildkit` node takes address (unix:///… or tcp://HOST:PORT) and, for tcp://, ca, cert, key",
 }
 NODES_ENV: Final = "CROSSYARD_NODES"
 KEEPALIVE_ENV: Final = "CROSSYARD_SSH_KEEPALIVE"
 IMPLICIT_NAME: Final = "local"
+BUILDKIT_HOST_NAME: Final = "buildkit-host"  # the node BUILDKIT_HOST adds
 DEFAULT_SSH_PORT: Final = 22
 PROBE_TIMEOUT_S: Final = 30.0
 ENGINE_TIMEOUT_S: Final = 10.0  # this machine's Docker engine, asked whether it is there
@@ -124,9 +136,12 @@ class Node:
     roots: str = ""  # ssh: the node's prepared toolchain roots ("": the default roots directory)
     keepalive: float | None = None  # ssh: seconds between keepalives (None: executors.ssh's default)
     cert_path: Path | None = None  # docker tcp://: ca.pem, cert.pem, key.pem
+    tls: TlsFiles | None = None  # buildkit tcp://: buildkitd's CA, our client certificate and key
     max_jobs: int | None = None  # None: local → [build] jobs, others → probed cores
     labels: tuple[str, ...] = ()
-    implicit: bool = False  # no [[nodes]] in crossyard.toml: this machine, as before
+    # Not declared: this machine when there are no [[nodes]]; BUILDKIT_HOST's buildkitd (its
+    # arch is what the probe finds).
+    implicit: bool = False
 
     @property
     def node_class(self) -> str:
@@ -150,6 +165,11 @@ class Node:
         if self.cert_path is not None:
             env |= {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(self.cert_path)}
         return env
+
+    def endpoint(self) -> Endpoint:
+        """A `buildkit` node's buildkitd, as the client reaches it."""
+        return Endpoint(address=self.address, tls=self.tls,
+                        where=HOST_ENV if self.name == BUILDKIT_HOST_NAME and self.implicit else f"node `{self.name}`")
 
 
 def implicit_local(jobs: int) -> Node:
@@ -188,6 +208,11 @@ def load_nodes(value: object, *, file: Path, jobs: int,
             )
         if not nodes:
             raise ConfigurationError(f"{file}: `nodes` is empty; declare at least one [[nodes]] or leave it out")
+    host = from_environment(environ)
+    if host is not None and not any(n.transport == "buildkit" and n.address == host.address for n in nodes):
+        # Its arch is unknown until probed: `connect` takes the probed one.
+        nodes = (*nodes, Node(name=BUILDKIT_HOST_NAME, transport="buildkit", arch=Platform.host(),
+                              address=host.address, implicit=True))
     if NODES_ENV in environ:
         nodes = _chosen(nodes, environ[NODES_ENV])
     if KEEPALIVE_ENV in environ:
@@ -273,6 +298,8 @@ def _node(table: Mapping[str, Any], *, number: int, file: Path, jobs: int) -> No
         return _ssh(node, table, bad=bad, base=base)
     if transport == "docker":
         return _docker(node, table, bad=bad, base=base)
+    if transport == "buildkit":
+        return _buildkit(node, table, bad=bad, base=base)
     return node
 
 
@@ -384,6 +411,33 @@ def _docker(node: Node, table: Mapping[str, Any], *, bad: Callable[[str, str], C
     return replace(node, address=address, cert_path=cert_path)
 
 
+def _buildkit(node: Node, table: Mapping[str, Any], *, bad: Callable[[str, str], ConfigurationError],
+              base: Path) -> Node:
+    address = table.get("address")
+    if not isinstance(address, str) or not re.fullmatch(r"unix:///\S+|tcp://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", address):
+        raise bad("address", f"= {address!r} must be buildkitd's address: unix:///run/buildkit/buildkitd.sock "
+                             "or tcp://HOST:PORT (with ca, cert, key)")
+    given = [k for k in ("ca", "cert", "key") if k in table]
+    if address.startswith("unix://"):
+        if given:
+            raise bad(given[0], "applies to a tcp:// address only (a unix socket needs no certificate)")
+        return replace(node, address=address)
+    missing = [k for k in ("ca", "cert", "key") if k not in table]
+    if missing:
+        raise bad(missing[0], "is missing: crossyard reaches buildkitd over TCP only with mutual TLS; give ca "
+                              "(the CA of buildkitd's certificate), cert and key (a client certificate, "
+                              "`crossyard certs`)")
+    files = {}
+    for key in ("ca", "cert", "key"):
+        path = _path(table[key], key=key, base=base, bad=bad)
+        if not path.is_file():
+            raise bad(key, f"= {table[key]!r}: {path} is not a file")
+        files[key] = path
+    from .buildkit.client import TlsFiles
+
+    return replace(node, address=address, tls=TlsFiles(ca=files["ca"], cert=files["cert"], key=files["key"]))
+
+
 # -- what probing finds ----------------------------------------------------------------------------
 
 
@@ -397,11 +451,14 @@ class NodeFacts:
     memory: int  # bytes
     toolchains: tuple[ToolchainTarget, ...] = ()  # the available ones, as probed there
     docker: str | None = None  # the engine's identity (`docker 26.1.5 (linux/amd64)`), if one answers
+    buildkit: str | None = None  # a buildkit node's identity (`buildkit v0.13.2 …`)
+    buildkit_platforms: tuple[Platform, ...] = ()  # its workers' platforms, its own first
 
     def to_json(self) -> dict[str, Any]:
         return {
             "uname_m": self.uname_m, "arch": self.arch.oci if self.arch else None, "cores": self.cores,
-            "memory": self.memory, "docker": self.docker,
+            "memory": self.memory, "docker": self.docker, "buildkit": self.buildkit,
+            "buildkit_platforms": [p.oci for p in self.buildkit_platforms],
             "toolchains": [{
                 "name": t.name, "kind": t.kind, "platform": t.platform.oci, "strategy": t.strategy,
                 "identity": t.identity, "command": t.command, "version": t.version,
@@ -415,6 +472,8 @@ class NodeFacts:
         return cls(
             uname_m=str(data["uname_m"]), arch=Platform.parse(data["arch"]) if data.get("arch") else None,
             cores=int(data["cores"]), memory=int(data["memory"]), docker=data.get("docker"),
+            buildkit=data.get("buildkit"),
+            buildkit_platforms=tuple(Platform.parse(p) for p in data.get("buildkit_platforms", ())),
             toolchains=tuple(ToolchainTarget(
                 name=t["name"], kind=t["kind"], platform=Platform.parse(t["platform"]), strategy=t["strategy"],
                 available=True, identity=t["identity"], command=t.get("command", ""),
@@ -746,10 +805,35 @@ class SshProber:
                          memory=machine.memory, toolchains=toolchains)
 
 
-def probers(toolchains: Prober) -> dict[str, NodeProber]:
-    """The prober per transport (the plug-in table)."""
+class BuildKitProber:
+    """A buildkitd: Info (its identity) and ListWorkers (its platforms, its own first: the node's
+    arch). It runs builds, nothing else: no toolchains, no engine; its slots are `max_jobs` (1
+    by default: buildkitd runs a solve's steps in parallel itself)."""
+
+    def __init__(self, api: Callable[[], Api]) -> None:
+        self.api = api
+
+    def probe(self, node: Node) -> NodeFacts:
+        from .buildkit.client import BuildKitError
+        from .buildkit.endpoints import probe
+
+        try:
+            info = probe(node.endpoint(), self.api())
+        except BuildKitError as error:
+            raise NodeUnreachable(f"{node.name}: buildkitd at {node.address} does not answer: "
+                                  f"{_first_line(str(error).partition(': ')[2] or error)}") from None
+        native = info.native
+        return NodeFacts(uname_m=native.uname_m if native else "unknown", arch=native, cores=1, memory=0,
+                         buildkit=info.identity_text, buildkit_platforms=info.platforms)
+
+
+def probers(toolchains: Prober, api: Callable[[], Api] | None = None) -> dict[str, NodeProber]:
+    """The prober per transport (the plug-in table); `api`: BuildKit's, for `buildkit` nodes."""
+    def no_api() -> Api:
+        raise NodeUnreachable("BuildKit's API was not loaded for this probe")
+
     return {"local": LocalProber(toolchains), "docker": DockerProber(toolchains),
-            "ssh": SshProber(toolchains.definitions)}
+            "ssh": SshProber(toolchains.definitions), "buildkit": BuildKitProber(api or no_api)}
 
 
 def _platform(machine: str) -> Platform | None:
@@ -799,7 +883,7 @@ def probe_nodes(nodes: Sequence[Node], table: Mapping[str, NodeProber], *,
 
 
 def _checked(node: Node, facts: NodeFacts) -> NodeState:
-    if facts.arch != node.arch:
+    if facts.arch != node.arch and not node.implicit:  # BUILDKIT_HOST's arch is what it probes as
         known = facts.arch.oci if facts.arch else "unknown to crossyard"
         probed = f"{facts.uname_m} ({known})"
         return NodeState(node=node.name, status="refused", probed=_now(), facts=facts, error=(
@@ -875,6 +959,17 @@ class _DockerTransport:
         return (executor, ContainerExecutor(remote))
 
 
+class _BuildKitTransport:
+    def executors(self, node: Node, facts: NodeFacts, workspace: Workspace) -> tuple[Executor, ...]:
+        from .buildkit.endpoints import load_api
+        from .executors.buildkit import BuildKitExecutor
+
+        if facts.buildkit is None:
+            return ()
+        return (BuildKitExecutor(node.endpoint(), load_api(workspace), identity=facts.buildkit,
+                                 platforms=facts.buildkit_platforms),)
+
+
 class _SshTransport:
     def executors(self, node: Node, facts: NodeFacts, workspace: Workspace) -> tuple[Executor, ...]:
         from .executors.ssh import KEEPALIVE_INTERVAL_S, SshExecutor
@@ -883,7 +978,9 @@ class _SshTransport:
                             keepalive_interval=node.keepalive or KEEPALIVE_INTERVAL_S),)
 
 
-TRANSPORT_EXECUTORS: Final[Mapping[str, Transport]] = {"docker": _DockerTransport(), "ssh": _SshTransport()}
+TRANSPORT_EXECUTORS: Final[Mapping[str, Transport]] = {
+    "docker": _DockerTransport(), "ssh": _SshTransport(), "buildkit": _BuildKitTransport(),
+}
 
 
 def local_executors(workspace: Workspace) -> tuple[Executor, ...]:
@@ -903,8 +1000,12 @@ def connect(nodes: Sequence[Node], *, workspace: Workspace, toolchains: Prober,
     build has no executor for is left out with a warning, and nothing runs there; one whose arch
     is not the declared one stops the run (exit 2: the inventory is wrong). `Cluster.close`
     ends the connections to the members when the run is over."""
+    from .buildkit.endpoints import load_api
+
     remote = [n for n in nodes if n.transport != "local"]
-    states = probe_nodes(remote, table if table is not None else probers(toolchains), timeout=timeout)
+    if table is None:
+        table = probers(toolchains, lambda: load_api(workspace))
+    states = probe_nodes(remote, table, timeout=timeout)
     if states:
         write_states(state_path(workspace), states)
     refuse_mismatched([s for s in states if s.facts is not None], file=workspace.config_path)
@@ -925,6 +1026,8 @@ def connect(nodes: Sequence[Node], *, workspace: Workspace, toolchains: Prober,
             warnings.append(f"node {node.name} left out of this run: this build of crossyard cannot run "
                             f"jobs over `{node.transport}` yet")
             continue
+        if node.implicit and state.facts.arch is not None:
+            node = replace(node, arch=state.facts.arch)  # BUILDKIT_HOST: what it probed as
         members.append(Member(node=node, slots=node.max_jobs or state.facts.cores, executors=executors,
                               facts=state.facts))
     return Cluster(members=tuple(members), warnings=tuple(warnings), states=tuple(states))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .buildkit.endpoints import TOOLCHAIN as BUILDKIT
 from .errors import BuildError, ConfigurationError, DriftError
 from .executors import Executor
 from .images.assemble import Assembler, BuiltImage, lock_entry, plan_image_jobs
@@ -33,7 +34,7 @@ from .nodes import Cluster, connect, implicit_local, local_executors
 from .oci import media
 from .oci.layout import Descriptor
 from .placement import Durations
-from .plan import BUILD_KINDS
+from .plan import BUILD_KINDS, BuildGraph
 from .plan import job_id as lock_id
 from .project import Project
 from .provenance import provenance_statement
@@ -108,11 +109,14 @@ def default_executors(project: Project) -> list[Executor]:
     return list(local_executors(project.workspace))
 
 
-def connect_cluster(project: Project) -> Cluster:
+def connect_cluster(project: Project, graph: BuildGraph | None = None) -> Cluster:
     """The run's members: the nodes of crossyard.toml (this machine alone without [[nodes]]),
-    remote ones probed now; unreachable ones left out with a warning."""
-    return connect(project.settings.nodes or (implicit_local(project.settings.jobs),),
-                   workspace=project.workspace, toolchains=project.prober)
+    remote ones probed now; unreachable ones left out with a warning. With `graph`, buildkitds
+    only when it has BuildKit jobs (BUILDKIT_HOST set for other work costs nothing)."""
+    nodes = project.settings.nodes or (implicit_local(project.settings.jobs),)
+    if graph is not None and not any(j.toolchain.name == BUILDKIT for j in graph.jobs.values()):
+        nodes = tuple(n for n in nodes if n.transport != "buildkit")
+    return connect(nodes, workspace=project.workspace, toolchains=project.prober)
 
 
 def build(
@@ -137,7 +141,7 @@ def build(
     project.fetch_sources(graph)
     owned = cluster is None and executors is None
     if owned:
-        cluster = connect_cluster(project)
+        cluster = connect_cluster(project, graph)
     try:
         scheduler = Scheduler(
             store=project.store, resolver=project.resolver, executors=executors or (),

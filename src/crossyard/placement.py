@@ -34,10 +34,11 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+from .buildkit.endpoints import TOOLCHAIN as BUILDKIT
 from .fsutil import atomic_write_text
 from .nodes import Member
 from .plan import ENGINE_KINDS, Job
@@ -213,6 +214,8 @@ def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
     """The toolchains on `member` that may build `task` (best first), or why there are none."""
     if task.kind == ASSEMBLY_KIND:  # it reads the artifacts and writes the image in the store
         return [task.planned] if member.holds_store else "images are assembled where the store is"
+    if task.kind in ENGINE_KINDS and task.planned.name == BUILDKIT:
+        return _buildkit_on(member, task)
     if member.facts is None:
         return [task.planned]  # the plan was made here
     if task.kind in ENGINE_KINDS:
@@ -234,6 +237,22 @@ def toolchains_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
                 f"the recipe's strategies ({', '.join(task.strategies)}) exclude")
     named = " or ".join(f"`{n}`" for n in task.toolchains) if task.toolchains else task.kind
     return f"it has no {named} toolchain for {task.platform}"
+
+
+def _buildkit_on(member: Member, task: Task) -> list[ToolchainTarget] | str:
+    """A buildkitd of the planned identity whose workers build the task's platform: native
+    where it is the daemon's own, emulated (binfmt) otherwise."""
+    facts = member.facts
+    if facts is None or facts.buildkit is None:
+        return "it is no buildkitd (a `buildkit` node or BUILDKIT_HOST)"
+    if facts.buildkit != task.identity:
+        return f"its buildkitd is {facts.buildkit}, the plan's is {task.identity}"
+    if task.platform not in facts.buildkit_platforms:
+        return f"its workers build {', '.join(p.oci for p in facts.buildkit_platforms)}, not {task.platform}"
+    strategy = "native" if task.platform == facts.buildkit_platforms[0] else "emulated"
+    if strategy not in task.strategies:
+        return f"it builds {task.platform} {strategy}, which the recipe's strategies exclude"
+    return [replace(task.planned, strategy=strategy, command=member.node.address)]
 
 
 @dataclass(kw_only=True)

@@ -16,6 +16,8 @@ from typing import Any
 from .build_options import OPTIONS, GoOptions
 from .builders import BuildInput, output_inside, script_for
 from .builders.dockerfile import CONTEXT_FORMAT, DockerfileBuilder
+from .buildkit.endpoints import TOOLCHAIN as BUILDKIT
+from .buildkit.endpoints import BuildKitInfo
 from .engine import EngineInfo
 from .errors import ConfigurationError, suggest
 from .hashing import sha256_json
@@ -29,6 +31,10 @@ from .toolchains import ToolchainTarget
 BUILD_ENV_VERSION = 1
 # Kinds whose jobs run on a Docker engine instead of a toolchain (their specs carry a `docker` build).
 ENGINE_KINDS = ("dockerfile",)
+# What builds a `dockerfile` recipe, as its `toolchains` names them, by default in this order:
+# BuildKit where a buildkitd builds the platform, else the Docker engine's legacy builder.
+LEGACY = "docker"
+DOCKERFILE_BUILDERS = (BUILDKIT, LEGACY)
 BUILD_KINDS = ("go", "c", "rust", *ENGINE_KINDS)
 
 
@@ -42,7 +48,7 @@ class Job:
     source_digest: str
     source_date_epoch: int
     material: Mapping[str, Any]  # everything in the key except dependency outputs
-    engine: EngineInfo | None = None  # the Docker engine a `dockerfile` job was planned for
+    engine: EngineInfo | None = None  # the Docker engine a legacy `dockerfile` job was planned for
 
     @property
     def strategy(self) -> str:
@@ -65,12 +71,15 @@ class Job:
             "id": self.id, "input_key": input_key, "platform": platform, "source": self.source_digest,
             "inputs": inputs, "source_date_epoch": self.source_date_epoch,
         }
-        if self.engine is not None:
+        if recipe.kind in ENGINE_KINDS:
+            # BuildKit's frontend sets TARGETPLATFORM and the rest itself; the legacy builder
+            # is handed them for the engine it was planned on.
             build = DockerfileBuilder().build(name=recipe.name, version=recipe.version, commit=recipe.commit,
-                                              options=options, platform=platform, engine=self.engine.platform,
+                                              options=options, platform=platform,
+                                              engine=self.engine.platform if self.engine else None,
                                               deps=files, source_date_epoch=self.source_date_epoch)
             return JobSpec(**common, docker=build, toolchain=ToolchainRequirement(
-                name="docker", identity=self.identity, strategy=tool.strategy))
+                name=tool.name, identity=self.identity, strategy=tool.strategy))
         script = script_for(recipe.kind, BuildInput(
             name=recipe.name, version=recipe.version, platform=platform, options=options, toolchain=tool,
             source_date_epoch=self.source_date_epoch, deps=files, commit=recipe.commit,
@@ -149,12 +158,14 @@ def plan(
     default_epoch: int = 0,
     can_run: Callable[[Platform], bool] = lambda _p: True,
     engine: Callable[[], EngineInfo] | None = None,
+    buildkit: Callable[[], Sequence[BuildKitInfo]] | None = None,
 ) -> BuildGraph:
     """Jobs for every recipe x (its platforms ∩ `platforms`), in dependency order.
 
     `toolchains(kind, platform)` returns the probed candidates for a kind and platform, best
     first; `can_run(platform)` says whether a smoke test could run that platform's binaries;
-    `engine()` probes the Docker engine `dockerfile` jobs run on (called once, only if needed).
+    `engine()` probes the Docker engine legacy `dockerfile` jobs run on, `buildkit()` the
+    buildkitds (BUILDKIT_HOST, `buildkit` nodes) BuildKit ones do (each called once, if needed).
     """
     by_name = {r.name: r for r in recipes}
     probed: list[EngineInfo] = []
@@ -165,6 +176,13 @@ def plan(
                 raise ConfigurationError("`dockerfile` recipes need a Docker engine, and none was given")
             probed.append(engine())
         return probed[0]
+
+    daemons: list[Sequence[BuildKitInfo]] = []
+
+    def buildkit_infos() -> Sequence[BuildKitInfo]:
+        if not daemons:
+            daemons.append(buildkit() if buildkit is not None else ())
+        return daemons[0]
 
     order = _check_dependencies(by_name)
     wanted = {p.oci for p in platforms} if platforms else None
@@ -180,9 +198,16 @@ def plan(
             # The toolchain's part of the key: what it is (`go1.24.4`), not where or how it runs.
             identity: str | dict[str, str]
             if recipe.kind in ENGINE_KINDS:
-                info = engine_info()
-                toolchain = _engine_target(recipe, platform, info, can_run)
-                identity = {**info.identity, "target": platform.oci, "context_format": str(CONTEXT_FORMAT)}
+                _no_test(recipe)
+                found = _buildkit_target(recipe, platform, buildkit_infos)
+                if found is not None:
+                    toolchain, daemon = found
+                    builder = daemon.identity
+                else:
+                    info = engine_info()
+                    toolchain = _engine_target(recipe, platform, info, can_run)
+                    builder = info.identity
+                identity = {**builder, "target": platform.oci, "context_format": str(CONTEXT_FORMAT)}
             else:
                 toolchain = _choose(recipe, platform, toolchains(recipe.kind, platform))
                 identity = toolchain.identity
@@ -307,14 +332,57 @@ def _choose(recipe: Recipe, platform: Platform, candidates: Sequence[ToolchainTa
     raise ConfigurationError("\n".join(lines))
 
 
-def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
-                   can_run: Callable[[Platform], bool]) -> ToolchainTarget:
-    """The engine as the job's "toolchain": native on an engine of that arch, else emulated."""
+def _buildkit_target(recipe: Recipe, platform: Platform, daemons: Callable[[], Sequence[BuildKitInfo]],
+                     ) -> tuple[ToolchainTarget, BuildKitInfo] | None:
+    """The buildkitd a `dockerfile` job is planned for (native first), or None for the legacy
+    builder: the recipe's `toolchains` say which may build it (`docker`: legacy only)."""
+    allowed = recipe.toolchains or DOCKERFILE_BUILDERS
+    for name in allowed:
+        if name not in DOCKERFILE_BUILDERS:
+            raise ConfigurationError(
+                f"{recipe.file}: `toolchains` names `{name}`{suggest(name, DOCKERFILE_BUILDERS)}; a `dockerfile` "
+                f"recipe is built by `{BUILDKIT}` (buildkitd) or `{LEGACY}` (the Docker engine's legacy builder)"
+            )
+    if BUILDKIT not in allowed:
+        return None
+    found = sorted(((d, s) for d in daemons() if (s := d.strategy(platform)) is not None),
+                   key=lambda pair: pair[1] != "native")
+    accepted = [(d, s) for d, s in found if s in recipe.strategies]
+    if accepted:
+        daemon, strategy = accepted[0]
+        native = daemon.native.oci if daemon.native else "?"
+        return ToolchainTarget(
+            name=BUILDKIT, kind=recipe.kind, platform=platform, strategy=strategy, available=True,
+            command=daemon.address, version=f"{daemon.version} on {native}", identity=daemon.identity_text,
+        ), daemon
+    if LEGACY in allowed:
+        return None
+    if found:
+        why = (f"the buildkitds that build it do so only as {', '.join(sorted({s for _, s in found}))}, which its "
+               f"`strategies` ({', '.join(recipe.strategies)}) exclude")
+    elif daemons():
+        why = "no buildkitd configured builds it (ListWorkers lists " + "; ".join(
+            f"{d.address}: {', '.join(p.oci for p in d.platforms)}" for d in daemons()) + ")"
+    else:
+        why = "no buildkitd is configured"
+    raise ConfigurationError(
+        f"{recipe.file}: `{recipe.name}` for {platform} must be built by BuildKit (`toolchains = [\"buildkit\"]`), "
+        f"but {why}; set BUILDKIT_HOST=unix:///PATH/buildkitd.sock or declare a [[nodes]] entry with "
+        "transport = \"buildkit\", or allow \"docker\" in `toolchains`"
+    )
+
+
+def _no_test(recipe: Recipe) -> None:
     if recipe.test is not None:
         raise ConfigurationError(
             f"{recipe.file}: a `{recipe.kind}` recipe builds an image, which [test] cannot run; "
             "remove [test] (test the binary in the recipe it depends on)"
         )
+
+
+def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
+                   can_run: Callable[[Platform], bool]) -> ToolchainTarget:
+    """The engine as the job's "toolchain": native on an engine of that arch, else emulated."""
     strategy = "native" if info.platform == platform else "emulated"
     if strategy not in recipe.strategies:
         raise ConfigurationError(
@@ -329,6 +397,6 @@ def _engine_target(recipe: Recipe, platform: Platform, info: EngineInfo,
             "`apt-get install -y qemu-user-static binfmt-support` (binfmt handlers with the F flag)"
         )
     return ToolchainTarget(
-        name="docker", kind=recipe.kind, platform=platform, strategy=strategy, available=True,
+        name=LEGACY, kind=recipe.kind, platform=platform, strategy=strategy, available=True,
         command=info.host, version=f"{info.version} on {info.platform.oci}", identity=info.identity_text,
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from .buildkit.endpoints import BuildKitInfo
 from .config import config_table, read_config
 from .debian import workspace_mirror
 from .engine import probe as engine_probe
@@ -146,6 +147,17 @@ class Project:
         for job in graph.jobs.values():
             self.resolver.resolve(job.recipe)
 
+    def buildkit_daemons(self) -> list[BuildKitInfo]:
+        """Every buildkitd of this run (`buildkit` nodes, BUILDKIT_HOST's), probed now: one that
+        does not answer is the user's to fix before planning (exit 2)."""
+        from .buildkit.endpoints import load_api, probe_for_plan
+
+        endpoints = [n.endpoint() for n in self.settings.nodes if n.transport == "buildkit"]
+        if not endpoints:
+            return []
+        api = load_api(self.workspace)
+        return [probe_for_plan(e, api) for e in endpoints]
+
     def graph(self, names: Sequence[str] = ()) -> BuildGraph:
         recipes = self.select(names)
         if self.settings.platforms is not None:
@@ -186,7 +198,8 @@ class Project:
                 workspace_root=self.workspace.root,
                 default_epoch=self.settings.source_date_epoch,
                 can_run=lambda p: p == Platform.host() or qemu_command(p) is not None,
-                engine=engine_probe,  # only `dockerfile` recipes ask (DOCKER_HOST)
+                engine=engine_probe,  # only legacy `dockerfile` jobs ask (DOCKER_HOST)
+                buildkit=self.buildkit_daemons,  # only `dockerfile` recipes ask
             )
         finally:
             self.probe_cache.save()

@@ -16,8 +16,9 @@ images it starts from) are done, while unrelated jobs still build; one whose inp
 skipped, as before.
 
 What a job produces decides how it is stored, not its recipe kind: files become an artifact; a
-`docker save` archive (a Dockerfile job) becomes the job's per-platform image manifest, digests
-checked, recorded under the job's ref and input key like an artifact, its one output `image`.
+`docker save` archive (a legacy Dockerfile job) or an OCI archive (a BuildKit one) becomes the
+job's per-platform image manifest, digests checked, recorded under the job's ref and input key
+like an artifact, its one output `image`; BuildKit's are marked reproducible.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .annotations import (
 )
 from .checks import SmokeTests, check_elf
 from .errors import BuildError, CrossyardError, NodeLost
-from .executors import Executor, Outputs
+from .executors import Executor, Outputs, ReportsProgress
 from .executors.docker import FACT_IMAGE_ID, IMAGE_OUTPUT
 from .images.assemble import Assembler, BuiltImage
 from .images.assembly_plan import ImageJob
@@ -195,6 +196,10 @@ class Scheduler:
         self.tick = tick
         self.logs_dir = logs_dir
         self.reporter = reporter or SilentReporter()
+        step = getattr(self.reporter, "job_progress", None)  # optional: a job's step now
+        for executor in self.executors:
+            if step is not None and isinstance(executor, ReportsProgress):
+                executor.progress = step
         self._store_lock = threading.Lock()
         self.smoke = SmokeTests()
 
@@ -455,7 +460,7 @@ class Scheduler:
         base = BuildRecord(
             recipe=job.recipe.name, platform=job.platform, status="failed", input_key=spec.input_key,
             toolchain=job.identity, strategy=placed.strategy, source=job.source_digest,
-            version=job.recipe.version, log=log, reproducible=spec.produces == "files", node=executor.node,
+            version=job.recipe.version, log=log, reproducible=spec.produces != "docker-image", node=executor.node,
         )
         stored: BuildRecord | None = None
         try:
@@ -498,6 +503,15 @@ class Scheduler:
             with self._store_lock:
                 return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
                                                 input_key=spec.input_key, manifest=imported.manifest, run=run)
+        if spec.produces == "oci-image":
+            from .executors.buildkit import import_job_image
+
+            with self._store_lock:  # blobs straight into the store, as `put_job_image` then records
+                manifest = import_job_image(outputs, self.store.layout, recipe=job.recipe.name, spec=spec)
+                # How it ran goes beside where and when, not into the manifest (see import_job_image).
+                return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
+                                                input_key=spec.input_key, manifest=manifest,
+                                                run={**run, ANNOTATION_STRATEGY: placed.strategy})
         check_elf(job.id, outputs.files, job.platform)
         if job.recipe.test is not None:
             self.smoke.run(job.id, outputs.files, job.recipe.test, job.platform, job.toolchain.sysroot)

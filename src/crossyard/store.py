@@ -409,7 +409,10 @@ class Store:
             recipe=notes.get(ANNOTATION_RECIPE, ""), platform=Platform.parse(notes.get(ANNOTATION_PLATFORM, "")),
             status="stored", input_key=notes.get(ANNOTATION_INPUT_KEY, ""),
             toolchain=manifest_notes.get(ANNOTATION_TOOLCHAIN, ""),
-            strategy=manifest_notes.get(ANNOTATION_STRATEGY, ""), reproducible=False,
+            # the index entry's (BuildKit's jobs: not in the manifest), else the manifest's
+            strategy=notes.get(ANNOTATION_STRATEGY) or manifest_notes.get(ANNOTATION_STRATEGY, ""),
+            # BuildKit's images say "true"; the legacy builder's "false" (it stamps times).
+            reproducible=manifest_notes.get(ANNOTATION_REPRODUCIBLE) == "true",
             node=notes.get(ANNOTATION_NODE, ""), started=notes.get(ANNOTATION_STARTED, ""),
             finished=notes.get(ANNOTATION_FINISHED, ""), source=notes.get(ANNOTATION_SOURCE_DIGEST, ""),
             manifest=descriptor, outputs=(OutputFile(name="image", digest=descriptor.digest, size=descriptor.size, mode=0o644),),

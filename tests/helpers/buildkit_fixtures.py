@@ -95,7 +95,7 @@ def daemon(built: Built, api: Api, tmp_path_factory: pytest.TempPathFactory) -> 
              "--tlscacert", str(ca.cert), "--tlscert", str(served.cert), "--tlskey", str(served.key),
              "--oci-worker=true", "--containerd-worker=false"], stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_started(process, lambda: _answers(buildctl, address), what="buildkitd",
+        wait_started(process, lambda: answers(buildctl, address), what="buildkitd",
                      log=lambda: log.read_text(errors="replace"), timeout=60, interval=0.5)
         yield Daemon(address=address, tcp=tcp, tls=TlsFiles(ca=ca.cert, cert=ours.cert, key=ours.key),
                      buildctl=buildctl, api=api)
@@ -103,7 +103,8 @@ def daemon(built: Built, api: Api, tmp_path_factory: pytest.TempPathFactory) -> 
         stop(process)
 
 
-def _answers(buildctl: Path, address: str) -> bool:
+def answers(buildctl: Path, address: str) -> bool:
+    """The buildkitd at `address` answers `buildctl debug workers`."""
     return subprocess.run([str(buildctl), "--addr", address, "debug", "workers"],
                           capture_output=True).returncode == 0
 

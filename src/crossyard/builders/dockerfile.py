@@ -5,7 +5,8 @@ The job builds `[dockerfile] file` (default `Dockerfile`, relative to the contex
 artifact for the job's platform is placed in the context at `artifacts/<recipe>/<file>`, so a
 `FROM scratch` + `COPY artifacts/hello-go/hello-go /hello-go` picks up a cross-built binary. The
 build args buildx would set (TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT, BUILDPLATFORM,
-BUILDOS, BUILDARCH) and SOURCE_DATE_EPOCH are passed; a recipe cannot override them. The recipe's
+BUILDOS, BUILDARCH) and SOURCE_DATE_EPOCH are passed to the legacy builder (BuildKit's frontend
+sets the former itself); a recipe cannot override them. The recipe's
 own build args are templates (`{version}`, `{commit}`…), checked when the recipe loads.
 
 Such an image is only as reproducible as its Dockerfile: crossyard fixes the context (sorted,
@@ -61,16 +62,19 @@ class DockerfileBuilder:
         commit: str | None,
         options: BuildOptions,
         platform: Platform,
-        engine: Platform,
+        engine: Platform | None,
         deps: Mapping[str, tuple[str, ...]],
         source_date_epoch: int,
     ) -> DockerBuild:
-        """What to hand the engine; `options` were checked when the recipe loaded."""
+        """What to hand the builder; `options` were checked when the recipe loaded. `engine`:
+        the legacy builder's engine platform, for the build args buildx would set (None: BuildKit,
+        whose frontend sets them itself)."""
         dockerfile = of_kind(options, DockerfileOptions)
         values = recipe_values(name=name, version=version, commit=commit, platform=platform,
                                source_date_epoch=source_date_epoch)
         args = {k: _arg_text(v, values) for k, v in dockerfile.build_args}
-        args.update(platform_args(platform, engine))
+        if engine is not None:
+            args.update(platform_args(platform, engine))
         args["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
         placements = tuple(
             Placement(recipe=recipe, file=file, dest=f"{ARTIFACTS_DIR}/{recipe}/{file}")

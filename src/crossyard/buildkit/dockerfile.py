@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from ..annotations import ANNOTATION_COMPRESSOR
 from ..errors import CrossyardError, IntegrityError
 from ..hashing import sha256_file
 from ..oci import media
@@ -29,6 +30,7 @@ from .client import BuildKitError, Client
 from .session import Session
 
 FRONTEND: Final = "dockerfile.v0"
+DIGEST_KEY: Final = "containerimage.digest"  # the exporter's answer: what it exported
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,26 +83,34 @@ OCI_EXPORTER_ATTRS: Final = {"rewrite-timestamp": "true"}
 def build(client: Client, solve: DockerfileSolve, into: OciLayout, *,
           progress: Callable[[Step], None] | None = None) -> Exported:
     """Solve `solve` on `client`'s buildkitd and import the image into `into`."""
-    ref = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="crossyard-buildkit-") as tmp:
         archive = Path(tmp) / "image.tar"
-        dirs = {"context": solve.context, "dockerfile": solve.dockerfile_dir}
-        with Session(client, dirs=dirs, outputs={0: archive}) as session:
-            watcher = _watch(client, ref, progress) if progress is not None else None
-            try:
-                response = client.solve(
-                    exporter="oci", attrs=OCI_EXPORTER_ATTRS, frontend=FRONTEND,
-                    frontend_attrs=solve.frontend_attrs(), session=session.id, ref=ref)
-            except BuildKitError as error:
-                raise BuildKitError(f"{error}{_session_errors(session)}") from None
-            finally:
-                if watcher is not None:
-                    watcher.join(timeout=10)
-            if not archive.is_file():
-                raise BuildKitError(f"buildkitd at {client.address} exported nothing through the session"
-                                    f"{_session_errors(session)}")
-        descriptor = import_archive(archive, into, expected=response.get("containerimage.digest"))
+        response = solve_to_archive(client, solve, archive, progress=progress)
+        descriptor = import_archive(archive, into, expected=response.get(DIGEST_KEY))
         return Exported(descriptor=descriptor, exporter_response=response, archive_size=archive.stat().st_size)
+
+
+def solve_to_archive(client: Client, solve: DockerfileSolve, archive: Path, *,
+                     progress: Callable[[Step], None] | None = None) -> dict[str, str]:
+    """Solve `solve` on `client`'s buildkitd, the OCI archive written to `archive` through the
+    session (not checked yet: `import_archive` does); what the exporter answered."""
+    ref = uuid.uuid4().hex
+    dirs = {"context": solve.context, "dockerfile": solve.dockerfile_dir}
+    with Session(client, dirs=dirs, outputs={0: archive}) as session:
+        watcher = _watch(client, ref, progress) if progress is not None else None
+        try:
+            response = client.solve(
+                exporter="oci", attrs=OCI_EXPORTER_ATTRS, frontend=FRONTEND,
+                frontend_attrs=solve.frontend_attrs(), session=session.id, ref=ref)
+        except BuildKitError as error:
+            raise BuildKitError(f"{error}{_session_errors(session)}") from None
+        finally:
+            if watcher is not None:
+                watcher.join(timeout=10)
+        if not archive.is_file():
+            raise BuildKitError(f"buildkitd at {client.address} exported nothing through the session"
+                                f"{_session_errors(session)}")
+    return response
 
 
 def import_archive(archive: Path, into: OciLayout, *, expected: str | None = None) -> Descriptor:
@@ -151,6 +161,8 @@ def steps(status: Any, seen: dict[str, str]) -> list[Step]:
         state = ("error" if vertex.error else "cached" if vertex.cached
                  else "done" if vertex.HasField("completed") else
                  "started" if vertex.HasField("started") else "")
+        if state == "started" and seen.get(vertex.digest) in ("done", "cached", "error"):
+            continue  # a late copy of the vertex: it ended already
         if state and seen.get(vertex.digest) != state:
             seen[vertex.digest] = state
             out.append(Step(vertex=vertex.digest, name=vertex.name, state=state, text=vertex.error))
@@ -163,3 +175,35 @@ def steps(status: Any, seen: dict[str, str]) -> list[Step]:
 
 def _session_errors(session: Session) -> str:
     return "".join(f"\n  session: {e}" for e in session.errors)
+
+
+def import_platform_image(archive: Path, into: OciLayout, *, platform: Platform, expected: str | None,
+                          annotations: Mapping[str, str], compressor: str) -> Descriptor:
+    """The one `platform` image a single-platform solve exported (`archive`), imported into
+    `into` (every blob checked) and its manifest written again with crossyard's `annotations`
+    (recipe, input key, toolchain…), as the legacy builder's images are, each layer marked with
+    its `compressor` (buildkitd's gzip): the descriptor of that manifest, not yet recorded in the
+    layout's index. The config and layer blobs stay BuildKit's."""
+    root = import_archive(archive, into, expected=expected)
+    digest = root.digest
+    if root.media_type in media.INDEXES:
+        entries = into.read_json(root.digest).get("manifests", [])
+        ours = [e for e in entries if _platform_of(e.get("platform") or {}) == platform.oci]
+        if len(ours) != 1:
+            raise IntegrityError(f"{archive}: BuildKit exported {len(entries)} images, {len(ours)} for {platform}")
+        digest = ours[0]["digest"]
+    manifest = into.read_json(digest)
+    config = into.read_json(manifest["config"]["digest"])
+    built = _platform_of(config)
+    if built != platform.oci:
+        raise IntegrityError(f"{archive}: buildkitd produced a {built} image where {platform.oci} was asked for")
+    manifest["annotations"] = {**(manifest.get("annotations") or {}), **annotations}
+    for layer in manifest.get("layers", []):  # what made each blob: the lock records it per layer
+        layer["annotations"] = {**(layer.get("annotations") or {}), ANNOTATION_COMPRESSOR: compressor}
+    manifest["mediaType"] = media.MANIFEST
+    return into.write_json(manifest, media.MANIFEST, platform=dict(platform.oci_platform))
+
+
+def _platform_of(value: Mapping[str, Any]) -> str:
+    """os/architecture: crossyard's platforms have no variant (BuildKit may write arm64's `v8`)."""
+    return f"{value.get('os', '')}/{value.get('architecture', '')}"

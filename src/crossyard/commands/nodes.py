@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import nodes
+from ..buildkit.endpoints import load_api
 from ..errors import ConfigurationError, NodeUnreachable, suggest
 from ..project import Project, load_settings
 from ..report.tables import table_console
@@ -61,7 +62,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 f"nodes: {', '.join(declared)}"
             )
     chosen = [declared[n] for n in dict.fromkeys(args.names)] or list(declared.values())
-    states = nodes.probe_nodes(chosen, nodes.probers(project.prober))
+    states = nodes.probe_nodes(chosen, nodes.probers(project.prober, lambda: load_api(project.workspace)))
     nodes.write_states(nodes.state_path(project.workspace), states)
     by_name = {s.node: s for s in states}
     if not emit_json(args, {"nodes": [_row(node, by_name[node.name]) for node in chosen]}):
@@ -93,8 +94,12 @@ def _render(project: Project, items: list[tuple[nodes.Node, nodes.NodeState | No
             tools = sorted({f"{t.identity} ({t.platform.architecture}, {t.strategy})" for t in facts.toolchains
                             if t.kind != "qemu"})
             status = "[green]ok[/]"
-            seen = (f"{facts.uname_m}, {facts.cores} cores, {_gib(facts.memory)}, "
-                    f"docker: {facts.docker or 'none'}\n" + "\n".join(tools))
+            if facts.buildkit is not None:  # buildkitd alone: its identity and workers' platforms
+                seen = f"{facts.buildkit}\nplatforms: " + ", ".join(
+                    f"{p.oci} ({'native' if i == 0 else 'emulated'})" for i, p in enumerate(facts.buildkit_platforms))
+            else:
+                seen = (f"{facts.uname_m}, {facts.cores} cores, {_gib(facts.memory)}, "
+                        f"docker: {facts.docker or 'none'}\n" + "\n".join(tools))
         else:
             colour = "red" if state.status == "refused" else "yellow"
             status, seen = f"[{colour}]{state.status}[/]", state.error

@@ -6,11 +6,11 @@ outputs back by digest; they know nothing about recipes. One module per transpor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..jobspec import Inputs, JobSpec
 
@@ -42,3 +42,11 @@ class Executor(Protocol):
         """Stop the jobs running now and refuse new ones (Ctrl-C, SIGTERM); each then fails and
         cleans up after itself. Called from another thread than the jobs'."""
         ...
+
+
+@runtime_checkable
+class ReportsProgress(Protocol):
+    """An executor that can say what a job is doing now (BuildKit's steps): the scheduler sets
+    `progress` to its reporter's `job_progress(job_id, text)` when the reporter has one."""
+
+    progress: Callable[[str, str], None] | None

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..engine import DockerEngine, docker_host
-from ..errors import BuildError, ConfigurationError
+from ..errors import BuildError
 from ..hashing import sha256_file
 from ..jobspec import Inputs, JobSpec
 from ..oci.layer import LayerEntry, add_entry
-from ..sources import copy_tree
 from . import Outputs
+from .context import prepare_context
 
 # The one output of a Dockerfile job: the `docker save` archive of the built image.
 IMAGE_OUTPUT = "image"
@@ -75,7 +75,11 @@ class EngineExecutor:
         self._cancelled = False
 
     def refuses(self, spec: JobSpec) -> str | None:
-        return None if spec.docker is not None else "runs only Dockerfile builds"
+        if spec.docker is None:
+            return "runs only Dockerfile builds"
+        if spec.produces != "docker-image":
+            return f"a Dockerfile job planned for `{spec.toolchain.name}` is not the legacy builder's"
+        return None
 
     def cancel(self) -> None:
         """Close every engine connection: a build in progress then fails as a lost engine."""
@@ -106,31 +110,7 @@ class EngineExecutor:
                         f"{spec.id}: the Docker engine at {info.host} is {info.identity_text}, but the "
                         f"plan was made for {spec.toolchain.identity}; run the build again"
                     )
-                copy_tree(inputs.source(spec.source), jobdir / "src")
-                context = (jobdir / "src" / build.context).resolve()
-                if not context.is_relative_to(jobdir / "src") or not context.is_dir():
-                    raise ConfigurationError(
-                        f"{spec.id}: [dockerfile] context `{build.context}` is not a directory of the "
-                        "recipe's source; fix `context` (relative to [source])"
-                    )
-                dockerfile = context / build.dockerfile
-                if not dockerfile.is_file():
-                    raise ConfigurationError(
-                        f"{spec.id}: [dockerfile] file `{build.dockerfile}` not found in the context "
-                        f"`{build.context}`; fix `file` (relative to the context)"
-                    )
-                files = {(i.recipe, i.name): i for i in spec.inputs}
-                for placement in build.placements:
-                    target = context / placement.dest
-                    if target.exists():
-                        raise ConfigurationError(
-                            f"{spec.id}: the source already has `{placement.dest}` where crossyard puts "
-                            f"the `{placement.recipe}` artifact; rename it in the source"
-                        )
-                    item = files[(placement.recipe, placement.file)]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(inputs.file(item.digest), target)
-                    os.chmod(target, item.mode & 0o755)
+                context = prepare_context(spec, inputs, jobdir)
                 context_tar = jobdir / "context.tar"
                 write_context(context, build.dockerfile, context_tar, epoch=spec.source_date_epoch)
                 with context_tar.open("rb") as handle:

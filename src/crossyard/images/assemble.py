@@ -270,8 +270,10 @@ class Assembler:
     def _index_dockerfile(self, job: ImageJob, records: Mapping[tuple[str, str], BuildRecord]) -> BuiltImage:
         """A dockerfile recipe's jobs stored one image manifest per platform; index and tag them."""
         manifests = []
+        reproducible = True  # BuildKit's jobs are; an image with one legacy build is not
         for platform in job.platforms:
             record = records.get((job.recipe.name, platform.oci))
+            reproducible = reproducible and record is not None and record.reproducible
             entry = record.manifest if record is not None else None
             if entry is None or entry.media_type != media.MANIFEST or entry.artifact_type:
                 raise ConfigurationError(
@@ -279,14 +281,14 @@ class Assembler:
                     f"(ref {artifact_ref(job.recipe.name, platform)}); its build did not store one"
                 )
             manifests.append(entry.with_(annotations=None, platform=entry.platform or dict(platform.oci_platform)))
-        notes = {**job.annotations, ANNOTATION_REPRODUCIBLE: "false"}
+        notes = {**job.annotations, ANNOTATION_REPRODUCIBLE: "true" if reproducible else "false"}
         key = sha256_json({"dockerfile": [m.digest for m in manifests], "annotations": notes})
         cached = self.store.find_image(key)
         if cached is not None and cached.ref == job.ref:
             return self._record(job, cached, status="cached")
         index = write_index(self.store.layout, manifests, annotations=notes)
         stored = self.store.put_image(name=job.name, version=job.version, recipe=job.recipe.name, key=key,
-                                      index=index, reproducible=False)
+                                      index=index, reproducible=reproducible)
         return self._record(job, stored, status="assembled")
 
     def _record(self, job: ImageJob, image: StoredImage, *, status: str) -> BuiltImage:

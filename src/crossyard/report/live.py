@@ -53,6 +53,7 @@ class LiveReporter:
         self._total = 0
         self._began = time.monotonic()
         self._running: dict[str, tuple[str, float]] = {}  # job id → (node, monotonic start)
+        self._steps: dict[str, str] = {}  # job id → what it does now, as its executor said
         self._attempts: dict[str, int] = {}
         self._nodes: dict[str, _Node] = {}
         self._counts: dict[str, int] = dict.fromkeys(STYLE, 0)
@@ -89,6 +90,7 @@ class LiveReporter:
         self.recorder.job_finished(record.id)
         with self._lock:
             started_on, _ = self._running.pop(record.id, ("", 0.0))
+            self._steps.pop(record.id, None)
             self._counts[record.status] = self._counts.get(record.status, 0) + 1
             node = record.node or (started_on if started_on != UNPLACED else "")
             if record.status in ("built", "failed") and node:
@@ -106,6 +108,13 @@ class LiveReporter:
         self.console.print(f"[{style}]{record.status:>7}[/] {escape(record.id)}{escape(where)}{took} "
                            f"[dim][{finished}/{self._total}][/]")
 
+    def job_progress(self, job_id: str, text: str) -> None:
+        """What a running job does now (a BuildKit step), under its id in the live view; not
+        printed without one (a CI log would fill with steps: the job's log has them)."""
+        with self._lock:
+            if job_id in self._running:
+                self._steps[job_id] = text
+
     def stop(self) -> None:
         self.recorder.stop()
         if self._live is not None:
@@ -122,6 +131,7 @@ class LiveReporter:
         now = time.monotonic()
         with self._lock:
             running = dict(self._running)
+            steps = dict(self._steps)
             nodes = {name: _Node(done=n.done, failed=n.failed) for name, n in self._nodes.items()}
             counts = dict(self._counts)
             total = self._total
@@ -139,7 +149,8 @@ class LiveReporter:
             tally = nodes[name]
             table.add_row(
                 escape(name),
-                "\n".join(escape(job_id) for job_id, _ in jobs) or "[dim]idle[/]",
+                "\n".join(escape(job_id) + (f" [dim]{escape(_short(steps[job_id]))}[/]" if job_id in steps else "")
+                          for job_id, _ in jobs) or "[dim]idle[/]",
                 "\n".join(duration(round(seconds)) for _, seconds in jobs),
                 str(tally.done),
                 f"[red]{tally.failed}[/]" if tally.failed else "0",
@@ -152,3 +163,7 @@ class LiveReporter:
             f" · {counts.get('skipped', 0)} skipped · {len(running)} running · {duration(round(elapsed))}",
         )
         return Group(table, ProgressBar(total=max(total, 1), completed=finished, width=60), line)
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+from ..buildkit.endpoints import TOOLCHAIN as BUILDKIT
 from ..errors import ConfigurationError, CrossyardError, suggest
 from ..executors import Executor, Outputs
 from ..executors.local import SANDBOX_JOB, LocalExecutor
@@ -248,6 +249,7 @@ class Checker:
         self.directory = project.workspace.state / "repro" / self.id
         self.executor = executor or LocalExecutor(cache_root=project.workspace.toolchain_cache_dir)
         self._remote: list[Executor] | None = None
+        self._buildkit_control: dict[str, str] = {}  # job id → the buildkitd its control ran on
         self._cluster: Cluster | None = None
 
     def run(self, names: Sequence[str] = ()) -> ReproReport:
@@ -344,9 +346,13 @@ class Checker:
 
     def _rebuild(self, job: Job, name: str, deps: Sequence[Build | None],
                  sources: Mapping[str, ResolvedSource], base: Path) -> Build:
-        if job.recipe.kind in ENGINE_KINDS:
+        buildkit = job.recipe.kind in ENGINE_KINDS and job.toolchain.name == BUILDKIT
+        if job.recipe.kind in ENGINE_KINDS and not buildkit:
             return Build(variation=name, status=NOT_REBUILT, reason=(
-                "a Dockerfile build is only as reproducible as its Dockerfile (the engine stamps times)"))
+                "a legacy Dockerfile build is only as reproducible as its Dockerfile (the engine stamps times)"))
+        if buildkit and name not in ("control", "node"):
+            return Build(variation=name, status=NOT_REBUILT, reason=(
+                "a BuildKit job runs inside buildkitd: crossyard varies only the daemon (`node`)"))
         missing = [b for b in deps if b is None or b.status != "built"]
         if missing:
             return Build(variation=name, status=NOT_REBUILT, reason="a dependency was not rebuilt under it")
@@ -366,7 +372,14 @@ class Checker:
                 return Build(variation=name, status=NOT_REBUILT, input_key=key, reason=other)
             placed = replace(job, toolchain=other)
         spec = placed.spec(key, records)
-        if name == "node":
+        if buildkit:  # the control on the first buildkitd that takes it, `node` on another one
+            found = self._node_executor(spec, besides=self._buildkit_control.get(job.id))
+            if isinstance(found, str):
+                return Build(variation=name, status=NOT_REBUILT, input_key=key, reason=found)
+            executor = found
+            if name == "control":
+                self._buildkit_control[job.id] = executor.node
+        elif name == "node":
             found = self._node_executor(spec)
             if isinstance(found, str):
                 return Build(variation=name, status=NOT_REBUILT, input_key=key, reason=found)
@@ -385,6 +398,9 @@ class Checker:
                     started=started, variant=variant)
         try:
             with self._run(executor, spec, _Inputs(sources, files), log, variation) as outputs:
+                if buildkit:
+                    return replace(ran, status="built", node=outputs.node,
+                                   **_kept_image(outputs, keep, recipe=job.recipe.name, spec=spec))
                 kept = _keep(outputs, keep)
                 return replace(ran, status="built", node=outputs.node, files=kept, outputs=tuple(
                     OutputFile(name=n, digest=outputs.digests[n], size=kept[n].stat().st_size,
@@ -412,9 +428,11 @@ class Checker:
         others = ", ".join(f"{t.name} ({t.strategy}) is {t.identity_text}" for t in candidates)
         return f"no toolchain of identity {job.identity} reaches it another way: {others}"
 
-    def _node_executor(self, spec: JobSpec) -> Executor | str:
+    def _node_executor(self, spec: JobSpec, *, besides: str | None = None) -> Executor | str:
+        """The first executor of another node than this machine that takes `spec` (and is not
+        the one named `besides`)."""
         if not any(n.transport != "local" for n in self.project.settings.nodes):
-            return "no [[nodes]] besides this machine in crossyard.toml: no other node to rebuild on"
+            return "no [[nodes]] besides this machine in crossyard.toml (or BUILDKIT_HOST): no other node to rebuild on"
         if self._remote is None:
             from ..pipeline import connect_cluster
 
@@ -422,9 +440,9 @@ class Checker:
             self._remote = [e for m in self._cluster.members if m.node.transport != "local"
                             for e in m.executors]
         for executor in self._remote:
-            if executor.refuses(spec) is None:
+            if executor.node != besides and executor.refuses(spec) is None:
                 return executor
-        return "no other configured node can run it"
+        return "no other configured node can run it" + (f" (besides {besides})" if besides else "")
 
     def _close(self) -> None:
         if self._cluster is not None:  # the SSH connections end with the check
@@ -530,6 +548,21 @@ def _build_dirs(variation: Variation, spec: JobSpec) -> tuple[str, ...]:
     if spec.toolchain.root is not None:
         dirs.append(variation.sandbox_dir or SANDBOX_JOB)
     return tuple(dirs)
+
+
+def _kept_image(outputs: Outputs, where: Path, *, recipe: str, spec: JobSpec) -> dict[str, Any]:
+    """A BuildKit rebuild's image imported into a layout of its own under `where` (as the store
+    would hold it: the manifest digest is what the lock records), for comparing and explaining."""
+    from ..executors.buildkit import import_job_image
+    from ..oci.layout import OciLayout
+
+    layout = OciLayout(where / "layout")
+    manifest = import_job_image(outputs, layout, recipe=recipe, spec=spec)
+    atomic_write_text(layout.root / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}) + "\n")
+    atomic_write_text(layout.index_path, json.dumps({"schemaVersion": 2, "manifests": [manifest.to_json()]},
+                                                    indent=2, sort_keys=True) + "\n")
+    return {"files": {"image": layout.root},
+            "outputs": (OutputFile(name="image", digest=manifest.digest, size=manifest.size, mode=0o644),)}
 
 
 def _keep(outputs: Outputs, where: Path) -> dict[str, Path]:

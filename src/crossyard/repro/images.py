@@ -153,7 +153,8 @@ def _not_rebuilt(job: ImageJob, inputs: Mapping[str, Build], made: Mapping[str, 
                  column: str) -> str | None:
     """Why `job` cannot be re-assembled in `column`, if so."""
     if job.from_dockerfile:
-        return "a Dockerfile image is only as reproducible as its Dockerfile (the engine stamps times)"
+        return ("a Dockerfile image's index is not re-assembled (a BuildKit job's manifest is rebuilt and "
+                "compared on its own row; a legacy one is only as reproducible as its Dockerfile)")
     if job.spec.base.kind == "registry":
         return f"its base {job.spec.base.text} is a registry image, not rebuilt by crossyard"
     for name in job.after:
