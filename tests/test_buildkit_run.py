@@ -1,24 +1,27 @@
 """A Dockerfile with a RUN step on a small base made from Debian packages (trixie's
-busybox-static .debs for riscv64 and arm64, fetched and verified by crossyard.debsource), built
-through crossyard's BuildKit client for both platforms in one solve: the RUN runs under
-qemu-user (binfmt) and says which machine it ran on, two builds from nothing cached give one
-index digest, and the image, pushed to a registry, runs with `docker run --platform` under qemu."""
+busybox-static .debs for riscv64 and arm64, fetched and verified by crossyard.debsource): built
+through crossyard's BuildKit client for both platforms in one solve, and as a `dockerfile` recipe
+by `crossyard build`. The RUN runs under qemu-user (binfmt) and says which machine it ran on, two
+builds from nothing cached give one digest, and the image runs with `docker run --platform`
+under qemu (pushed to a registry and pulled; exported by crossyard and loaded)."""
 
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import binfmt_registered, require, require_tool
+from conftest import binfmt_registered, build_summary, require, require_tool, run_cli
 from crossyard import debian
 from crossyard.buildkit import dockerfile as bk_dockerfile
 from crossyard.buildkit.client import Client
 from crossyard.buildkit.dockerfile import DockerfileSolve
 from crossyard.debsource import DebianArchive
+from crossyard.lock import read_lock
 from crossyard.oci.layout import OciLayout
 from crossyard.platforms import ARM64, RISCV64
 from helpers import dockerd
@@ -124,3 +127,55 @@ def test_a_run_step_on_a_debian_base_for_riscv64_and_arm64_is_reproducible_and_r
         ran = docker_engine.docker("run", "--rm", "--platform", platform.oci, "--network", "none", reference)
         assert ran.stdout == f"built on {machine}\nrun on {machine}\n"
         docker_engine.docker("rmi", reference)
+
+
+RECIPE = """name = "busybox-run"
+kind = "dockerfile"
+version = "1.0.0"
+platforms = ["linux/riscv64", "linux/arm64"]
+source_date_epoch = 1700000000
+
+[source]
+path = "../src"
+
+[image]
+name = "busybox-run"
+"""
+
+
+def test_a_dockerfile_recipe_with_a_run_step_on_the_debian_base_is_reproducible_and_runs(
+        daemon: Daemon, built: Built, context: Path, docker_engine: DockerdHandle, tmp_path: Path) -> None:
+    """The same Dockerfile as a `dockerfile` recipe, built by `crossyard build` on the buildkitd
+    (BUILDKIT_HOST): from two clean workspaces, each after the daemon was pruned, one image
+    digest, marked reproducible in the lock; exported as a docker archive per platform, loaded
+    and run with `docker run --platform` under qemu, it says where it was built and where it runs."""
+    require(binfmt_registered("riscv64") and binfmt_registered("aarch64"),
+            "RUN for riscv64/arm64 needs qemu-user binfmt handlers: .ci/install.d/10-binfmt.sh")
+    digests, workspaces = [], []
+    for name in ("first", "second"):
+        _prune(daemon)
+        ws = tmp_path / name
+        (ws / "recipes").mkdir(parents=True)
+        (ws / "crossyard.toml").write_text("")
+        (ws / "recipes" / "busybox-run.toml").write_text(RECIPE)
+        shutil.copytree(context, ws / "src")
+        shutil.copytree(built.ws.cache_dir / "buildkit-api", ws / ".crossyard" / "cache" / "buildkit-api")
+        summary = build_summary(ws, env={"BUILDKIT_HOST": daemon.address})
+        jobs = {j["id"]: j for j in summary["jobs"]}
+        assert {jobs[f"busybox-run@{p.oci}"]["toolchain"].split()[0] for p in (RISCV64, ARM64)} == {"buildkit"}
+        [image] = [i for i in summary["images"] if i["recipe"] == "busybox-run"]
+        assert image["reproducible"] is True
+        digests.append(image["digest"])
+        workspaces.append(ws)
+    assert digests[0] == digests[1]
+    assert read_lock(workspaces[0] / "crossyard.lock").images["busybox-run:1.0.0"].reproducible
+    for platform, machine in ((RISCV64, "riscv64"), (ARM64, "aarch64")):
+        archive = tmp_path / f"busybox-run-{platform.slug}.tar"
+        exported = run_cli("-C", str(workspaces[0]), "image", "export", "busybox-run:1.0.0",
+                           "--format", "docker-archive", "--platform", platform.oci, "-o", str(archive))
+        assert exported.returncode == 0, exported.stderr
+        docker_engine.docker("load", "-i", str(archive))
+        ran = docker_engine.docker("run", "--rm", "--platform", platform.oci, "--network", "none",
+                                   "busybox-run:1.0.0")
+        assert ran.stdout == f"built on {machine}\nrun on {machine}\n"
+        docker_engine.docker("rmi", "busybox-run:1.0.0")
