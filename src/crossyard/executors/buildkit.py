@@ -27,7 +27,13 @@ from ..annotations import (
     ANNOTATION_TOOLCHAIN,
 )
 from ..buildkit.client import Api, BuildKitError, Client
-from ..buildkit.dockerfile import DIGEST_KEY, DockerfileSolve, Step, solve_to_archive
+from ..buildkit.dockerfile import (
+    DIGEST_KEY,
+    DockerfileSolve,
+    Step,
+    import_platform_image,
+    solve_to_archive,
+)
 from ..buildkit.endpoints import TOOLCHAIN, Endpoint
 from ..errors import BuildError, NodeLost
 from ..executors.local import tail
@@ -150,8 +156,6 @@ def import_job_image(outputs: Outputs, into: OciLayout, *, recipe: str, spec: Jo
     buildkitd named): its platform's manifest, with the annotations crossyard's job images carry
     (what it is; how and where it ran goes on the index entry: native and emulated builds of one
     key give one manifest). The scheduler imports into the store, `repro check` into its own."""
-    from ..buildkit.dockerfile import import_platform_image
-
     return import_platform_image(
         outputs.files[IMAGE_OUTPUT], into, platform=spec.platform,
         expected=outputs.facts.get(FACT_EXPORTED) or None, compressor=f"{spec.toolchain.identity} gzip",
