@@ -435,10 +435,13 @@ def test_the_example_catalog_is_identical_under_every_variation(tmp_path: Path) 
     assert {"hello-c@linux/riscv64", "libgreet@linux/arm64", "hello-go@linux/riscv64",
             "hello-rs@linux/arm64", "workload@linux/amd64", "hello-go-image@linux/riscv64",
             "hello-go-image@index"} <= jobs
+    # rust-trixie's rustc is also in the riscv64 and arm64 roots: hello-rs is rebuilt emulated
+    emulated = {f"hello-rs@linux/{arch}" for arch in ("riscv64", "arm64")
+                if (roots_dir() / f"rust-trixie-{arch}" / "usr").is_dir()}
     for (job, variation), cell in cells(summary).items():
-        if variation in LOCAL_VARIATIONS:
+        if variation in LOCAL_VARIATIONS or (variation, job) in {("emulated", j) for j in emulated}:
             assert cell["state"] == "identical", (job, variation, cell)
-        else:  # no [[nodes]] here; no toolchain of the same identity reaches these the other way
+        else:  # no [[nodes]] here; no other toolchain of the same identity reaches these
             assert cell["state"] == "not rebuilt" and cell["reason"], (job, variation)
 
 
@@ -471,6 +474,36 @@ def test_cross_and_emulated_native_go_are_identical(tmp_path: Path, arch: str) -
     control, emulated = (out / v / "tiny" / f"linux-{arch}" / "tiny" for v in ("control", "emulated"))
     assert control.read_bytes() == emulated.read_bytes()
     print(f"{arch}: cross and emulated {row['control']['outputs']['tiny']} in {summary['seconds']:.0f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("arch", ["riscv64", "arm64"])
+def test_cross_and_emulated_native_rust_are_identical(tmp_path: Path, arch: str) -> None:
+    """The catalog's hello-rs, cross-compiled by rust-trixie, rebuilt by `--vary emulated` with
+    the same rustc in a Debian root of the target's architecture under qemu-user: the same bytes
+    (it links the cross glibc package's start files too, as toolchains/rust.toml says why)."""
+    for name in ("rust-trixie", f"rust-trixie-{arch}"):
+        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    qemu_arch = {"riscv64": "riscv64", "arm64": "aarch64"}[arch]
+    require_tool(f"qemu-{qemu_arch}-static", "apt-get install qemu-user-static")
+    require(binfmt_registered(qemu_arch), f"binfmt has no qemu-{qemu_arch} entry: run .ci/install.d/10-binfmt.sh")
+    ws = tmp_path / "ws"
+    (ws / "recipes" / "services").mkdir(parents=True)
+    shutil.copy(REPO / "recipes" / "services" / "hello-rs.toml", ws / "recipes" / "services")
+    shutil.copytree(REPO / "services" / "hello-rs", ws / "services" / "hello-rs",
+                    ignore=shutil.ignore_patterns("target"))
+    code, summary, stderr = check(ws, "--vary", "emulated", "--platform", f"linux/{arch}", "hello-rs")
+    assert code == 0, stderr
+    (row,) = summary["rows"]
+    assert (row["platform"], row["control"]["strategy"]) == (f"linux/{arch}", "cross")
+    (cell,) = row["cells"]
+    assert cell["state"] == "identical", cell
+    out = Path(summary["directory"]) / "out"
+    control, emulated = (out / v / "hello-rs" / f"linux-{arch}" / "hello-rs" for v in ("control", "emulated"))
+    assert control.read_bytes() == emulated.read_bytes()
+    print(f"{arch}: cross and emulated {row['control']['outputs']['hello-rs']} in {summary['seconds']:.0f}s")
 
 
 # -- another node ----------------------------------------------------------------------------------
