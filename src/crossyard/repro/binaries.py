@@ -1,6 +1,7 @@
 """ELF: which sections differ, and whether a build path, a timestamp or a build id explains it.
 
-Sections are hashed and scanned one by one from the file, never loaded whole."""
+Sections are hashed and scanned one by one from the file, never loaded whole (a Rust program's
+symbol names, its .strtab up to 16 MiB, are read to compare them name by name)."""
 
 from __future__ import annotations
 
