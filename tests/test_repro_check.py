@@ -510,6 +510,46 @@ def test_cross_and_emulated_native_rust_are_identical(tmp_path: Path, arch: str)
     print(f"{arch}: cross and emulated {row['control']['outputs']['hello-rs']} in {summary['seconds']:.0f}s")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_rust_build_script_makes_cross_and_emulated_differ_in_symbol_hashes_only(tmp_path: Path) -> None:
+    """cargo hashes the build host into a build script's -C metadata and so into the crate's
+    symbols (cargo#8140): the check names it, and a stripped symbol table is identical."""
+    for name in ("rust-trixie", "rust-trixie-riscv64"):
+        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    ws = tmp_path / "ws"
+    (ws / "src" / "src").mkdir(parents=True)
+    (ws / "src" / "Cargo.toml").write_text(
+        '[package]\nname = "generated"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        "[profile.release]\ncodegen-units = 1\n")
+    (ws / "src" / "Cargo.lock").write_text(
+        'version = 3\n\n[[package]]\nname = "generated"\nversion = "0.1.0"\n')
+    (ws / "src" / "build.rs").write_text(
+        'fn main() {\n    let out = std::env::var("OUT_DIR").unwrap();\n'
+        '    std::fs::write(format!("{out}/word.rs"), "const WORD: &str = \\"generated\\";").unwrap();\n}\n')
+    (ws / "src" / "src" / "main.rs").write_text(
+        'include!(concat!(env!("OUT_DIR"), "/word.rs"));\n'
+        'fn main() { println!("{WORD} on {}", std::env::consts::ARCH); }\n')
+    (ws / "recipes").mkdir()
+    (ws / "recipes" / "generated.toml").write_text(
+        'name = "generated"\nkind = "rust"\nplatforms = ["linux/riscv64"]\nstrategies = ["cross", "emulated"]\n'
+        'source_date_epoch = 1767225600\n[source]\npath = "../src"\n'
+        '[test]\nrun = ["generated"]\nexpect = "generated on riscv64"\n')
+
+    code, summary, _ = check(ws, "--vary", "emulated")
+    assert code == 1
+    (cell,) = summary["rows"][0]["cells"]
+    assert cell["state"] == "differs" and causes(cell) == {"rust-metadata"}, cell
+
+    toml = ws / "src" / "Cargo.toml"
+    toml.write_text(toml.read_text() + 'strip = "symbols"\n')
+    code, summary, stderr = check(ws, "--vary", "emulated")
+    assert code == 0, stderr
+    assert summary["rows"][0]["cells"][0]["state"] == "identical"
+
+
 # -- another node ----------------------------------------------------------------------------------
 
 
