@@ -1,18 +1,20 @@
 """A portable input key, for real: one Go recipe, one Go release (Debian trixie's golang-1.24),
 built two ways — cross-compiled by the amd64 Go of the `go-trixie` root on this host, and by the
 riscv64 Go of the `go-trixie-riscv64` root running under qemu-user — has one input key before
-anything is built and one output digest after both builds ran."""
+anything is built and one output digest after both builds ran. The same for a Rust recipe and
+trixie's rustc: `rust-trixie` cross-compiling, `rust-emulated-riscv64` natively under qemu."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import binfmt_registered, build_summary, require, require_tool, run_cli
+from conftest import REPO, binfmt_registered, build_summary, require, require_tool, run_cli
 from crossyard.toolchains import roots_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,4 +89,47 @@ def test_cross_and_emulated_builds_of_one_go_release_share_the_key_and_the_outpu
     assert [(j["status"], j["strategy"]) for j in jobs] == [("built", "cross"), ("built", "emulated")]
     assert jobs[0]["input_key"] == jobs[1]["input_key"] == plans[0]["input_key"]
     assert jobs[0]["toolchain"] == jobs[1]["toolchain"] == plans[0]["toolchain"]
+    assert jobs[0]["outputs"] == jobs[1]["outputs"]  # byte for byte, and each ran its smoke test
+
+
+def rust_workspace(root: Path, strategy: str, arch: str = "riscv64") -> Path:
+    """The example hello-rs service (std only, no crates.io), allowed one strategy."""
+    shutil.copytree(REPO / "services" / "hello-rs", root / "src", ignore=shutil.ignore_patterns("target"))
+    (root / "recipes").mkdir()
+    (root / "recipes" / "hello-rs.toml").write_text(
+        f'name = "hello-rs"\nkind = "rust"\nversion = "0.1.0"\nplatforms = ["linux/{arch}"]\n'
+        f'strategies = ["{strategy}"]\nsource_date_epoch = 1767225600\n[source]\npath = "../src"\n'
+        f'[rust]\nbin = "hello-rs"\n[test]\nrun = ["hello-rs"]\n'
+        f'expect = "hello from hello-rs 0.1.0 on linux/{"aarch64" if arch == "arm64" else arch}"\n'
+    )
+    return root
+
+
+def test_cross_and_emulated_builds_of_one_rust_release_share_the_key_and_the_output(tmp_path: Path) -> None:
+    """Without the cross glibc package in the riscv64 root (LIBRARY_PATH, toolchains/rust.toml)
+    the emulated binary lacks the cross Scrt1.o's `.note.package` and differs."""
+    for name in ("rust-trixie", "rust-trixie-riscv64"):
+        require((roots_dir() / name / "usr").is_dir(),
+                f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    require_tool("qemu-riscv64-static", "apt-get install qemu-user-static")
+    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    cross_ws = rust_workspace(tmp_path / "cross", "cross")
+    emulated_ws = rust_workspace(tmp_path / "emulated", "emulated")
+
+    plans = planned(cross_ws), planned(emulated_ws)
+    assert [p["strategy"] for p in plans] == ["cross", "emulated"]
+    assert plans[0]["toolchain"] == plans[1]["toolchain"]
+    assert plans[0]["toolchain"].startswith("rustc 1.")
+    assert plans[0]["input_key"] == plans[1]["input_key"]
+
+    jobs = []
+    for ws in (cross_ws, emulated_ws):  # each its own store: both really build
+        started = time.monotonic()
+        (job,) = build_summary(ws)["jobs"]
+        print(f"{job['strategy']}: {job['status']} in {time.monotonic() - started:.1f}s "
+              f"(job {job['seconds']:.1f}s), key {job['input_key']}, hello-rs {job['outputs']['hello-rs']}")
+        jobs.append(job)
+    assert [(j["status"], j["strategy"]) for j in jobs] == [("built", "cross"), ("built", "emulated")]
+    assert jobs[0]["input_key"] == jobs[1]["input_key"] == plans[0]["input_key"]
     assert jobs[0]["outputs"] == jobs[1]["outputs"]  # byte for byte, and each ran its smoke test

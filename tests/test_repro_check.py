@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -436,10 +437,16 @@ def test_the_example_catalog_is_identical_under_every_variation(tmp_path: Path) 
     assert {"hello-c@linux/riscv64", "libgreet@linux/arm64", "hello-go@linux/riscv64",
             "hello-rs@linux/arm64", "workload@linux/amd64", "hello-go-image@linux/riscv64",
             "hello-go-image@index"} <= jobs
+    # rust-trixie's rustc is also in the riscv64 and arm64 roots (where prepared): the Rust
+    # services are rebuilt emulated there
+    rust = {t["name"] for t in (tomllib.loads(p.read_text()) for p in (ws / "recipes").rglob("*.toml"))
+            if t.get("kind") == "rust"}
+    emulated = {row["id"] for row in summary["rows"] if row["recipe"] in rust
+                and (roots_dir() / f"rust-trixie-{row['platform'].removeprefix('linux/')}" / "usr").is_dir()}
     for (job, variation), cell in cells(summary).items():
-        if variation in LOCAL_VARIATIONS:
+        if variation in LOCAL_VARIATIONS or (variation == "emulated" and job in emulated):
             assert cell["state"] == "identical", (job, variation, cell)
-        else:  # no [[nodes]] here; no toolchain of the same identity reaches these the other way
+        else:  # no [[nodes]] here; no other toolchain of the same identity reaches these
             assert cell["state"] == "not rebuilt" and cell["reason"], (job, variation)
 
 
@@ -472,6 +479,76 @@ def test_cross_and_emulated_native_go_are_identical(tmp_path: Path, arch: str) -
     control, emulated = (out / v / "tiny" / f"linux-{arch}" / "tiny" for v in ("control", "emulated"))
     assert control.read_bytes() == emulated.read_bytes()
     print(f"{arch}: cross and emulated {row['control']['outputs']['tiny']} in {summary['seconds']:.0f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("arch", ["riscv64", "arm64"])
+def test_cross_and_emulated_native_rust_are_identical(tmp_path: Path, arch: str) -> None:
+    """The catalog's hello-rs, cross-compiled by rust-trixie, rebuilt by `--vary emulated` with
+    the same rustc in a Debian root of the target's architecture under qemu-user: the same bytes
+    (it links the cross glibc package's start files too, as toolchains/rust.toml says why)."""
+    for name in ("rust-trixie", f"rust-trixie-{arch}"):
+        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    qemu_arch = {"riscv64": "riscv64", "arm64": "aarch64"}[arch]
+    require_tool(f"qemu-{qemu_arch}-static", "apt-get install qemu-user-static")
+    require(binfmt_registered(qemu_arch), f"binfmt has no qemu-{qemu_arch} entry: run .ci/install.d/10-binfmt.sh")
+    ws = tmp_path / "ws"
+    (ws / "recipes" / "services").mkdir(parents=True)
+    shutil.copy(REPO / "recipes" / "services" / "hello-rs.toml", ws / "recipes" / "services")
+    shutil.copytree(REPO / "services" / "hello-rs", ws / "services" / "hello-rs",
+                    ignore=shutil.ignore_patterns("target"))
+    code, summary, stderr = check(ws, "--vary", "emulated", "--platform", f"linux/{arch}", "hello-rs")
+    assert code == 0, stderr
+    (row,) = summary["rows"]
+    assert (row["platform"], row["control"]["strategy"]) == (f"linux/{arch}", "cross")
+    (cell,) = row["cells"]
+    assert cell["state"] == "identical", cell
+    out = Path(summary["directory"]) / "out"
+    control, emulated = (out / v / "hello-rs" / f"linux-{arch}" / "hello-rs" for v in ("control", "emulated"))
+    assert control.read_bytes() == emulated.read_bytes()
+    print(f"{arch}: cross and emulated {row['control']['outputs']['hello-rs']} in {summary['seconds']:.0f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_rust_build_script_makes_cross_and_emulated_differ_in_symbol_hashes_only(tmp_path: Path) -> None:
+    """cargo hashes the build host into a build script's -C metadata and so into the crate's
+    symbols (cargo#8140): the check names it, and a stripped symbol table is identical."""
+    for name in ("rust-trixie", "rust-trixie-riscv64"):
+        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    ws = tmp_path / "ws"
+    (ws / "src" / "src").mkdir(parents=True)
+    (ws / "src" / "Cargo.toml").write_text(
+        '[package]\nname = "generated"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        "[profile.release]\ncodegen-units = 1\n")
+    (ws / "src" / "Cargo.lock").write_text(
+        'version = 3\n\n[[package]]\nname = "generated"\nversion = "0.1.0"\n')
+    (ws / "src" / "build.rs").write_text(
+        'fn main() {\n    let out = std::env::var("OUT_DIR").unwrap();\n'
+        '    std::fs::write(format!("{out}/word.rs"), "const WORD: &str = \\"generated\\";").unwrap();\n}\n')
+    (ws / "src" / "src" / "main.rs").write_text(
+        'include!(concat!(env!("OUT_DIR"), "/word.rs"));\n'
+        'fn main() { println!("{WORD} on {}", std::env::consts::ARCH); }\n')
+    (ws / "recipes").mkdir()
+    (ws / "recipes" / "generated.toml").write_text(
+        'name = "generated"\nkind = "rust"\nplatforms = ["linux/riscv64"]\nstrategies = ["cross", "emulated"]\n'
+        'source_date_epoch = 1767225600\n[source]\npath = "../src"\n'
+        '[test]\nrun = ["generated"]\nexpect = "generated on riscv64"\n')
+
+    code, summary, _ = check(ws, "--vary", "emulated")
+    assert code == 1
+    (cell,) = summary["rows"][0]["cells"]
+    assert cell["state"] == "differs" and causes(cell) == {"rust-metadata"}, cell
+
+    toml = ws / "src" / "Cargo.toml"
+    toml.write_text(toml.read_text() + 'strip = "symbols"\n')
+    code, summary, stderr = check(ws, "--vary", "emulated")
+    assert code == 0, stderr
+    assert summary["rows"][0]["cells"][0]["state"] == "identical"
 
 
 # -- another node ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import gzip
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import tarfile
 import time
@@ -24,7 +26,7 @@ from conftest import require, require_tool
 from crossyard.oci.image import ImageConfig, tag, write_image, write_index
 from crossyard.oci.layer import LayerEntry, write_layer
 from crossyard.oci.layout import OciLayout
-from crossyard.platforms import Platform
+from crossyard.platforms import RISCV64, Platform
 from crossyard.repro.diffoscope import html_diff
 from crossyard.repro.explain import (
     CAUSES,
@@ -257,6 +259,72 @@ def test_rust_built_in_two_directories_gets_the_rust_fix_and_it_works(tmp_path: 
                     build("other/two", "--remap-path-prefix=/mnt/other/two=."), name="main",
                     left=left, right=right)
     assert fixed.identical
+
+
+@pytest.mark.integration
+def test_rust_crates_hashed_differently_name_the_metadata_and_stripping_works(tmp_path: Path):
+    """What cargo does to a crate with a build script built cross and emulated (its -C metadata
+    takes in the build host), made directly: trixie's rustc with two -C metadata values."""
+    root = roots_dir() / "rust-trixie"
+    require((root / "usr" / "bin" / "rustc").is_file(),
+            "the rust-trixie root is missing: run `crossyard toolchains prepare rust-trixie`")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    (tmp_path / "main.rs").write_text(
+        "fn twice<T: std::fmt::Display>(t: T) -> String { format!(\"{t}{t}\") }\n"
+        "fn main() { println!(\"{} {}\", twice(1), twice(\"a\")); }\n")
+
+    def build(out: str, *flags: str) -> Path:
+        argv = ["rustc", "-O", "--target", RISCV64.rust_triple, "-C", f"linker={CC}", *flags,
+                "/mnt/main.rs", "-o", f"/mnt/{out}"]
+        subprocess.run(in_root(root, argv, binds=[(tmp_path, "/mnt")]), check=True)
+        return tmp_path / out
+
+    found = explain(build("one", "-Cmetadata=one"), build("two", "-Cmetadata=two"), name="main",
+                    left=Variant(label="control"), right=Variant(label="emulated"))
+
+    assert names(found) == ["rust-metadata"]
+    text = cause(found, "rust-metadata")
+    pair = re.search(r"\.strtab: (_ZN\S+17h)[0-9a-f]{16}E in control's output is (\S+17h)[0-9a-f]{16}E "
+                     r"in emulated's; \d+ names differ", text)
+    assert pair and pair[1] == pair[2], text  # one symbol, two hashes
+    assert "cargo#8140" in text and 'strip = "symbols"' in text
+    stripped = explain(build("one-s", "-Cmetadata=one", "-Cstrip=symbols"),
+                       build("two-s", "-Cmetadata=two", "-Cstrip=symbols"), name="main",
+                       left=Variant(label="control"), right=Variant(label="emulated"))
+    assert stripped.identical
+
+
+@pytest.mark.integration
+def test_a_start_file_from_another_glibc_package_names_the_c_runtime(tmp_path: Path):
+    """trixie's cross gcc (the rust-trixie root) links hello.c with the cross glibc's Scrt1.o
+    (cross-toolchain-base's: it has a .note.package) and with the native riscv64 libc6-dev's
+    (from the rust-trixie-riscv64 root), which has none: the cross and emulated Rust builds'
+    difference before those roots held the cross package."""
+    root, native_root = roots_dir() / "rust-trixie", roots_dir() / "rust-trixie-riscv64"
+    for name, path in (("rust-trixie", root), ("rust-emulated-riscv64", native_root)):
+        require((path / "usr").is_dir(), f"the {path.name} root is missing: run `crossyard "
+                f"toolchains prepare {name}`")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    (tmp_path / "hello.c").write_text(HELLO_C)
+    for side, start_file in (("native", native_root / "usr/lib/riscv64-linux-gnu/Scrt1.o"),
+                             ("cross", root / "usr/riscv64-linux-gnu/lib/Scrt1.o")):
+        (tmp_path / side).mkdir()
+        shutil.copy(start_file, tmp_path / side)
+
+    def link(out: str, start_files: str) -> Path:
+        argv = [CC, "-O1", f"-B/mnt/{start_files}/", "/mnt/hello.c", "-o", f"/mnt/{out}"]
+        subprocess.run(in_root(root, argv, binds=[(tmp_path, "/mnt")]), check=True)
+        return tmp_path / out
+
+    found = explain(link("a", "cross"), link("b", "native"), name="hello",
+                    left=Variant(label="control"), right=Variant(label="emulated"))
+
+    assert names(found) == ["c-runtime"]
+    text = cause(found, "c-runtime")
+    assert '"name":"cross-toolchain-base"' in text and "none in emulated's" in text, text
+    assert "libc6-dev-ARCH-cross" in text
+    assert explain(link("a", "cross"), link("c", "cross"), name="hello", left=Variant(label="control"),
+                   right=Variant(label="emulated")).identical
 
 
 # tar archives and layers -----------------------------------------------------------------------

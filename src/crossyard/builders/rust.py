@@ -1,5 +1,11 @@
 """Rust: `cargo build --offline --target <triple>` with the cross linker and remapped paths.
 
+A native or emulated toolchain (rust-emulated-riscv64: that architecture's rustc under qemu)
+gets the same command: `--target` is then its own triple, which keeps the output under
+`target/<triple>/` and the build scripts out of RUSTFLAGS as in a cross build; no linker is set,
+so cargo links with the root's `cc`. What that links must match the cross sysroot's bytes: the
+toolchain definition sees to it (toolchains/rust.toml).
+
 No crates.io here or on many build nodes: std-only crates or vendored sources. Paths of the job
 directory and CARGO_HOME are remapped so the binary does not embed where it was built.
 """

@@ -1,11 +1,14 @@
 """ELF: which sections differ, and whether a build path, a timestamp or a build id explains it.
 
-Sections are hashed and scanned one by one from the file, never loaded whole."""
+Sections are hashed and scanned one by one from the file, never loaded whole (a Rust program's
+symbol names, its .strtab up to 16 MiB, are read to compare them name by name)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
@@ -18,7 +21,9 @@ from .evidence import (
     compare_found,
     explain_raw,
     fix_build_id,
+    fix_c_runtime,
     fix_content,
+    fix_rust_metadata,
     needle_dirs,
     read_at,
     scan,
@@ -27,6 +32,17 @@ from .evidence import (
 _BUILD_ID_NOTES: Final = (".note.gnu.build-id", ".note.go.buildid")
 _GO_SECTIONS: Final = (".go.buildinfo", ".note.go.buildid", ".gopclntab")
 _GO_ID_MARK: Final = b'\xff Go build ID: "'
+# What a symbol's name changes with when only its crate's hash does: the legacy mangling's
+# `17h<16 hex>E` suffix, a codegen unit's `<crate>.<16 hex>-cgu.N`, a base-36 CGU name.
+_RUST_HASHED: Final = (
+    (re.compile(rb"17h[0-9a-f]{16}E"), b"17h#E"),
+    (re.compile(rb"\.[0-9a-f]{16}-cgu\."), b".#-cgu."),
+    (re.compile(rb"^[0-9a-z]{20,26}$"), b"#cgu"),
+)
+# Where symbol names are, and what follows from them (hash tables, the build id over it all).
+_SYMBOL_SECTIONS: Final = (".strtab", ".symtab", ".dynstr", ".dynsym", ".gnu.hash",
+                           ".note.gnu.build-id")
+_STRTAB_MAX: Final = 16 << 20
 
 
 def explain_elf(a: Path, b: Path, ctx: Findings) -> None:
@@ -59,6 +75,9 @@ def explain_elf(a: Path, b: Path, ctx: Findings) -> None:
         fa = scan(a, sa.offset, sa.size, needles) if sa else Found()
         fb = scan(b, sb.offset, sb.size, needles) if sb else Found()
         compare_found(fa, fb, f"section {name}", ctx, lang)
+    _package_notes(a, b, by_a, by_b, differing, ctx)
+    if lang == "rust":
+        _rust_symbol_hashes(a, b, by_a, by_b, differing, ctx)
     _elf_build_ids(a, b, by_a, by_b, differing, ctx, lang)
     if not ctx.causes:
         listed = ", ".join(differing[:8]) or "the ELF headers"
@@ -104,6 +123,58 @@ def _elf_build_ids(a: Path, b: Path, by_a: dict[str, elf.Section], by_b: dict[st
         note = f" (it contains the build dir {', '.join(inside)})" if inside else ""
         ctx.cause("build-id", f"{label} {_show(ia)} vs {_show(ib)} in {where}{note}; nothing "
                   "else differs", fix_build_id("go" if label.startswith("Go") else lang))
+
+
+def _package_notes(a: Path, b: Path, by_a: dict[str, elf.Section], by_b: dict[str, elf.Section],
+                   differing: list[str], ctx: Findings) -> None:
+    """A `.note.package` (FDO packaging metadata) that differs or is on one side only: the
+    linker took an object (a C runtime's start file) from another package. The sections after
+    it are renumbered, so .symtab, .dynsym and .shstrtab differ with it."""
+    if ".note.package" not in differing:
+        return
+    notes = [_note_desc(path, by, ".note.package") for path, by in ((a, by_a), (b, by_b))]
+    shown = [note.rstrip(b"\0").decode(errors="replace") if note is not None else "none"
+             for note in notes]
+    ctx.cause("c-runtime", f".note.package {shown[0]} in {ctx.left.label}'s output, {shown[1]} "
+              f"in {ctx.right.label}'s", fix_c_runtime())
+
+
+def _rust_symbol_hashes(a: Path, b: Path, by_a: dict[str, elf.Section],
+                        by_b: dict[str, elf.Section], differing: list[str], ctx: Findings) -> None:
+    """Symbol tables that differ only in Rust's crate hashes, and nothing else differing but
+    what follows from symbol names: the crates' -C metadata differs."""
+    if ".strtab" not in differing or not set(differing) <= set(_SYMBOL_SECTIONS):
+        return
+    names = [_strings(path, by[".strtab"]) for path, by in ((a, by_a), (b, by_b))]
+    only_a, only_b = names[0] - names[1], names[1] - names[0]
+    if not only_a or _unhashed(only_a) != _unhashed(only_b):
+        return
+    left, right = (min(side.elements(), key=_example) for side in (only_a, only_b))
+    ctx.cause("rust-metadata", f".strtab: {left.decode(errors='replace')} in {ctx.left.label}'s "
+              f"output is {right.decode(errors='replace')} in {ctx.right.label}'s; "
+              f"{only_a.total()} names differ, each only in its hash", fix_rust_metadata())
+
+
+def _example(name: bytes) -> tuple[bool, bytes, bytes]:
+    """A mangled symbol before a codegen unit's name; the same pick on both sides."""
+    return b"17h" not in name, _unhashed_name(name), name
+
+
+def _strings(path: Path, section: elf.Section) -> Counter[bytes]:
+    return Counter(read_at(path, section.offset, min(section.size, _STRTAB_MAX)).split(b"\0"))
+
+
+def _unhashed_name(name: bytes) -> bytes:
+    for pattern, stand_in in _RUST_HASHED:
+        name = pattern.sub(stand_in, name)
+    return name
+
+
+def _unhashed(names: Counter[bytes]) -> Counter[bytes]:
+    out: Counter[bytes] = Counter()
+    for name, count in names.items():
+        out[_unhashed_name(name)] += count
+    return out
 
 
 def _show(value: bytes | None) -> str:

@@ -194,6 +194,22 @@ def fix_locale() -> str:
             "follow the locale)")
 
 
+def fix_c_runtime() -> str:
+    return ("link both builds against the same C runtime: an object the linker took from a "
+            "package (a start file such as Scrt1.o) carries the note on one side only. Debian's "
+            "cross glibc (libc6-dev-ARCH-cross, built by cross-toolchain-base) has one, the "
+            "native libc6-dev none: install the cross package where the native or emulated build "
+            "links too (its gcc takes /usr/<triplet>/lib first), as the rust-emulated-* roots do")
+
+
+def fix_rust_metadata() -> str:
+    return ("cargo hashes the build host (the `host:` line of rustc -vV) into the -C metadata of "
+            "build scripts and proc-macros, and a crate's metadata, which its symbols' hashes "
+            "come from, takes in its dependencies' (cargo#8140): a cross and a native or emulated "
+            "build of a crate with either differ in symbol names only. Build it one way, or "
+            "leave the symbol table out ([profile.release] strip = \"symbols\" in Cargo.toml)")
+
+
 def fix_content() -> str:
     return ("no known cause found: read the diffoscope HTML diff and look for an input that "
             "differs between the builds (a network fetch, a random seed, a parallel race)")

@@ -16,6 +16,8 @@ CAUSES: Final = (
     "mtime",
     "owner",
     "locale",
+    "c-runtime",
+    "rust-metadata",
     "content",
 )
 
@@ -32,6 +34,8 @@ LABELS: Final = {
     "mtime": "file mtimes differ",
     "owner": "file owners differ",
     "locale": "the output depends on the locale",
+    "c-runtime": "another C runtime was linked",
+    "rust-metadata": "Rust symbol hashes differ (cargo's -C metadata)",
     "content": "the content differs",
 }
 
