@@ -269,8 +269,11 @@ def test_a_riscv64_buildkitd_under_qemu_builds_riscv64_natively(daemon: Daemon, 
     log = tmp / "buildkitd.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
+            # riscv64 only: through binfmt it could emulate arm64 too, and the placer may then
+            # give it the arm64 job and this riscv64 one to the amd64 daemon (seen once)
             [str(built.binary("buildkitd", RISCV64, tmp)), "--root", str(tmp / "root"), "--addr", address,
-             "--oci-worker=true", "--containerd-worker=false"], stdout=out, stderr=subprocess.STDOUT)
+             "--oci-worker=true", "--oci-worker-platform", RISCV64.oci, "--containerd-worker=false"],
+            stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_started(process, lambda: answers(daemon.buildctl, address), what="riscv64 buildkitd",
                      log=lambda: log.read_text(errors="replace"), timeout=240, interval=1)
