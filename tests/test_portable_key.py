@@ -64,6 +64,27 @@ def planned(ws: Path) -> dict[str, Any]:
     return dict(job)
 
 
+def same_key_and_output(cross_ws: Path, emulated_ws: Path, *, toolchain: str, output: str) -> None:
+    """Planned cross and emulated with one toolchain identity (starting `toolchain`) and one
+    key; built, each in its own store, the same `output` bytes."""
+    plans = planned(cross_ws), planned(emulated_ws)
+    assert [p["strategy"] for p in plans] == ["cross", "emulated"]
+    assert plans[0]["toolchain"] == plans[1]["toolchain"]
+    assert plans[0]["toolchain"].startswith(toolchain)
+    assert plans[0]["input_key"] == plans[1]["input_key"]
+    jobs = []
+    for ws in (cross_ws, emulated_ws):  # each its own store: both really build
+        started = time.monotonic()
+        (job,) = build_summary(ws)["jobs"]
+        print(f"{job['strategy']}: {job['status']} in {time.monotonic() - started:.1f}s "
+              f"(job {job['seconds']:.1f}s), key {job['input_key']}, {output} {job['outputs'][output]}")
+        jobs.append(job)
+    assert [(j["status"], j["strategy"]) for j in jobs] == [("built", "cross"), ("built", "emulated")]
+    assert jobs[0]["input_key"] == jobs[1]["input_key"] == plans[0]["input_key"]
+    assert jobs[0]["toolchain"] == jobs[1]["toolchain"] == plans[0]["toolchain"]
+    assert jobs[0]["outputs"] == jobs[1]["outputs"]  # byte for byte, and each ran its smoke test
+
+
 def test_cross_and_emulated_builds_of_one_go_release_share_the_key_and_the_output(tmp_path: Path) -> None:
     for name in ("go-trixie-amd64", "go-trixie-riscv64"):
         require((roots_dir() / name / "usr").is_dir(),
@@ -73,23 +94,7 @@ def test_cross_and_emulated_builds_of_one_go_release_share_the_key_and_the_outpu
     require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
     cross_ws, emulated_ws = workspace(tmp_path / "cross", "cross"), workspace(tmp_path / "emulated", "emulated")
 
-    plans = planned(cross_ws), planned(emulated_ws)
-    assert [p["strategy"] for p in plans] == ["cross", "emulated"]
-    assert plans[0]["toolchain"] == plans[1]["toolchain"]
-    assert plans[0]["toolchain"].startswith("go1.24.")
-    assert plans[0]["input_key"] == plans[1]["input_key"]
-
-    jobs = []
-    for ws in (cross_ws, emulated_ws):  # each its own store: both really build
-        started = time.monotonic()
-        (job,) = build_summary(ws)["jobs"]
-        print(f"{job['strategy']}: {job['status']} in {time.monotonic() - started:.1f}s, "
-              f"key {job['input_key']}, tiny {job['outputs']['tiny']}")
-        jobs.append(job)
-    assert [(j["status"], j["strategy"]) for j in jobs] == [("built", "cross"), ("built", "emulated")]
-    assert jobs[0]["input_key"] == jobs[1]["input_key"] == plans[0]["input_key"]
-    assert jobs[0]["toolchain"] == jobs[1]["toolchain"] == plans[0]["toolchain"]
-    assert jobs[0]["outputs"] == jobs[1]["outputs"]  # byte for byte, and each ran its smoke test
+    same_key_and_output(cross_ws, emulated_ws, toolchain="go1.24.", output="tiny")
 
 
 def rust_workspace(root: Path, strategy: str, arch: str = "riscv64") -> Path:
@@ -117,19 +122,4 @@ def test_cross_and_emulated_builds_of_one_rust_release_share_the_key_and_the_out
     cross_ws = rust_workspace(tmp_path / "cross", "cross")
     emulated_ws = rust_workspace(tmp_path / "emulated", "emulated")
 
-    plans = planned(cross_ws), planned(emulated_ws)
-    assert [p["strategy"] for p in plans] == ["cross", "emulated"]
-    assert plans[0]["toolchain"] == plans[1]["toolchain"]
-    assert plans[0]["toolchain"].startswith("rustc 1.")
-    assert plans[0]["input_key"] == plans[1]["input_key"]
-
-    jobs = []
-    for ws in (cross_ws, emulated_ws):  # each its own store: both really build
-        started = time.monotonic()
-        (job,) = build_summary(ws)["jobs"]
-        print(f"{job['strategy']}: {job['status']} in {time.monotonic() - started:.1f}s "
-              f"(job {job['seconds']:.1f}s), key {job['input_key']}, hello-rs {job['outputs']['hello-rs']}")
-        jobs.append(job)
-    assert [(j["status"], j["strategy"]) for j in jobs] == [("built", "cross"), ("built", "emulated")]
-    assert jobs[0]["input_key"] == jobs[1]["input_key"] == plans[0]["input_key"]
-    assert jobs[0]["outputs"] == jobs[1]["outputs"]  # byte for byte, and each ran its smoke test
+    same_key_and_output(cross_ws, emulated_ws, toolchain="rustc 1.", output="hello-rs")

@@ -450,6 +450,21 @@ def test_the_example_catalog_is_identical_under_every_variation(tmp_path: Path) 
             assert cell["state"] == "not rebuilt" and cell["reason"], (job, variation)
 
 
+def emulated_is_identical(ws: Path, arch: str, recipe: str) -> None:
+    """`repro check --vary emulated` of `recipe` (its one output named as it) for `arch`: the
+    control built cross, the emulated rebuild identical, byte for byte on disk."""
+    code, summary, stderr = check(ws, "--vary", "emulated", "--platform", f"linux/{arch}", recipe)
+    assert code == 0, stderr
+    (row,) = summary["rows"]
+    assert (row["platform"], row["control"]["strategy"]) == (f"linux/{arch}", "cross")
+    (cell,) = row["cells"]
+    assert cell["state"] == "identical", cell
+    out = Path(summary["directory"]) / "out"
+    control, emulated = (out / v / recipe / f"linux-{arch}" / recipe for v in ("control", "emulated"))
+    assert control.read_bytes() == emulated.read_bytes()
+    print(f"{arch}: cross and emulated {row['control']['outputs'][recipe]} in {summary['seconds']:.0f}s")
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("arch", ["riscv64", "arm64"])
@@ -469,16 +484,7 @@ def test_cross_and_emulated_native_go_are_identical(tmp_path: Path, arch: str) -
     recipe = ws / "recipes" / "tiny.toml"
     recipe.write_text(recipe.read_text().replace('strategies = ["cross"]', 'strategies = ["cross", "emulated"]')
                       .replace("linux/riscv64", f"linux/{arch}"))
-    code, summary, stderr = check(ws, "--vary", "emulated")
-    assert code == 0, stderr
-    (row,) = summary["rows"]
-    assert (row["platform"], row["control"]["strategy"]) == (f"linux/{arch}", "cross")
-    (cell,) = row["cells"]
-    assert cell["state"] == "identical", cell
-    out = Path(summary["directory"]) / "out"
-    control, emulated = (out / v / "tiny" / f"linux-{arch}" / "tiny" for v in ("control", "emulated"))
-    assert control.read_bytes() == emulated.read_bytes()
-    print(f"{arch}: cross and emulated {row['control']['outputs']['tiny']} in {summary['seconds']:.0f}s")
+    emulated_is_identical(ws, arch, "tiny")
 
 
 @pytest.mark.slow
@@ -499,16 +505,7 @@ def test_cross_and_emulated_native_rust_are_identical(tmp_path: Path, arch: str)
     shutil.copy(REPO / "recipes" / "services" / "hello-rs.toml", ws / "recipes" / "services")
     shutil.copytree(REPO / "services" / "hello-rs", ws / "services" / "hello-rs",
                     ignore=shutil.ignore_patterns("target"))
-    code, summary, stderr = check(ws, "--vary", "emulated", "--platform", f"linux/{arch}", "hello-rs")
-    assert code == 0, stderr
-    (row,) = summary["rows"]
-    assert (row["platform"], row["control"]["strategy"]) == (f"linux/{arch}", "cross")
-    (cell,) = row["cells"]
-    assert cell["state"] == "identical", cell
-    out = Path(summary["directory"]) / "out"
-    control, emulated = (out / v / "hello-rs" / f"linux-{arch}" / "hello-rs" for v in ("control", "emulated"))
-    assert control.read_bytes() == emulated.read_bytes()
-    print(f"{arch}: cross and emulated {row['control']['outputs']['hello-rs']} in {summary['seconds']:.0f}s")
+    emulated_is_identical(ws, arch, "hello-rs")
 
 
 @pytest.mark.slow
