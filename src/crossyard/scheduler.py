@@ -504,6 +504,7 @@ class Scheduler:
                 return self.store.put_job_image(recipe=job.recipe.name, platform=job.platform,
                                                 input_key=spec.input_key, manifest=imported.manifest, run=run)
         if spec.produces == "oci-image":
+            # imported here: grpc loads for BuildKit jobs only
             from .executors.buildkit import import_job_image
 
             with self._store_lock:  # blobs straight into the store, as `put_job_image` then records
