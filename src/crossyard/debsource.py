@@ -38,7 +38,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -343,19 +343,22 @@ class DebianArchive:
                 or not re.fullmatch(r"[0-9a-f]{64}", sha256) or not fields.get("size", "").isdigit()):
             raise IntegrityError(f"{origin}: the Packages stanza of {package} ({architecture}) names "
                                  f"{filename!r} with sha256 {sha256!r}: not a plain pool file")
-        target = self.root / "files" / sha256
-        urls = [] if target.exists() else [f"{self.mirror}/{filename}"]
-        self._fetch(urls, target, size=int(fields["size"]), sha256=sha256, what=name, origin=origin)
+        target = self._cached(filename, size=int(fields["size"]), sha256=sha256, what=name, origin=origin)
         return BinaryPackage(package=package, version=fields.get("version", ""), architecture=architecture,
                              sha256=sha256, path=target)
 
     # -- files --------------------------------------------------------------------------------
     def pool_file(self, stanza: SourcePackage, item: PoolFile, *, origin: str) -> Path:
         """One of the package's files in the cache, checked against the verified stanza."""
-        target = self.root / "files" / item.sha256
+        return self._cached(f"{stanza.directory}/{item.name}", size=item.size, sha256=item.sha256,
+                            what=item.name, origin=origin)
+
+    def _cached(self, pool_path: str, *, size: int, sha256: str, what: str, origin: str) -> Path:
+        """The pool file at `pool_path` in the cache by its sha256, fetched if missing."""
+        target = self.root / "files" / sha256
         # The mirror is asked for only when the file must be fetched.
-        urls = [] if target.exists() else [f"{self.mirror}/{stanza.directory}/{item.name}"]
-        self._fetch(urls, target, size=item.size, sha256=item.sha256, what=item.name, origin=origin)
+        urls = [] if target.exists() else [f"{self.mirror}/{pool_path}"]
+        self._fetch(urls, target, size=size, sha256=sha256, what=what, origin=origin)
         return target
 
     def _fetch(self, urls: list[str], target: Path, *, size: int, sha256: str, what: str, origin: str) -> None:
@@ -469,17 +472,22 @@ class _Index:
     path: Path
 
 
-def _binary_stanza(text: bytes, package: str) -> dict[str, str] | None:
-    """The fields of `package`'s stanza in a Packages index (its newest, if it lists several)."""
-    found: dict[str, str] | None = None
+def _package_stanzas(text: bytes, package: str) -> Iterator[dict[str, str]]:
+    """The fields of every stanza of `package` in a Sources or Packages index."""
     needle = f"Package: {package}\n".encode()
     start = 0
     while (at := text.find(needle, start)) != -1:
         start = at + len(needle)
         if at and text[at - 1:at] != b"\n":
-            continue
+            continue  # inside another field
         end = text.find(b"\n\n", at)
-        fields = _fields(text[at:end if end != -1 else len(text)].decode(errors="replace"))
+        yield _fields(text[at:end if end != -1 else len(text)].decode(errors="replace"))
+
+
+def _binary_stanza(text: bytes, package: str) -> dict[str, str] | None:
+    """The fields of `package`'s stanza in a Packages index (its newest, if it lists several)."""
+    found: dict[str, str] | None = None
+    for fields in _package_stanzas(text, package):
         if found is None or _newer(fields.get("version", ""), found.get("version", "")):
             found = fields
     return found
@@ -493,14 +501,7 @@ def _newer(a: str, b: str) -> bool:
 def find_stanza(text: bytes, package: str, version: str) -> tuple[SourcePackage | None, list[str]]:
     """The stanza of `package` at `version` in a Sources index, and every version listed."""
     versions: list[str] = []
-    needle = f"Package: {package}\n".encode()
-    start = 0
-    while (at := text.find(needle, start)) != -1:
-        start = at + len(needle)
-        if at and text[at - 1:at] != b"\n":
-            continue  # inside another field
-        end = text.find(b"\n\n", at)
-        fields = _fields(text[at:end if end != -1 else len(text)].decode(errors="replace"))
+    for fields in _package_stanzas(text, package):
         versions.append(fields.get("version", "?"))
         if fields.get("version") != version:
             continue

@@ -25,7 +25,7 @@ from ..oci import media
 from ..oci.archive import safe_extract
 from ..oci.copy import copy_tree
 from ..oci.layout import Descriptor, OciLayout
-from ..platforms import Platform
+from ..platforms import Platform, platform_label
 from .client import BuildKitError, Client
 from .session import Session
 
@@ -188,13 +188,13 @@ def import_platform_image(archive: Path, into: OciLayout, *, platform: Platform,
     digest = root.digest
     if root.media_type in media.INDEXES:
         entries = into.read_json(root.digest).get("manifests", [])
-        ours = [e for e in entries if _platform_of(e.get("platform") or {}) == platform.oci]
+        ours = [e for e in entries if platform_label(e.get("platform") or {}) == platform.oci]
         if len(ours) != 1:
             raise IntegrityError(f"{archive}: BuildKit exported {len(entries)} images, {len(ours)} for {platform}")
         digest = ours[0]["digest"]
     manifest = into.read_json(digest)
     config = into.read_json(manifest["config"]["digest"])
-    built = _platform_of(config)
+    built = platform_label(config)
     if built != platform.oci:
         raise IntegrityError(f"{archive}: buildkitd produced a {built} image where {platform.oci} was asked for")
     manifest["annotations"] = {**(manifest.get("annotations") or {}), **annotations}
@@ -202,8 +202,3 @@ def import_platform_image(archive: Path, into: OciLayout, *, platform: Platform,
         layer["annotations"] = {**(layer.get("annotations") or {}), ANNOTATION_COMPRESSOR: compressor}
     manifest["mediaType"] = media.MANIFEST
     return into.write_json(manifest, media.MANIFEST, platform=dict(platform.oci_platform))
-
-
-def _platform_of(value: Mapping[str, Any]) -> str:
-    """os/architecture: crossyard's platforms have no variant (BuildKit may write arm64's `v8`)."""
-    return f"{value.get('os', '')}/{value.get('architecture', '')}"

@@ -57,7 +57,6 @@ class Session:
         self.outputs = dict(outputs or {})
         self.name = name
         self.shared_key = shared_key or self.id
-        self.received: dict[int, int] = {}  # exporter → bytes written
         self.errors: list[str] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="crossyard-bk-session-")
         self._server: grpc.Server | None = None
@@ -103,12 +102,9 @@ class Session:
         if target is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"exporter {exporter} not found")
             return iter(())
-        written = 0
         with target.open("wb") as out:
             for chunk in chunks:
                 out.write(chunk.data)
-                written += len(chunk.data)
-        self.received[exporter] = written
         return iter(())
 
     # -- the pipe -------------------------------------------------------------------------------
