@@ -3,7 +3,8 @@ fixture starts (amd64, as root, OCI worker), reached through BUILDKIT_HOST or a 
 transport = "buildkit"` entry over TCP with mutual TLS. The example workspace examples/dockerfile
 (hello-go cross-built by crossyard, COPYed FROM scratch, a RUN step that runs it) for riscv64 and
 arm64: one job per platform on buildkitd, the index assembled by crossyard, reproducible from
-clean workspaces and a pruned daemon; `toolchains = ["docker"]` keeps the legacy builder."""
+clean workspaces and a pruned daemon; `toolchains = ["docker"]` keeps the legacy builder. A
+recipe whose artifacts come through BuildKit's named context builds its platforms in one solve."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 from conftest import binfmt_registered, build_summary, require, require_tool, run_cli
 from crossyard.annotations import ANNOTATION_INPUT_KEY, ANNOTATION_REPRODUCIBLE
+from crossyard.buildkit.client import Client
 from crossyard.lock import read_lock
 from crossyard.oci.layout import OciLayout
 from crossyard.platforms import ARM64, RISCV64
@@ -124,6 +126,90 @@ def test_buildkit_image_is_reproducible_from_clean_workspaces(daemon: Daemon, bu
     assert checked["ok"] and not checked["drift"]
 
 
+NAMED = "hello-named"
+NAMED_RECIPE = """name = "hello-named"
+kind = "dockerfile"
+version = "0.1.0"
+platforms = ["linux/riscv64", "linux/arm64"]
+depends = ["hello-go"]
+source_date_epoch = 1767225600
+
+[source]
+path = "../docker/hello-named"
+
+[dockerfile]
+artifacts = "named-context"
+"""
+# Each platform's hello-go through BuildKit's named context `artifacts` (one per platform), not
+# the build context (one for every platform of a solve).
+NAMED_DOCKERFILE = """FROM scratch
+COPY --from=artifacts hello-go/hello-go /usr/local/bin/hello-go
+RUN ["/usr/local/bin/hello-go"]
+ENTRYPOINT ["/usr/local/bin/hello-go"]
+"""
+
+
+def with_named_recipe(ws: Path) -> Path:
+    (ws / "recipes" / f"{NAMED}.toml").write_text(NAMED_RECIPE)
+    (ws / "docker" / NAMED).mkdir(parents=True)
+    (ws / "docker" / NAMED / "Dockerfile").write_text(NAMED_DOCKERFILE)
+    return ws
+
+
+def solve_of(job: dict[str, Any]) -> str:
+    """The solve a BuildKit job's log names on its first line."""
+    header = Path(job["log"]).read_text().splitlines()[0]
+    return header.rpartition(", solve ")[2]
+
+
+def test_a_recipes_platforms_share_one_solve_with_the_bytes_of_separate_ones(
+        daemon: Daemon, built: Built, tmp_path: Path) -> None:
+    """`artifacts = "named-context"`: both platforms of hello-named in one solve (buildkitd's own
+    build history shows one build for linux/riscv64,linux/arm64, each platform's named context
+    given), each platform's layer holding the hello-go built for it; hello-web, whose hello-go is
+    in the build context, stays one solve per platform. A job built alone (another clean
+    workspace, one platform) gives the manifest the shared solve gave it: same key, same bytes."""
+    ws = with_named_recipe(workspace(tmp_path / "both", built))
+    summary = build_summary(ws, env=on(daemon))
+    jobs = jobs_of(summary)
+    assert summary["ok"], summary
+    named = [jobs[f"{NAMED}@{p.oci}"] for p in PLATFORMS]
+    assert {j["status"] for j in named} == {"built"}
+    [solve] = {solve_of(j) for j in named}
+    per_platform = {solve_of(jobs[f"{RECIPE}@{p.oci}"]) for p in PLATFORMS}
+    assert len(per_platform) == 2 and solve not in per_platform
+    with Client(daemon.address, daemon.api) as client:
+        [record] = client.history(solve)
+        assert record.FrontendAttrs["platform"] == "linux/riscv64,linux/arm64"
+        assert {k for k in record.FrontendAttrs if k.startswith("context:")} == {
+            "context:artifacts::linux/riscv64", "context:artifacts::linux/arm64"}
+        for web in per_platform:
+            [alone] = client.history(web)
+            assert "," not in alone.FrontendAttrs["platform"]
+    store = OciLayout(ws / ".crossyard" / "store")
+    for platform, job in zip(PLATFORMS, named, strict=True):
+        manifest = json.loads(store.read_blob(job["outputs"]["image"]))
+        assert manifest["annotations"][ANNOTATION_INPUT_KEY] == job["input_key"]
+        config = json.loads(store.read_blob(manifest["config"]["digest"]))
+        assert config["architecture"] == platform.architecture
+        raw = gzip.decompress(store.read_blob(manifest["layers"][0]["digest"]))
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            data = tar.extractfile("usr/local/bin/hello-go").read()  # type: ignore[union-attr]
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == jobs[f"hello-go@{platform.oci}"]["outputs"]["hello-go"]
+        assert f"hello from hello-go 0.1.0 on {platform.oci}" in Path(job["log"]).read_text()
+    [image] = [i for i in summary["images"] if i["recipe"] == NAMED]
+    assert image["reproducible"] is True
+
+    subprocess.run([str(daemon.buildctl), "--addr", daemon.address, "prune", "--all"], check=True,
+                   capture_output=True, timeout=120)
+    alone_ws = with_named_recipe(workspace(tmp_path / "alone", built))
+    alone = jobs_of(build_summary(alone_ws, NAMED, "--platform", ARM64.oci, env=on(daemon)))
+    arm64 = alone[f"{NAMED}@{ARM64.oci}"]
+    assert f"{NAMED}@{RISCV64.oci}" not in alone
+    assert Path(arm64["log"]).read_text().startswith(f"# {NAMED}@{ARM64.oci} on buildkitd")
+    assert (arm64["input_key"], arm64["outputs"]) == (named[1]["input_key"], named[1]["outputs"])
+
+
 def test_toolchains_docker_keeps_the_legacy_builder(daemon: Daemon, built: Built, tmp_path: Path,
                                                     docker_engine: DockerdHandle) -> None:
     ws = workspace(tmp_path, built)
@@ -176,6 +262,21 @@ def test_bad_buildkit_inputs_exit_2_with_one_line(built: Built, tmp_path: Path) 
         assert all(w in lines[0] for w in words), lines[0]
     assert not (ws / "crossyard.lock").exists()  # nothing half-written
     set_toolchains(ws, None)
+    # A named context is BuildKit's: no legacy fallback, and a recipe cannot ask for one.
+    with_named_recipe(ws)
+    result = run_cli("-C", str(ws), "build", NAMED, env={"BUILDKIT_HOST": ""})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert all(w in result.stderr for w in (f"{NAMED}.toml", 'artifacts = "named-context"', "BUILDKIT_HOST")), \
+        result.stderr
+    recipe = ws / "recipes" / f"{NAMED}.toml"
+    recipe.write_text(NAMED_RECIPE.replace('depends = ["hello-go"]', 'depends = ["hello-go"]\ntoolchains = ["docker"]'))
+    result = run_cli("-C", str(ws), "build", NAMED, env={"BUILDKIT_HOST": ""})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert all(w in result.stderr for w in (str(recipe), "`artifacts`", '["docker"]')), result.stderr
+    recipe.write_text(NAMED_RECIPE.replace('"named-context"', '"named"'))
+    result = run_cli("-C", str(ws), "build", NAMED, env={"BUILDKIT_HOST": ""})
+    assert result.returncode == 2 and "named-context" in result.stderr and "Traceback" not in result.stderr
+    recipe.unlink()
     # A build without Dockerfile jobs neither needs nor probes BUILDKIT_HOST.
     other = build_summary(ws, "hello-go", env={"BUILDKIT_HOST": gone})
     assert other["ok"] and other["node_warnings"] == [], other["node_warnings"]

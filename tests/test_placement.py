@@ -323,3 +323,49 @@ def test_a_buildkit_job_goes_to_a_buildkitd_of_its_identity_native_first() -> No
     assert assignments == [] and [t.id for t, _ in unplaceable] == [web.id]
     assert "its workers build linux/arm64, not linux/riscv64" in unplaceable[0][1]
     assert "it is no buildkitd" in unplaceable[0][1]
+
+
+def test_a_job_joining_anothers_run_takes_no_slot_and_ends_like_any_job() -> None:
+    """`join` (a ready job starts inside a run on that member: a buildkitd solving a recipe's
+    platforms at once) and `ride` (a job `assign` just started there gives its slot back): the
+    member's one slot stays with the run, and done/lost/refuse treat the joined job as any."""
+    a, b, c = task("web"), task("web", platform=ARM64), task("other")
+    member = node("n", AMD64, tool(RISCV64, "cross"), tool(ARM64, "cross"), slots=1)
+    placer = Placer([a, b, c], [member])
+    for t in (a, b, c):
+        placer.add_ready(t.id)
+    [first] = placer.assign(0.0)[0]
+    joined = placer.join(b.id, "n", 0.0)
+    assert joined is not None and (joined.task.id, joined.member.name, joined.attempt) == (b.id, "n", 1)
+    assert b.id not in placer.ready and placer.history[b.id] == ["n"]
+    assert placer.join(b.id, "n", 0.0) is None  # started already
+    assert started(placer, 1.0) == []  # the one slot is the first job's run; the other job waits
+    placer.done(b.id, "n")
+    placer.done(first.task.id, "n")
+    assert [x[0] for x in started(placer, 2.0)] == [c.id]
+    # A member that cannot run the job is not joined, nor one that would emulate it where
+    # another member builds it natively.
+    arm_only = Placer([a], [node("arm", ARM64, tool(ARM64, "native"))])
+    arm_only.add_ready(a.id)
+    assert arm_only.join(a.id, "arm", 0.0) is None and a.id in arm_only.ready
+    board = node("rv", RISCV64, tool(RISCV64, "native"))
+    emulating = node("amd", AMD64, tool(RISCV64, "emulated"), tool(ARM64, "emulated"))
+    placer = Placer([a, b], [emulating, board])
+    placer.add_ready(a.id)
+    assert placer.join(a.id, "amd", 0.0) is None and a.id in placer.ready
+    assert placer.join(a.id, "rv", 0.0) is not None
+
+
+def test_a_job_assign_started_can_ride_in_anothers_run_and_free_its_slot() -> None:
+    a, b, c = task("web"), task("web", platform=ARM64), task("other")
+    member = node("n", AMD64, tool(RISCV64, "cross"), tool(ARM64, "cross"), slots=2)
+    placer = Placer([a, b, c], [member])
+    for t in (a, b):
+        placer.add_ready(t.id)
+    assert len(placer.assign(0.0)[0]) == 2
+    placer.add_ready(c.id)
+    assert started(placer, 0.5) == []  # both slots taken
+    placer.ride(b.id, "n")
+    assert [x[0] for x in started(placer, 1.0)] == [c.id]
+    placer.lost(b.id, "n")  # lost as any job: back in the queue, the member out of the run
+    assert b.id in placer.ready and placer.toolchain_on(b.id, "n") is None

@@ -23,6 +23,11 @@ IMPORT = "Go import path"
 IMPORT_DIRS = "table of Go import paths to relative paths"
 OUTS = "list of relative paths to outputs"  # each file's name is an output's name
 C_BUILDS: Final = ("sources", "make", "cmake")  # a word from a closed set
+# Where a `dockerfile` recipe's Dockerfile finds its dependencies' artifacts: `context`, at
+# artifacts/<recipe>/<file> in the build context (one platform's per build); `named-context`, in
+# BuildKit's named context `artifacts`, one per platform (`COPY --from=artifacts <recipe>/<file>`),
+# so one BuildKit solve builds every platform.
+ARTIFACT_PLACES: Final = ("context", "named-context")
 # Build args crossyard sets for each platform (builders/dockerfile.py); a recipe cannot.
 RESERVED_BUILD_ARGS: Final = (
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
@@ -135,6 +140,7 @@ class DockerfileOptions(KindOptions):
     # Sorted by name; strings are templates, TOML numbers and booleans kept as given.
     build_args: tuple[tuple[str, str | int | float | bool], ...] = option(ARGS, (), templated=True)
     target: str | None = option(STR)
+    artifacts: str = option(ARTIFACT_PLACES, "context")
 
 
 BuildOptions = GoOptions | COptions | RustOptions | DockerfileOptions

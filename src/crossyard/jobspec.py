@@ -119,6 +119,9 @@ class DockerBuild:
     build_args: Mapping[str, str]
     target: str | None = None
     placements: tuple[Placement, ...] = ()
+    # The BuildKit named context the placements make, one per platform (`dest` relative to it);
+    # None: they go into the build context.
+    named_context: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +168,7 @@ class JobSpec:
                 "build_args": dict(self.docker.build_args), "target": self.docker.target,
                 "placements": [{"recipe": p.recipe, "file": p.file, "dest": p.dest}
                                for p in self.docker.placements],
+                "named_context": self.docker.named_context,
             },
         }
 
@@ -191,7 +195,8 @@ class JobSpec:
             docker=None if docker is None else DockerBuild(
                 context=docker["context"], dockerfile=docker["dockerfile"],
                 build_args=dict(docker["build_args"]), target=docker["target"],
-                placements=tuple(Placement(**p) for p in docker["placements"])),
+                placements=tuple(Placement(**p) for p in docker["placements"]),
+                named_context=docker.get("named_context")),
         )
 
 

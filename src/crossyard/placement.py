@@ -262,6 +262,9 @@ class _Slots:
     running: dict[str, tuple[float, float]] = field(default_factory=dict)  # task → (start, estimate)
     held: set[str] = field(default_factory=set)  # task ids whose outputs, and sources, it holds
     lost: bool = False
+    # Running tasks that joined another's run there (one BuildKit solve for several platforms):
+    # in `running` for the bookkeeping, but holding no slot of their own.
+    riding: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -364,6 +367,7 @@ class Placer:
         """The job ended on `member` (built or failed by its build): the slot is free."""
         slots = self.members[member]
         slots.running.pop(task_id, None)
+        slots.riding.discard(task_id)
         slots.held.add(task_id)
         self.output_bytes[task_id] = output_bytes
 
@@ -372,6 +376,7 @@ class Placer:
         back to the queue unless it has been retried `max_retries` times (False: it failed)."""
         slots = self.members[member]
         slots.running.pop(task_id, None)
+        slots.riding.discard(task_id)
         slots.lost = True
         self._forget()
         if self.attempts[task_id] > self.max_retries:
@@ -383,12 +388,39 @@ class Placer:
     def refuse(self, task_id: str, member: str, reason: str) -> None:
         """The member's executors refused the job (it never started): offer it elsewhere."""
         self.members[member].running.pop(task_id, None)
+        self.members[member].riding.discard(task_id)
         self.refused.setdefault(task_id, {})[member] = reason
         self.attempts[task_id] -= 1
         self.history[task_id].pop()
         self.ready[task_id] = None
         self.unstarted.add(task_id)
         self._forget()
+
+    def toolchain_on(self, task_id: str, member: str) -> ToolchainTarget | None:
+        """How `member` would run the task (None: it cannot, or is lost)."""
+        options = [o for o in self._candidates(self.tasks[task_id]) if o.slots.member.name == member]
+        return min(options, key=lambda o: o.estimate).toolchain if options else None
+
+    def join(self, task_id: str, member: str, now: float) -> Assignment | None:
+        """Start the ready task inside a run started on `member` (a buildkitd solving a recipe's
+        platforms at once), where it takes no slot. None: it is not ready, `member` cannot run
+        it, or would emulate it where another member builds it natively (worth waiting for)."""
+        slots = self.members[member]
+        candidates = self._candidates(self.tasks[task_id])
+        options = [o for o in candidates if o.slots is slots]
+        if task_id not in self.ready or not options:
+            return None
+        if all(o.toolchain.strategy == "emulated" for o in options) and any(
+                o.toolchain.strategy != "emulated" for o in candidates):
+            return None
+        assignment = self._start(self.tasks[task_id], min(options, key=lambda o: o.estimate), now)
+        slots.riding.add(task_id)
+        return assignment
+
+    def ride(self, task_id: str, member: str) -> None:
+        """The task, just started on `member` by `assign`, runs inside another's run there: its
+        slot is free again."""
+        self.members[member].riding.add(task_id)
 
     # -- decisions
 
@@ -490,7 +522,7 @@ class Placer:
             if slots.lost:
                 continue
             busy = [now + max(start + estimate - now, OVERRUN_FLOOR * estimate, 1e-3)
-                    for start, estimate in slots.running.values()]
+                    for task_id, (start, estimate) in slots.running.items() if task_id not in slots.riding]
             free[name] = sorted(busy + [now] * max(0, slots.member.slots - len(busy)))
         reserved = self._reserved(now)
         started: list[Assignment] = []
@@ -514,17 +546,20 @@ class Placer:
             heapq.heapreplace(free[name], max(now, slot_free) + ends[id(best)][2] + best.estimate)
             if slot_free > now:
                 continue  # it waits for that member; the slot is reserved for it in the estimate
-            del self.ready[task_id]
-            self.unstarted.discard(task_id)
-            self.attempts[task_id] = self.attempts.get(task_id, 0) + 1
-            self.history.setdefault(task_id, []).append(name)
-            best.slots.running[task_id] = (now, best.estimate)
-            best.slots.held.update(task.deps)
-            if task.source:
-                best.slots.held.add(task.source)
-            started.append(Assignment(task=task, member=best.slots.member, toolchain=best.toolchain,
-                                      attempt=self.attempts[task_id], estimate=best.estimate))
+            started.append(self._start(task, best, now))
         return started, unplaceable
+
+    def _start(self, task: Task, option: _Option, now: float) -> Assignment:
+        del self.ready[task.id]
+        self.unstarted.discard(task.id)
+        self.attempts[task.id] = self.attempts.get(task.id, 0) + 1
+        self.history.setdefault(task.id, []).append(option.slots.member.name)
+        option.slots.running[task.id] = (now, option.estimate)
+        option.slots.held.update(task.deps)
+        if task.source:
+            option.slots.held.add(task.source)
+        return Assignment(task=task, member=option.slots.member, toolchain=option.toolchain,
+                          attempt=self.attempts[task.id], estimate=option.estimate)
 
 
 def samples_of(records: Iterable[BuildRecord], classes: Mapping[str, str]) -> list[Sample]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build_options import OPTIONS, GoOptions
+from .build_options import OPTIONS, DockerfileOptions, GoOptions
 from .builders import BuildInput, output_inside, script_for
 from .builders.dockerfile import CONTEXT_FORMAT, DockerfileBuilder
 from .buildkit.endpoints import TOOLCHAIN as BUILDKIT
@@ -343,6 +343,10 @@ def _buildkit_target(recipe: Recipe, platform: Platform, daemons: Callable[[], S
                 f"{recipe.file}: `toolchains` names `{name}`{suggest(name, DOCKERFILE_BUILDERS)}; a `dockerfile` "
                 f"recipe is built by `{BUILDKIT}` (buildkitd) or `{LEGACY}` (the Docker engine's legacy builder)"
             )
+    options = recipe.options_for(platform)
+    named = isinstance(options, DockerfileOptions) and options.artifacts == "named-context"
+    if named:  # the legacy builder has no named contexts
+        allowed = tuple(a for a in allowed if a != LEGACY)
     if BUILDKIT not in allowed:
         return None
     found = sorted(((d, s) for d in daemons() if (s := d.strategy(platform)) is not None),
@@ -365,10 +369,12 @@ def _buildkit_target(recipe: Recipe, platform: Platform, daemons: Callable[[], S
             f"{d.address}: {', '.join(p.oci for p in d.platforms)}" for d in daemons()) + ")"
     else:
         why = "no buildkitd is configured"
+    because, otherwise = (('`artifacts = "named-context"`', 'use `artifacts = "context"` with "docker" allowed')
+                          if named else ('`toolchains = ["buildkit"]`', 'allow "docker" in `toolchains`'))
     raise ConfigurationError(
-        f"{recipe.file}: `{recipe.name}` for {platform} must be built by BuildKit (`toolchains = [\"buildkit\"]`), "
+        f"{recipe.file}: `{recipe.name}` for {platform} must be built by BuildKit ({because}), "
         f"but {why}; set BUILDKIT_HOST=unix:///PATH/buildkitd.sock or declare a [[nodes]] entry with "
-        "transport = \"buildkit\", or allow \"docker\" in `toolchains`"
+        f"transport = \"buildkit\", or {otherwise}"
     )
 
 

@@ -40,6 +40,7 @@ from .build_options import (
     RESERVED_BUILD_ARGS,
     STRS,
     BuildOptions,
+    DockerfileOptions,
     GoOptions,
 )
 from .errors import ConfigurationError, check_keys, suggest
@@ -783,6 +784,14 @@ def parse_recipe(data: Mapping[str, Any], *, file: Path, source_root: Path | Non
     for where, options_of in (("[go]", options), *((f'[platform."{o}".go]', v) for o, v in overrides.items())):
         if isinstance(options_of, GoOptions):
             _check_gopath(options_of, where=where, file=file)
+    for where, options_of in ((f"[{kind}]", options), *((f'[platform."{o}".{kind}]', v) for o, v in overrides.items())):
+        if isinstance(options_of, DockerfileOptions) and options_of.artifacts == "named-context" \
+                and toolchains == ("docker",):
+            raise ConfigurationError(
+                f'{file}: {where} `artifacts` = "named-context" needs BuildKit (the legacy builder has no '
+                'named contexts), but `toolchains` = ["docker"]; allow "buildkit" in `toolchains`, or '
+                'use `artifacts = "context"` (COPY artifacts/<recipe>/<file>)'
+            )
     generate = _generate(data.get("generate", []), file=file, commit=commit)
     if generate and kind not in BUILD_RECIPE_KINDS:
         raise ConfigurationError(

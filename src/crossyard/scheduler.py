@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import shutil
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .annotations import (
     ANNOTATION_DOCKER_IMAGE_ID,
@@ -46,9 +47,11 @@ from .annotations import (
     ANNOTATION_STRATEGY,
     ANNOTATION_TOOLCHAIN,
 )
+from .build_options import DockerfileOptions
+from .buildkit.endpoints import TOOLCHAIN as BUILDKIT
 from .checks import SmokeTests, check_elf
 from .errors import BuildError, CrossyardError, NodeLost
-from .executors import Executor, Outputs, ReportsProgress
+from .executors import Executor, Outputs, ReportsProgress, SolvesTogether
 from .executors.docker import FACT_IMAGE_ID, IMAGE_OUTPUT
 from .images.assemble import Assembler, BuiltImage
 from .images.assembly_plan import ImageJob
@@ -106,6 +109,37 @@ class _Attempt:
 
 
 ASSEMBLER_IDENTITY = "crossyard image assembly"
+
+
+def _one(run: Callable[..., _Attempt], *args: Any) -> list[_Attempt]:
+    return [run(*args)]
+
+
+@contextlib.contextmanager
+def _run(executor: Executor, specs: Sequence[JobSpec], inputs: StoreInputs, log: Path) -> Iterator[list[Outputs]]:
+    if len(specs) == 1:
+        with executor.run(specs[0], inputs, log) as outputs:
+            yield [outputs]
+    else:
+        assert isinstance(executor, SolvesTogether)
+        with executor.run_together(specs, inputs, log) as several:
+            yield several
+
+
+def solve_groups(graph: BuildGraph) -> dict[str, tuple[str, ...]]:
+    """Jobs that may share one BuildKit solve, by job: a `dockerfile` recipe's platforms planned
+    for BuildKit whose build context does not depend on the platform (no dependencies, or
+    theirs through a named context). Whether they do share one is the executor's to say, once
+    their specs exist (`SolvesTogether.can_join`)."""
+    by_recipe: dict[str, list[str]] = {}
+    for job in graph.jobs.values():
+        options = job.recipe.options_for(job.platform) if job.recipe.kind == "dockerfile" else None
+        if not isinstance(options, DockerfileOptions) or job.toolchain.name != BUILDKIT:
+            continue
+        if job.deps and options.artifacts != "named-context":
+            continue
+        by_recipe.setdefault(job.recipe.name, []).append(job.id)
+    return {job_id: tuple(ids) for ids in by_recipe.values() if len(ids) > 1 for job_id in ids}
 
 
 def image_id(recipe: str) -> str:
@@ -228,12 +262,18 @@ class Scheduler:
         cached_keys = self.store.job_outputs() if pending else {}
         placer = Placer([*(Task.of(job) for job in graph.jobs.values()), *(t for _, t in image_tasks.values())],
                         self.members, self.durations, max_retries=self.max_retries)
+        together = solve_groups(graph)
+        # A job that may share a solve waits for its group's dependencies, so the group is ready
+        # at once (as buildx builds every platform of an image in one go).
+        gates = {job_id: tuple(d for other in together.get(job_id, (job_id,)) for d in graph.jobs[other].deps)
+                 for job_id in graph.jobs}
         keys: dict[str, str] = {}  # job id → input key, once its dependencies are done
         classes: dict[str, str] = {}  # job id → the node class that built it (for durations)
         warnings = list(self.warnings)
         self.reporter.start(len(pending))
-        running: dict[Future[_Attempt], Assignment] = {}
-        finished: queue.SimpleQueue[Future[_Attempt]] = queue.SimpleQueue()
+        # A future is one run of an executor: one job, or several solved together.
+        running: dict[Future[list[_Attempt]], list[Assignment]] = {}
+        finished: queue.SimpleQueue[Future[list[_Attempt]]] = queue.SimpleQueue()
         slots = sum(m.slots for m in self.members) or 1
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job")
         closing = contextlib.ExitStack()
@@ -244,7 +284,7 @@ class Scheduler:
                 while progressed:
                     progressed = False
                     for job_id, job in list(pending.items()):
-                        if not all(dep in records for dep in job.deps):
+                        if not all(dep in records for dep in gates[job_id]):
                             continue
                         del pending[job_id]
                         progressed = True
@@ -274,7 +314,8 @@ class Scheduler:
                             del waiting[task_id]
                             placer.add_ready(task_id)
                 unplaced = self._place(graph, placer, keys, records, inputs, pool, running, finished,
-                                       images=image_tasks, assembly=(assembler, resolver, built))
+                                       images=image_tasks, assembly=(assembler, resolver, built),
+                                       together=together)
                 for task, why in unplaced:
                     if task.id in image_tasks:
                         # No member holds the store (SSH nodes only): assembled here all the same,
@@ -308,25 +349,24 @@ class Scheduler:
                 while not finished.empty():
                     done.append(finished.get_nowait())
                 for future in done:
-                    assignment = running.pop(future)
-                    attempt = future.result()
-                    task_id, member = assignment.task.id, assignment.member.name
-                    if attempt.image is not None:
-                        placer.done(task_id, member)
-                        assembled(attempt)
-                        continue
-                    if attempt.lost:
-                        if placer.lost(task_id, member):
-                            continue  # queued again for another node; nothing of it was kept
-                        record = replace(attempt.record, error=(
-                            f"{attempt.record.error}\n  the node was lost {assignment.attempt} times "
-                            f"(on {', '.join(placer.history[task_id])}); not retried again"))
-                    else:
-                        size = sum(max(0, f.size) for f in attempt.record.outputs)
-                        placer.done(task_id, member, output_bytes=size)
-                        record = attempt.record
-                        classes[task_id] = assignment.member.node.node_class
-                    records[task_id] = self._finish(replace(record, attempts=assignment.attempt))
+                    for assignment, attempt in zip(running.pop(future), future.result(), strict=True):
+                        task_id, member = assignment.task.id, assignment.member.name
+                        if attempt.image is not None:
+                            placer.done(task_id, member)
+                            assembled(attempt)
+                            continue
+                        if attempt.lost:
+                            if placer.lost(task_id, member):
+                                continue  # queued again for another node; nothing of it was kept
+                            record = replace(attempt.record, error=(
+                                f"{attempt.record.error}\n  the node was lost {assignment.attempt} times "
+                                f"(on {', '.join(placer.history[task_id])}); not retried again"))
+                        else:
+                            size = sum(max(0, f.size) for f in attempt.record.outputs)
+                            placer.done(task_id, member, output_bytes=size)
+                            record = attempt.record
+                            classes[task_id] = assignment.member.node.node_class
+                        records[task_id] = self._finish(replace(record, attempts=assignment.attempt))
         except BaseException:
             # Ctrl-C or SIGTERM: start none of the queued jobs, stop the running ones (they
             # clean up as failed ones do), then let the interruption through. Queued first: a
@@ -356,25 +396,32 @@ class Scheduler:
 
     def _place(self, graph: BuildGraph, placer: Placer, keys: Mapping[str, str],
                records: Mapping[str, BuildRecord], inputs: StoreInputs, pool: ThreadPoolExecutor,
-               running: dict[Future[_Attempt], Assignment],
-               finished: queue.SimpleQueue[Future[_Attempt]], *,
+               running: dict[Future[list[_Attempt]], list[Assignment]],
+               finished: queue.SimpleQueue[Future[list[_Attempt]]], *,
                images: Mapping[str, tuple[ImageJob, Task]],
                assembly: tuple[Assembler | None, BaseResolver | None, Mapping[str, BuiltImage]],
+               together: Mapping[str, tuple[str, ...]],
                ) -> list[tuple[Task, str]]:
         """Start what the placer says may start; the jobs that no member can run."""
         unplaced: list[tuple[Task, str]] = []
         again = True
         while again:  # a member's executors refusing a job sends it back to the placer
             again = False
-            assignments, cannot = placer.assign(time.monotonic())
+            now = time.monotonic()
+            assignments, cannot = placer.assign(now)
             unplaced += cannot
+            started = {a.task.id: a for a in assignments}
+            joined: set[str] = set()
             for assignment in assignments:
+                if assignment.task.id in joined:
+                    continue
                 if assignment.task.id in images:
                     assembler, resolver, built = assembly
                     assert assembler is not None and resolver is not None  # `run` made sure
                     image = images[assignment.task.id][0]
-                    future = pool.submit(self._assemble, image, assembler, resolver, dict(records), dict(built))
-                    running[future] = assignment
+                    future = pool.submit(_one, self._assemble, image, assembler, resolver, dict(records),
+                                         dict(built))
+                    running[future] = [assignment]
                     future.add_done_callback(finished.put)
                     continue
                 job = graph.jobs[assignment.task.id]
@@ -385,13 +432,58 @@ class Scheduler:
                     executor = self._executor(spec, assignment.member)
                 except BuildError as error:
                     placer.refuse(job.id, assignment.member.name, str(error).partition(": ")[2])
+                    started.pop(job.id)  # back in the queue: no longer started there
                     again = True
                     continue
-                future = pool.submit(self._build, job, placed, spec, inputs, executor)
-                running[future] = assignment
-                self.reporter.job_started(job, executor.node)
+                group = [(assignment, job, placed, spec)]
+                if isinstance(executor, SolvesTogether):
+                    group += self._joining(graph, placer, keys, records, executor, group[0], together, started,
+                                           joined, now)
+                future = pool.submit(self._build, [(j, p, s) for _, j, p, s in group], inputs, executor)
+                running[future] = [a for a, _, _, _ in group]
+                for _, member_job, _, _ in group:
+                    self.reporter.job_started(member_job, executor.node)
                 future.add_done_callback(finished.put)
         return unplaced
+
+    def _joining(self, graph: BuildGraph, placer: Placer, keys: Mapping[str, str],
+                 records: Mapping[str, BuildRecord], executor: SolvesTogether,
+                 first: tuple[Assignment, Job, Job, JobSpec], together: Mapping[str, tuple[str, ...]],
+                 started: Mapping[str, Assignment], joined: set[str], now: float,
+                 ) -> list[tuple[Assignment, Job, Job, JobSpec]]:
+        """The jobs of `first`'s group that run in its executor's run: ready ones its member can
+        run, and ones `assign` just started on that member, that the executor takes with it."""
+        assignment, job, _, spec = first
+        member = assignment.member.name
+        out = []
+        for other_id in together.get(job.id, ()):
+            if other_id == job.id or other_id in joined or other_id not in keys:
+                continue
+            other = graph.jobs[other_id]
+            already = started.get(other_id)
+            if already is not None:
+                if already.member.name != member:
+                    continue
+                toolchain = already.toolchain
+            elif other_id in placer.ready:
+                found = placer.toolchain_on(other_id, member)
+                if found is None:
+                    continue
+                toolchain = found
+            else:
+                continue
+            placed = replace(other, toolchain=toolchain)
+            other_spec = placed.spec(keys[other_id], [records[d] for d in other.deps])
+            if not executor.can_join(spec, other_spec):
+                continue
+            joined_as = already or placer.join(other_id, member, now)
+            if joined_as is None:
+                continue
+            if already is not None:
+                placer.ride(other_id, member)
+            joined.add(other_id)
+            out.append((joined_as, other, placed, other_spec))
+        return out
 
     def _assemble(self, image: ImageJob, assembler: Assembler, resolver: BaseResolver,
                   records: Mapping[str, BuildRecord], built: Mapping[str, BuiltImage]) -> _Attempt:
@@ -415,7 +507,8 @@ class Scheduler:
             return f"{job_id}: {why.partition(': ')[2]}"
         return f"{job_id}: no node can run it ({why})"
 
-    def _next(self, finished: queue.SimpleQueue[Future[_Attempt]], placer: Placer) -> Future[_Attempt] | None:
+    def _next(self, finished: queue.SimpleQueue[Future[list[_Attempt]]], placer: Placer,
+              ) -> Future[list[_Attempt]] | None:
         """The next finished job, or None when placement is due to be looked at again."""
         deadline = time.monotonic() + self.tick
         while True:
@@ -453,33 +546,40 @@ class Scheduler:
             reasons.append(f"{executor.node}: {refused}")
         raise BuildError(f"{spec.id}: no executor can run it ({'; '.join(reasons) or 'none configured'})")
 
-    def _build(self, job: Job, placed: Job, spec: JobSpec, inputs: StoreInputs, executor: Executor) -> _Attempt:
-        """Run one attempt of `job` as `placed` (its toolchain on the chosen node)."""
+    def _build(self, group: Sequence[tuple[Job, Job, JobSpec]], inputs: StoreInputs,
+               executor: Executor) -> list[_Attempt]:
+        """Run one attempt of each `job` as `placed` (its toolchain on the chosen node), in one
+        run of `executor` (several: `SolvesTogether`); each job's log is the run's log."""
         started = time.monotonic()
-        log = self.log_path(job, spec.input_key)
-        base = BuildRecord(
+        logs = [self.log_path(job, spec.input_key) for job, _, spec in group]
+        bases = [BuildRecord(
             recipe=job.recipe.name, platform=job.platform, status="failed", input_key=spec.input_key,
             toolchain=job.identity, strategy=placed.strategy, source=job.source_digest,
             version=job.recipe.version, log=log, reproducible=spec.produces != "docker-image", node=executor.node,
-        )
-        stored: BuildRecord | None = None
+        ) for (job, placed, spec), log in zip(group, logs, strict=True)]
+        stored: list[BuildRecord] = []
+        error: CrossyardError | None = None
         try:
             began = utc_now()
-            with executor.run(spec, inputs, log) as outputs:
-                base = replace(base, node=outputs.node)
-                stored = self._store_outputs(job, placed, spec, outputs, began)
-        except NodeLost as error:
-            if stored is None:  # what the node made is gone with it; the job runs again elsewhere
-                return _Attempt(record=replace(base, error=str(error), seconds=time.monotonic() - started),
-                                lost=True)
-            # lost while cleaning up: the outputs were fetched, checked and stored already
-        except CrossyardError as error:
-            return _Attempt(record=replace(base, error=str(error), seconds=time.monotonic() - started))
-        assert stored is not None
-        return _Attempt(record=replace(
-            base, status="built", outputs=stored.outputs, manifest=stored.manifest, started=stored.started,
-            finished=stored.finished, seconds=time.monotonic() - started,
-        ))
+            with _run(executor, [spec for _, _, spec in group], inputs, logs[0]) as outputs:
+                for i, ((job, placed, spec), out) in enumerate(zip(group, outputs, strict=True)):
+                    bases[i] = replace(bases[i], node=out.node)
+                    stored.append(self._store_outputs(job, placed, spec, out, began))
+        except CrossyardError as failed:
+            # NodeLost: what the node made and was not stored is gone with it, those jobs run
+            # again elsewhere (lost while cleaning up: the outputs were stored already).
+            error = failed
+        finally:
+            for log in logs[1:]:  # jobs run together: each finds the run's log where it looks
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(logs[0], log)
+        seconds = time.monotonic() - started
+        attempts = [_Attempt(record=replace(
+            base, status="built", outputs=done.outputs, manifest=done.manifest, started=done.started,
+            finished=done.finished, seconds=seconds,
+        )) for base, done in zip(bases[:len(stored)], stored, strict=True)]
+        return attempts + [_Attempt(record=replace(base, error=str(error), seconds=seconds),
+                                    lost=isinstance(error, NodeLost)) for base in bases[len(stored):]]
 
     def _store_outputs(self, job: Job, placed: Job, spec: JobSpec, outputs: Outputs, began: str) -> BuildRecord:
         # On the index entry, not the manifest: what differs between two builds of the same bytes

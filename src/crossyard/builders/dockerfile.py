@@ -3,7 +3,10 @@
 The job builds `[dockerfile] file` (default `Dockerfile`, relative to the context) in the
 `[dockerfile] context` directory of the recipe's source (default its root). Each dependency's
 artifact for the job's platform is placed in the context at `artifacts/<recipe>/<file>`, so a
-`FROM scratch` + `COPY artifacts/hello-go/hello-go /hello-go` picks up a cross-built binary. The
+`FROM scratch` + `COPY artifacts/hello-go/hello-go /hello-go` picks up a cross-built binary; with
+`artifacts = "named-context"`, in BuildKit's named context `artifacts` for the job's platform
+instead (`COPY --from=artifacts hello-go/hello-go /hello-go`), which lets one solve build several
+platforms (a build context is one for all of them, a named context can be one per platform). The
 build args buildx would set (TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT, BUILDPLATFORM,
 BUILDOS, BUILDARCH) and SOURCE_DATE_EPOCH are passed to the legacy builder (BuildKit's frontend
 sets the former itself); a recipe cannot override them. The recipe's
@@ -29,6 +32,7 @@ from ..templates import expand, recipe_values
 # it stores the result changes for the same inputs: it is part of every such job's input key.
 CONTEXT_FORMAT: Final = 2
 ARTIFACTS_DIR: Final = "artifacts"
+NAMED_CONTEXT: Final = "artifacts"  # `artifacts = "named-context"`: BuildKit's `--build-context artifacts=…`
 
 
 def platform_args(platform: Platform, engine: Platform) -> dict[str, str]:
@@ -76,8 +80,9 @@ class DockerfileBuilder:
         if engine is not None:
             args.update(platform_args(platform, engine))
         args["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+        named = dockerfile.artifacts == "named-context"
         placements = tuple(
-            Placement(recipe=recipe, file=file, dest=f"{ARTIFACTS_DIR}/{recipe}/{file}")
+            Placement(recipe=recipe, file=file, dest=f"{recipe}/{file}" if named else f"{ARTIFACTS_DIR}/{recipe}/{file}")
             for recipe in sorted(deps)
             for file in sorted(deps[recipe])
         )
@@ -87,4 +92,5 @@ class DockerfileBuilder:
             build_args=dict(sorted(args.items())),
             target=dockerfile.target,
             placements=placements,
+            named_context=NAMED_CONTEXT if named else None,
         )

@@ -151,6 +151,18 @@ class Client:
                 raise BuildKitError(f"buildkitd at {self.address}: Status of {ref} failed: "
                                     f"{error.code().name}: {error.details()}") from None
 
+    def history(self, ref: str = "") -> list[Any]:
+        """buildkitd's build history records (BuildHistoryRecord: ref, frontend attrs, exporter
+        response…), of the solve named `ref` or of every one it keeps."""
+        path, request_class, response_class = self.api.method("ListenBuildHistory")
+        call = self._channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                          response_deserializer=response_class.FromString)
+        try:
+            return [event.record for event in call(request_class(Ref=ref, EarlyExit=True), timeout=self.timeout)]
+        except grpc.RpcError as error:
+            raise BuildKitError(f"buildkitd at {self.address}: ListenBuildHistory failed: "
+                                f"{error.code().name}: {error.details()}") from None
+
     def list_workers(self) -> tuple[Worker, ...]:
         response = self.call("ListWorkers")
         return tuple(

@@ -36,7 +36,9 @@ DIGEST_KEY: Final = "containerimage.digest"  # the exporter's answer: what it ex
 @dataclass(frozen=True, kw_only=True)
 class DockerfileSolve:
     """What to build: `dockerfile` (relative to `dockerfile_dir`) on `context`, for `platforms`
-    (several: one solve, an image index)."""
+    (several: one solve, an image index). `named_contexts`: local directories the Dockerfile
+    reaches as `FROM name` / `COPY --from=name`, by (name, platform): one per platform, which is
+    how one solve gives each platform its own files (a build context is one for all)."""
 
     context: Path
     dockerfile_dir: Path
@@ -45,10 +47,21 @@ class DockerfileSolve:
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     source_date_epoch: int = 0
+    named_contexts: Mapping[tuple[str, Platform], Path] = field(default_factory=dict)
+
+    def local_dirs(self) -> dict[str, Path]:
+        """What the session serves, by the name the frontend asks for."""
+        dirs = {"context": self.context, "dockerfile": self.dockerfile_dir}
+        dirs.update({_local_name(name, platform): path for (name, platform), path in self.named_contexts.items()})
+        return dirs
 
     def frontend_attrs(self) -> dict[str, str]:
         attrs = {"filename": self.dockerfile, "platform": ",".join(p.oci for p in self.platforms)}
         attrs.update({f"build-arg:{k}": v for k, v in sorted(self.build_args.items())})
+        # `context:NAME::PLATFORM`: the frontend looks a named context up for the platform it is
+        # building first, then by name alone (dockerui's NamedContext).
+        attrs.update({f"context:{name}::{platform.oci}": f"local:{_local_name(name, platform)}"
+                      for (name, platform) in sorted(self.named_contexts, key=lambda k: (k[0], k[1].oci))})
         # what buildx does with SOURCE_DATE_EPOCH in the environment: a build arg, which the
         # frontend also uses for the image's created time and history
         attrs["build-arg:SOURCE_DATE_EPOCH"] = str(self.source_date_epoch)
@@ -91,12 +104,12 @@ def build(client: Client, solve: DockerfileSolve, into: OciLayout, *,
 
 
 def solve_to_archive(client: Client, solve: DockerfileSolve, archive: Path, *,
-                     progress: Callable[[Step], None] | None = None) -> dict[str, str]:
+                     progress: Callable[[Step], None] | None = None, ref: str = "") -> dict[str, str]:
     """Solve `solve` on `client`'s buildkitd, the OCI archive written to `archive` through the
-    session (not checked yet: `import_archive` does); what the exporter answered."""
-    ref = uuid.uuid4().hex
-    dirs = {"context": solve.context, "dockerfile": solve.dockerfile_dir}
-    with Session(client, dirs=dirs, outputs={0: archive}) as session:
+    session (not checked yet: `import_archive` does); what the exporter answered. `ref` names
+    the solve in buildkitd's status and build history (default: a random one)."""
+    ref = ref or uuid.uuid4().hex
+    with Session(client, dirs=solve.local_dirs(), outputs={0: archive}) as session:
         watcher = _watch(client, ref, progress) if progress is not None else None
         try:
             response = client.solve(
@@ -171,6 +184,10 @@ def steps(status: Any, seen: dict[str, str]) -> list[Step]:
         if text:
             out.append(Step(vertex=log.vertex, name=names.get(log.vertex, ""), state="log", text=text))
     return out
+
+
+def _local_name(name: str, platform: Platform) -> str:
+    return f"{name}-{platform.slug}"
 
 
 def _session_errors(session: Session) -> str:

@@ -6,7 +6,7 @@ outputs back by digest; they know nothing about recipes. One module per transpor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,3 +50,18 @@ class ReportsProgress(Protocol):
     `progress` to its reporter's `job_progress(job_id, text)` when the reporter has one."""
 
     progress: Callable[[str, str], None] | None
+
+
+@runtime_checkable
+class SolvesTogether(Protocol):
+    """An executor that can build several jobs in one run (BuildKit: a recipe's platforms in one
+    solve): the scheduler hands it the ready jobs it places there together that it says may be."""
+
+    def can_join(self, first: JobSpec, other: JobSpec) -> bool:
+        """Whether `other` may run in `first`'s run."""
+        ...
+
+    def run_together(self, specs: Sequence[JobSpec], inputs: Inputs,
+                     log: Path) -> AbstractContextManager[list[Outputs]]:
+        """Run the jobs as one, its output going to `log`; the context yields each one's outputs."""
+        ...

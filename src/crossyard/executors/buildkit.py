@@ -1,9 +1,12 @@
-"""Run a `dockerfile` job spec on a buildkitd: the context prepared here as for the legacy
-builder (`context.prepare_context`), solved by BuildKit's dockerfile frontend for the job's one
-platform (crossyard's model: one job per recipe x platform; the image index is assembled from
-the jobs' manifests), SOURCE_DATE_EPOCH and rewrite-timestamp making the bytes reproducible.
-The output is the OCI archive buildkitd exported through the session; the scheduler imports it
-into the store, checking every digest.
+"""Run `dockerfile` job specs on a buildkitd: the context prepared here as for the legacy
+builder (`context.prepare_context`), solved by BuildKit's dockerfile frontend, SOURCE_DATE_EPOCH
+and rewrite-timestamp making the bytes reproducible. crossyard's model is one job per recipe x
+platform, and the image index is assembled from the jobs' manifests; jobs of one recipe for
+several platforms that the scheduler places on one buildkitd are solved together
+(`run_together`), as buildx builds a multi-platform image, when nothing in their build context
+depends on the platform (no dependencies, or theirs in a named context per platform). The output
+is the OCI archive buildkitd exported through the session; the scheduler imports each job's
+platform from it into the store, checking every digest.
 
 Progress goes to the job's log, one line per step: `#<vertex> <name> <state>`, log chunks as
 they come.
@@ -15,7 +18,9 @@ import contextlib
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -42,7 +47,7 @@ from ..jobspec import Inputs, JobSpec
 from ..oci.layout import Descriptor, OciLayout
 from ..platforms import Platform
 from . import Outputs
-from .context import prepare_context
+from .context import prepare_context, prepare_named_context
 from .docker import IMAGE_OUTPUT
 
 # Outputs.facts key: the digest buildkitd said it exported (import_archive holds the archive to it).
@@ -79,6 +84,9 @@ class BuildKitExecutor:
             return f"its workers build {', '.join(p.oci for p in self.platforms)}, not {spec.platform}"
         return None
 
+    def can_join(self, first: JobSpec, other: JobSpec) -> bool:
+        return self.refuses(other) is None and solvable_together(first, other)
+
     def cancel(self) -> None:
         """Close every connection: a solve in progress then fails."""
         with self._lock:
@@ -90,33 +98,57 @@ class BuildKitExecutor:
 
     @contextlib.contextmanager
     def run(self, spec: JobSpec, inputs: Inputs, log: Path) -> Iterator[Outputs]:
-        build = spec.docker
-        refused = self.refuses(spec)
-        if build is None or refused is not None:
-            raise BuildError(f"{spec.id}: {refused}")
+        with self.run_together((spec,), inputs, log) as [outputs]:
+            yield outputs
+
+    @contextlib.contextmanager
+    def run_together(self, specs: Sequence[JobSpec], inputs: Inputs, log: Path) -> Iterator[list[Outputs]]:
+        """Jobs of one recipe for several platforms (`solvable_together`) in one solve, as buildx
+        builds a multi-platform image: one upload of the context, steps that do not depend on the
+        platform run once, one export (an index). Each job's outputs are that one archive; its
+        platform's manifest is what `import_job_image` takes from it."""
+        for spec in specs:
+            refused = self.refuses(spec)
+            if refused is not None:
+                raise BuildError(f"{spec.id}: {refused}")
+            if not solvable_together(specs[0], spec):
+                raise BuildError(f"{spec.id}: cannot be solved with {specs[0].id}: their builds differ "
+                                 "beyond the platform")
+        first = specs[0]
+        build = first.docker
+        assert build is not None  # refuses() made sure
         jobdir = Path(tempfile.mkdtemp(prefix="crossyard-buildkit-", dir=self.temp_root))
         try:
-            context = prepare_context(spec, inputs, jobdir)
+            context = prepare_context(first, inputs, jobdir)
+            named = {  # each platform's own files, where the Dockerfile takes them from a named context
+                (s.docker.named_context, s.platform): prepare_named_context(s, inputs, jobdir / "named" / s.platform.slug)
+                for s in specs if s.docker is not None and s.docker.named_context is not None}
             dockerfile = context / build.dockerfile
             solve = DockerfileSolve(
                 context=context, dockerfile_dir=dockerfile.parent, dockerfile=dockerfile.name,
-                platforms=(spec.platform,), build_args=build.build_args, target=build.target,
-                source_date_epoch=spec.source_date_epoch,
+                platforms=tuple(s.platform for s in specs), build_args=build.build_args, target=build.target,
+                source_date_epoch=first.source_date_epoch, named_contexts=named,
             )
             archive = jobdir / "image.tar"
+            ref = uuid.uuid4().hex  # the log names it: buildkitd's build history finds the solve by it
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("w") as out:
-                out.write(f"# {spec.id} on buildkitd at {self.endpoint.address} ({self.identity})\n")
-                response = self._solve(spec, solve, archive, out)
-            yield Outputs(files={IMAGE_OUTPUT: archive}, digests={IMAGE_OUTPUT: sha256_file(archive)},
-                          node=self.node, facts={FACT_EXPORTED: response.get(DIGEST_KEY, "")})
+                out.write(f"# {', '.join(s.id for s in specs)} on buildkitd at {self.endpoint.address} "
+                          f"({self.identity}), solve {ref}\n")
+                response = self._solve(specs, solve, archive, out, ref)
+            digest = sha256_file(archive)
+            yield [Outputs(files={IMAGE_OUTPUT: archive}, digests={IMAGE_OUTPUT: digest}, node=self.node,
+                           facts={FACT_EXPORTED: response.get(DIGEST_KEY, "")})
+                   for _ in specs]
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
 
-    def _solve(self, spec: JobSpec, solve: DockerfileSolve, archive: Path, out: TextIO) -> dict[str, str]:
+    def _solve(self, specs: Sequence[JobSpec], solve: DockerfileSolve, archive: Path, out: TextIO,
+               ref: str) -> dict[str, str]:
+        label = ", ".join(s.id for s in specs)
         with self._lock:
             if self._cancelled:
-                raise BuildError(f"{spec.id}: cancelled")
+                raise BuildError(f"{label}: cancelled")
             client = Client(self.endpoint.address, self.api, tls=self.endpoint.tls)
             self._clients.add(client)
         writing = threading.Lock()  # the Status thread writes while the solve runs
@@ -126,29 +158,47 @@ class BuildKitExecutor:
                 out.write(_line(step))
                 out.flush()
             if self.progress is not None and step.state != "log":
-                self.progress(spec.id, f"{step.name} {step.state}")
+                for spec in specs:
+                    self.progress(spec.id, f"{step.name} {step.state}")
 
+        planned = specs[0].toolchain.identity
         try:
             with client:
                 info = client.info()
                 identity = " ".join(p for p in ("buildkit", info.version, info.revision) if p)
-                if identity != spec.toolchain.identity:
-                    raise BuildError(f"{spec.id}: buildkitd at {self.endpoint.address} is {identity}, but the "
-                                     f"plan was made for {spec.toolchain.identity}; run the build again")
-                return solve_to_archive(client, solve, archive, progress=progress)
+                if identity != planned:
+                    raise BuildError(f"{label}: buildkitd at {self.endpoint.address} is {identity}, but the "
+                                     f"plan was made for {planned}; run the build again")
+                return solve_to_archive(client, solve, archive, progress=progress, ref=ref)
         except BuildKitError as error:
             with writing:
                 out.write(f"{error}\n")
                 out.flush()
             if self._cancelled:
-                raise BuildError(f"{spec.id}: cancelled") from None
+                raise BuildError(f"{label}: cancelled") from None
             if "UNAVAILABLE" in str(error):
-                raise NodeLost(f"{spec.id}: {error}") from None
-            raise BuildError(f"{spec.id}: the BuildKit solve failed; log {out.name}:\n"
+                raise NodeLost(f"{label}: {error}") from None
+            raise BuildError(f"{label}: the BuildKit solve failed; log {out.name}:\n"
                              f"{tail(Path(out.name), LOG_TAIL_LINES)}") from None
         finally:
             with self._lock:
                 self._clients.discard(client)
+
+
+def solvable_together(first: JobSpec, other: JobSpec) -> bool:
+    """Whether `other` can be built in `first`'s solve: another platform of the same build (one
+    context, Dockerfile, build args, target, date and daemon identity), whose own files, if any,
+    come through a named context (a build context is one for every platform of a solve)."""
+    if first is other:
+        return True
+    a, b = first.docker, other.docker
+    if a is None or b is None:
+        return False
+    if any(d.placements and d.named_context is None for d in (a, b)):
+        return False  # artifacts/ in the build context: one platform's files per solve
+    return (first.source == other.source and first.source_date_epoch == other.source_date_epoch
+            and first.toolchain.identity == other.toolchain.identity
+            and replace(a, placements=()) == replace(b, placements=()))
 
 
 def import_job_image(outputs: Outputs, into: OciLayout, *, recipe: str, spec: JobSpec) -> Descriptor:

@@ -1,6 +1,7 @@
 """A `dockerfile` job's build context on this machine, the same for every builder: a copy of the
 recipe's source with each dependency's artifact for the job's platform placed at
-`artifacts/<recipe>/<file>`, every path the recipe names checked to stay inside the source."""
+`artifacts/<recipe>/<file>` (or, for BuildKit's named context, in a directory of its own), every
+path the recipe names checked to stay inside the source."""
 
 from __future__ import annotations
 
@@ -33,8 +34,22 @@ def prepare_context(spec: JobSpec, inputs: Inputs, jobdir: Path) -> Path:
             f"{spec.id}: [dockerfile] file `{build.dockerfile}` not found in the context "
             f"`{build.context}`; fix `file` (relative to the context)"
         )
+    if build.named_context is None:
+        _place(spec, inputs, context)
+    return context
+
+
+def prepare_named_context(spec: JobSpec, inputs: Inputs, directory: Path) -> Path:
+    """`spec`'s named context (its dependencies' artifacts for its platform) made in `directory`."""
+    directory.mkdir(parents=True)
+    _place(spec, inputs, directory.resolve())
+    return directory
+
+
+def _place(spec: JobSpec, inputs: Inputs, context: Path) -> None:
+    assert spec.docker is not None
     files = {(i.recipe, i.name): i for i in spec.inputs}
-    for placement in build.placements:
+    for placement in spec.docker.placements:
         target = context / placement.dest
         if target.exists() or target.is_symlink():
             raise ConfigurationError(
@@ -53,4 +68,3 @@ def prepare_context(spec: JobSpec, inputs: Inputs, jobdir: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(inputs.file(item.digest), target)
         os.chmod(target, item.mode & 0o755)
-    return context

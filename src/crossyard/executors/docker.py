@@ -79,6 +79,8 @@ class EngineExecutor:
             return "runs only Dockerfile builds"
         if spec.produces != "docker-image":
             return f"a Dockerfile job planned for `{spec.toolchain.name}` is not the legacy builder's"
+        if spec.docker.named_context is not None:
+            return "the legacy builder has no named contexts (`artifacts = \"named-context\"`)"
         return None
 
     def cancel(self) -> None:
