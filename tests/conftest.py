@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from crossyard.platforms import Platform
+from crossyard.toolchains import roots_dir
+
 # fixtures several files share, each in its own module
 pytest_plugins = ["helpers.buildkit_fixtures"]
 
@@ -45,6 +48,17 @@ def binfmt_registered(qemu_arch: str) -> bool:
         return entry.read_text().startswith("enabled")
     except OSError:
         return False
+
+
+def require_emulated_roots(roots: tuple[str, ...], platform: Platform, *, prepare: str) -> None:
+    """What an emulated build in toolchain roots needs: the roots (`prepare` makes them),
+    bubblewrap, and `platform`'s qemu-user with its binfmt entry."""
+    for name in roots:
+        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run {prepare}")
+    require_tool("bwrap", "apt-get install bubblewrap")
+    require_tool(platform.qemu_binary, "apt-get install qemu-user-static")
+    require(binfmt_registered(platform.qemu_arch),
+            f"binfmt has no qemu-{platform.qemu_arch} entry: run .ci/install.d/10-binfmt.sh")
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,13 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, binfmt_registered, build_summary, require, require_tool, run_cli
-from crossyard.toolchains import roots_dir
+from conftest import (
+    REPO,
+    build_summary,
+    require_emulated_roots,
+    run_cli,
+)
+from crossyard.platforms import RISCV64
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,12 +91,8 @@ def same_key_and_output(cross_ws: Path, emulated_ws: Path, *, toolchain: str, ou
 
 
 def test_cross_and_emulated_builds_of_one_go_release_share_the_key_and_the_output(tmp_path: Path) -> None:
-    for name in ("go-trixie-amd64", "go-trixie-riscv64"):
-        require((roots_dir() / name / "usr").is_dir(),
-                f"the {name} root is missing: run .ci/install.d/61-go-roots.sh")
-    require_tool("bwrap", "apt-get install bubblewrap")
-    require_tool("qemu-riscv64-static", "apt-get install qemu-user-static")
-    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    require_emulated_roots(("go-trixie-amd64", "go-trixie-riscv64"), RISCV64,
+                           prepare=".ci/install.d/61-go-roots.sh")
     cross_ws, emulated_ws = workspace(tmp_path / "cross", "cross"), workspace(tmp_path / "emulated", "emulated")
 
     same_key_and_output(cross_ws, emulated_ws, toolchain="go1.24.", output="tiny")
@@ -113,12 +114,8 @@ def rust_workspace(root: Path, strategy: str, arch: str = "riscv64") -> Path:
 def test_cross_and_emulated_builds_of_one_rust_release_share_the_key_and_the_output(tmp_path: Path) -> None:
     """Without the cross glibc package in the riscv64 root (LIBRARY_PATH, toolchains/rust.toml)
     the emulated binary lacks the cross Scrt1.o's `.note.package` and differs."""
-    for name in ("rust-trixie", "rust-trixie-riscv64"):
-        require((roots_dir() / name / "usr").is_dir(),
-                f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
-    require_tool("bwrap", "apt-get install bubblewrap")
-    require_tool("qemu-riscv64-static", "apt-get install qemu-user-static")
-    require(binfmt_registered("riscv64"), "binfmt has no qemu-riscv64 entry: run .ci/install.d/10-binfmt.sh")
+    require_emulated_roots(("rust-trixie", "rust-trixie-riscv64"), RISCV64,
+                           prepare=".ci/install.d/60-rust-root.sh")
     cross_ws = rust_workspace(tmp_path / "cross", "cross")
     emulated_ws = rust_workspace(tmp_path / "emulated", "emulated")
 

@@ -18,10 +18,18 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, binfmt_registered, build_summary, require, require_tool, run_cli
+from conftest import (
+    REPO,
+    binfmt_registered,
+    build_summary,
+    require,
+    require_emulated_roots,
+    require_tool,
+    run_cli,
+)
 from crossyard.executors.local import LocalExecutor
 from crossyard.jobspec import JobSpec, Step, ToolchainRequirement, Variation
-from crossyard.platforms import RISCV64
+from crossyard.platforms import RISCV64, Platform
 from crossyard.toolchains import roots_dir
 from helpers.jobs import TreeInputs
 
@@ -474,12 +482,8 @@ def test_cross_and_emulated_native_go_are_identical(tmp_path: Path, arch: str) -
     architecture, under qemu-user."""
     from test_portable_key import workspace
 
-    for name in ("go-trixie-amd64", f"go-trixie-{arch}"):
-        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/61-go-roots.sh")
-    require_tool("bwrap", "apt-get install bubblewrap")
-    qemu_arch = {"riscv64": "riscv64", "arm64": "aarch64"}[arch]
-    require_tool(f"qemu-{qemu_arch}-static", "apt-get install qemu-user-static")
-    require(binfmt_registered(qemu_arch), f"binfmt has no qemu-{qemu_arch} entry: run .ci/install.d/10-binfmt.sh")
+    require_emulated_roots(("go-trixie-amd64", f"go-trixie-{arch}"), Platform.parse(f"linux/{arch}"),
+                           prepare=".ci/install.d/61-go-roots.sh")
     ws = workspace(tmp_path / "ws", "cross")
     recipe = ws / "recipes" / "tiny.toml"
     recipe.write_text(recipe.read_text().replace('strategies = ["cross"]', 'strategies = ["cross", "emulated"]')
@@ -494,12 +498,8 @@ def test_cross_and_emulated_native_rust_are_identical(tmp_path: Path, arch: str)
     """The catalog's hello-rs, cross-compiled by rust-trixie, rebuilt by `--vary emulated` with
     the same rustc in a Debian root of the target's architecture under qemu-user: the same bytes
     (it links the cross glibc package's start files too, as toolchains/rust.toml says why)."""
-    for name in ("rust-trixie", f"rust-trixie-{arch}"):
-        require((roots_dir() / name / "usr").is_dir(), f"the {name} root is missing: run .ci/install.d/60-rust-root.sh")
-    require_tool("bwrap", "apt-get install bubblewrap")
-    qemu_arch = {"riscv64": "riscv64", "arm64": "aarch64"}[arch]
-    require_tool(f"qemu-{qemu_arch}-static", "apt-get install qemu-user-static")
-    require(binfmt_registered(qemu_arch), f"binfmt has no qemu-{qemu_arch} entry: run .ci/install.d/10-binfmt.sh")
+    require_emulated_roots(("rust-trixie", f"rust-trixie-{arch}"), Platform.parse(f"linux/{arch}"),
+                           prepare=".ci/install.d/60-rust-root.sh")
     ws = tmp_path / "ws"
     (ws / "recipes" / "services").mkdir(parents=True)
     shutil.copy(REPO / "recipes" / "services" / "hello-rs.toml", ws / "recipes" / "services")
