@@ -138,12 +138,18 @@ class Client:
             response_deserializer=response_class.FromString)
         return stream
 
+    def _unary_stream(self, name: str) -> tuple[Callable[..., Iterator[Any]], Any]:
+        """Control's server-streaming method `name`, and its request message class."""
+        path, request_class, response_class = self.api.method(name)
+        call: Callable[..., Iterator[Any]] = self._channel.unary_stream(
+            path, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_class.FromString)
+        return call, request_class
+
     def status(self, ref: str, *, timeout: float = SOLVE_TIMEOUT_S) -> Iterator[Any]:
         """The StatusResponse messages of the solve named `ref` (vertexes, their progress and
         logs), until it ends; asked before the solve starts, buildkitd waits for it."""
-        path, request_class, response_class = self.api.method("Status")
-        call = self._channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
-                                          response_deserializer=response_class.FromString)
+        call, request_class = self._unary_stream("Status")
         try:
             yield from call(request_class(Ref=ref), timeout=timeout)
         except grpc.RpcError as error:
@@ -154,9 +160,7 @@ class Client:
     def history(self, ref: str = "") -> list[Any]:
         """buildkitd's build history records (BuildHistoryRecord: ref, frontend attrs, exporter
         response…), of the solve named `ref` or of every one it keeps."""
-        path, request_class, response_class = self.api.method("ListenBuildHistory")
-        call = self._channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
-                                          response_deserializer=response_class.FromString)
+        call, request_class = self._unary_stream("ListenBuildHistory")
         try:
             return [event.record for event in call(request_class(Ref=ref, EarlyExit=True), timeout=self.timeout)]
         except grpc.RpcError as error:
